@@ -1,0 +1,184 @@
+"""Static cost model: flash, peak SRAM, MACs, latency and energy of a `Graph` on a chip.
+
+Everything is computed from the graph before any training, the way the chip runs an int8
+model under TensorFlow Lite Micro:
+
+- ``arena_bytes`` = head + tail. The head is planned exactly like TFLM's greedy planner
+  (`nas.planner`) over int8 activations plus per-op kernel scratch (CMSIS-NN's buffer sizes
+  when the profile says ``kernels: cmsis_nn``, none for the reference kernels). The tail
+  counts TFLM's persistent allocations: one ``TfLiteEvalTensor`` per tensor, one
+  ``NodeAndRegistration`` per op, per-channel requantization arrays and kernel op data, at
+  the struct sizes measured for 32-bit Arm (``shared/REFERENCES.md``; doubled on 64-bit).
+- ``sram_bytes`` = arena + the profile's ``runtime_ram_bytes``.
+- ``model_bytes`` estimates the ``.tflite`` flatbuffer: int8 weights, int32 biases,
+  quantization parameters and per-tensor / per-op metadata;
+  ``flash_bytes`` = model + the profile's ``runtime_flash_bytes``.
+- ``latency_ms`` = sum over ops of the profile's lookup table
+  (``cycles_per_mac * MACs + cycles_per_output * outputs + cycles_per_op``) times
+  ``cycles_per_instruction``, at the profile's clock; ``energy_uj`` = latency x active power.
+
+The tail and flatbuffer metadata constants are first estimates: the TFLite Micro backend
+measures the real numbers and the fidelity benchmark states the error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from nas.graph import Graph, Op
+from nas.hardware import HardwareProfile
+from nas.planner import align, lifetimes, plan
+
+# Persistent (tail) struct sizes on a 32-bit target, REFERENCES.md "Struct sizes".
+EVAL_TENSOR_BYTES = 12
+NODE_AND_REGISTRATION_BYTES = 32
+TFLITE_TENSOR_BYTES = 32
+AFFINE_QUANT_BYTES = 12
+# Kernel OpData (estimates, pointer-size scaled): conv/depthwise, fully connected, others.
+OPDATA_BYTES = {"conv2d": 48, "depthwise_conv2d": 48, "fully_connected": 32, "add": 48}
+# Flatbuffer metadata estimates: fixed header, per tensor, per op, per quantized tensor.
+FLATBUFFER_FIXED_BYTES = 640
+FLATBUFFER_TENSOR_BYTES = 72
+FLATBUFFER_OP_BYTES = 40
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Static cost of one candidate on one chip (units in the names)."""
+
+    flash_bytes: int
+    sram_bytes: int
+    model_bytes: int
+    arena_bytes: int
+    arena_head_bytes: int
+    arena_tail_bytes: int
+    macs: int
+    params: int
+    latency_ms: float
+    energy_uj: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def violations(self, hw: HardwareProfile) -> dict[str, float]:
+        """Relative excess over each limit (> 0 is infeasible): Optuna constraint values."""
+        return {
+            "sram": (self.sram_bytes - hw.sram_bytes) / hw.sram_bytes,
+            "flash": (self.flash_bytes - hw.flash_bytes) / hw.flash_bytes,
+        }
+
+    def infeasible_reason(self, hw: HardwareProfile) -> str:
+        """Empty when the candidate fits, else which limits it breaks and by how much."""
+        parts = []
+        if self.sram_bytes > hw.sram_bytes:
+            parts.append(f"sram {self.sram_bytes} B > {hw.sram_bytes} B")
+        if self.flash_bytes > hw.flash_bytes:
+            parts.append(f"flash {self.flash_bytes} B > {hw.flash_bytes} B")
+        return "; ".join(parts)
+
+
+def scratch_bytes(graph: Graph, op: Op, kernels: str) -> int:
+    """Kernel scratch an op asks the arena for (CMSIS-NN DSP path; reference kernels: 0)."""
+    if kernels != "cmsis_nn":
+        return 0
+    cin = graph.tensors[op.inputs[0]].shape[-1]
+    kh, kw = op.kernel
+    if op.kind == "conv2d":
+        if (kh, kw) == (1, 1) and op.stride == 1 and not any(op.padding):
+            return 0
+        return 2 * align(kh * kw * cin, 4) * 2
+    if op.kind == "depthwise_conv2d":
+        if (kh, kw) == (3, 3) and max(op.padding) <= 1:
+            return 0
+        return cin * kh * kw * 2
+    if op.kind == "average_pool2d":
+        return cin * 4
+    return 0
+
+
+def tail_bytes(graph: Graph, pointer_bytes: int = 4) -> int:
+    """TFLM persistent allocations for the graph (each allocation 16-byte aligned)."""
+    k = pointer_bytes / 4
+    n_weight_tensors = sum((op.weight is not None) + (op.bias is not None) for op in graph.ops)
+    n_tensors = len(graph.tensors) + n_weight_tensors
+    total = align(int(EVAL_TENSOR_BYTES * k) * n_tensors)
+    total += align(int(NODE_AND_REGISTRATION_BYTES * k) * len(graph.ops))
+    n_io = len(graph.inputs) + len(graph.outputs)
+    total += n_io * (align(int(TFLITE_TENSOR_BYTES * k)) + align(int(AFFINE_QUANT_BYTES * k)))
+    for op in graph.ops:
+        if op.kind in OPDATA_BYTES:
+            total += align(int(OPDATA_BYTES[op.kind] * k))
+        if op.kind in ("conv2d", "depthwise_conv2d"):
+            total += 2 * align(4 * op.out_channels)  # per-channel multiplier and shift
+    return total
+
+
+def model_bytes(graph: Graph) -> int:
+    """Estimated size of the int8 ``.tflite`` flatbuffer."""
+    total = FLATBUFFER_FIXED_BYTES
+    n_tensors = len(graph.tensors)
+    for op in graph.ops:
+        total += FLATBUFFER_OP_BYTES
+        if op.weight is not None:
+            n_tensors += 1
+            total += op.weight.size
+            per_channel = op.kind != "fully_connected"
+            total += 12 * (op.out_channels if per_channel else 1)
+        if op.bias is not None:
+            n_tensors += 1
+            total += 4 * op.bias.size + 12 * (op.out_channels if op.kind != "fully_connected" else 1)
+    total += n_tensors * (FLATBUFFER_TENSOR_BYTES + 12)
+    return total
+
+
+def op_latency_ms(graph: Graph, hw: HardwareProfile) -> list[float]:
+    """Latency of each op from the profile's lookup table."""
+    scale = hw.cycles_per_instruction * 1000.0 / hw.clock_hz
+    out = []
+    for op in graph.ops:
+        outputs = graph.tensors[op.outputs[0]].elements
+        out.append(hw.latency_entry(op.lut_kind).cycles(op.macs, outputs) * scale)
+    return out
+
+
+def estimate(graph: Graph, hw: HardwareProfile) -> Cost:
+    """Static cost of ``graph`` on ``hw``; raises `ProfileError` for a missing LUT entry."""
+    scratch = [scratch_bytes(graph, op, hw.kernels) for op in graph.ops]
+    head = plan(lifetimes(graph, scratch)).head_bytes
+    tail = tail_bytes(graph, hw.pointer_bytes)
+    arena = head + tail
+    mbytes = model_bytes(graph)
+    latency = sum(op_latency_ms(graph, hw))
+    return Cost(
+        flash_bytes=mbytes + hw.runtime_flash_bytes,
+        sram_bytes=arena + hw.runtime_ram_bytes,
+        model_bytes=mbytes,
+        arena_bytes=arena,
+        arena_head_bytes=head,
+        arena_tail_bytes=tail,
+        macs=graph.macs,
+        params=graph.params,
+        latency_ms=latency,
+        energy_uj=latency * hw.active_power_mw,
+    )
+
+
+def per_op(graph: Graph, hw: HardwareProfile) -> list[dict[str, Any]]:
+    """One row per op: kind, MACs, latency and the activation bytes live while it runs."""
+    scratch = [scratch_bytes(graph, op, hw.kernels) for op in graph.ops]
+    p = plan(lifetimes(graph, scratch))
+    rows = []
+    for i, (op, ms) in enumerate(zip(graph.ops, op_latency_ms(graph, hw), strict=True)):
+        rows.append(
+            {
+                "op": op.name,
+                "kind": op.kind,
+                "macs": op.macs,
+                "params": op.params,
+                "latency_ms": ms,
+                "live_bytes": p.live_bytes(i + 1),
+                "scratch_bytes": scratch[i],
+            }
+        )
+    return rows
