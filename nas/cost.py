@@ -13,6 +13,8 @@ model under TensorFlow Lite Micro:
 - ``model_bytes`` estimates the ``.tflite`` flatbuffer: int8 weights, int32 biases,
   quantization parameters and per-tensor / per-op metadata;
   ``flash_bytes`` = model + the profile's ``runtime_flash_bytes``.
+- ``runtime: c`` profiles (a model compiled to plain C, e.g. for an 8-bit AVR) have no
+  tail and no flatbuffer: ``model_bytes`` is weights, biases and requantization constants.
 - ``latency_ms`` = sum over ops of the profile's lookup table
   (``cycles_per_mac * MACs + cycles_per_output * outputs + cycles_per_op``) times
   ``cycles_per_instruction``, at the profile's clock; ``energy_uj`` = latency x active power.
@@ -114,6 +116,18 @@ def tail_bytes(graph: Graph, pointer_bytes: int = 4) -> int:
     return total
 
 
+def c_model_bytes(graph: Graph) -> int:
+    """Constant data of a model compiled to plain C (``runtime: c``): int8 weights, int32
+    biases and per-channel requantization (int32 multiplier + int8 shift) in flash."""
+    total = 0
+    for op in graph.ops:
+        if op.weight is not None:
+            total += op.weight.size + 5 * op.out_channels
+        if op.bias is not None:
+            total += 4 * op.bias.size
+    return total
+
+
 def model_bytes(graph: Graph) -> int:
     """Estimated size of the int8 ``.tflite`` flatbuffer."""
     total = FLATBUFFER_FIXED_BYTES
@@ -146,9 +160,11 @@ def estimate(graph: Graph, hw: HardwareProfile) -> Cost:
     """Static cost of ``graph`` on ``hw``; raises `ProfileError` for a missing LUT entry."""
     scratch = [scratch_bytes(graph, op, hw.kernels) for op in graph.ops]
     head = plan(lifetimes(graph, scratch)).head_bytes
-    tail = tail_bytes(graph, hw.pointer_bytes)
+    if hw.runtime == "c":  # generated C: no interpreter structures, no flatbuffer
+        tail, mbytes = 0, c_model_bytes(graph)
+    else:
+        tail, mbytes = tail_bytes(graph, hw.pointer_bytes), model_bytes(graph)
     arena = head + tail
-    mbytes = model_bytes(graph)
     latency = sum(op_latency_ms(graph, hw))
     return Cost(
         flash_bytes=mbytes + hw.runtime_flash_bytes,

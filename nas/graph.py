@@ -144,7 +144,6 @@ class _Builder:
         self.tensors: dict[int, Tensor] = {}
         self.ops: list[Op] = []
         self.producer: dict[int, Op] = {}
-        self.users: dict[int, int] = {}
 
     def tensor(self, shape: tuple[int, ...], name: str) -> int:
         tid = len(self.tensors)
@@ -203,13 +202,19 @@ def trace(module: nn.Module, input_shape: tuple[int, ...], name: str = "candidat
         module.train(was_training)
 
 
-def _fuse_activation(b: _Builder, src: int, act: str, what: str) -> int:
+def _single_use(node: fx.Node) -> bool:
+    """Whether the node's first input feeds nothing else (so it may be fused into)."""
+    arg = node.args[0]
+    return isinstance(arg, fx.Node) and len(arg.users) == 1
+
+
+def _fuse_activation(b: _Builder, node: fx.Node, src: int, act: str, what: str) -> int:
     op = b.producer.get(src)
     if (
         op is None
         or op.kind not in ("conv2d", "depthwise_conv2d", "fully_connected", "add")
         or op.activation != "none"
-        or b.users.get(src, 0) != 1
+        or not _single_use(node)
     ):
         raise GraphError(f"unsupported operator '{what}' (only fused after conv/fc/add)")
     op.activation = act
@@ -232,9 +237,6 @@ def _convert(gm: fx.GraphModule, name: str) -> Graph:
         return env[n.name]
 
     for node in gm.graph.nodes:
-        for arg in node.all_input_nodes:
-            if arg.name in env:
-                b.users[env[arg.name]] = b.users.get(env[arg.name], 0) + 1
         if node.op == "placeholder":
             tid = b.tensor(_nhwc(node.meta["tensor_meta"].shape), node.name)
             env[node.name] = tid
@@ -258,16 +260,16 @@ def _convert(gm: fx.GraphModule, name: str) -> Graph:
         elif isinstance(mod, nn.Conv2d):
             env[node.name] = _conv(b, node, mod, pads, out_shape, src_of)
         elif isinstance(mod, nn.BatchNorm2d):
-            env[node.name] = _fold_bn(b, src_of(node.args[0]), mod, node.name)
+            env[node.name] = _fold_bn(b, node, src_of(node.args[0]), mod, node.name)
         elif isinstance(mod, (nn.ReLU, nn.ReLU6)):
             act = "relu6" if isinstance(mod, nn.ReLU6) else "relu"
-            env[node.name] = _fuse_activation(b, src_of(node.args[0]), act, what)
+            env[node.name] = _fuse_activation(b, node, src_of(node.args[0]), act, what)
         elif node.op == "call_function" and node.target in _RELU_FUNCS:
             env[node.name] = _fuse_activation(
-                b, src_of(node.args[0]), _RELU_FUNCS[node.target], what
+                b, node, src_of(node.args[0]), _RELU_FUNCS[node.target], what
             )
         elif node.op == "call_method" and node.target == "relu":
-            env[node.name] = _fuse_activation(b, src_of(node.args[0]), "relu", what)
+            env[node.name] = _fuse_activation(b, node, src_of(node.args[0]), "relu", what)
         elif isinstance(mod, (nn.AdaptiveAvgPool2d, nn.AvgPool2d)):
             env[node.name] = _avg_pool(b, node, mod, src_of(node.args[0]), out_shape)
         elif (
@@ -336,13 +338,13 @@ def _conv(b: _Builder, node: fx.Node, mod: nn.Conv2d, pads: dict, out_shape, src
     return out
 
 
-def _fold_bn(b: _Builder, src: int, bn: nn.BatchNorm2d, name: str) -> int:
+def _fold_bn(b: _Builder, node: fx.Node, src: int, bn: nn.BatchNorm2d, name: str) -> int:
     op = b.producer.get(src)
     if (
         op is None
         or op.kind not in ("conv2d", "depthwise_conv2d")
         or op.activation != "none"
-        or b.users.get(src, 0) != 1
+        or not _single_use(node)
     ):
         raise GraphError(f"unsupported operator 'BatchNorm2d' not after a conv ({name})")
     assert op.weight is not None and op.bias is not None and bn.running_var is not None

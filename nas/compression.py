@@ -1,0 +1,94 @@
+"""Compression methods and the pipeline that runs them on a trained candidate.
+
+A compression method has a unique ``name``, a ``stage`` and a ``Config`` dataclass. The
+pipeline runs the methods the user selected (``compression=[prune,ptq]``) ordered by
+stage -- structure changes, then training-time methods, then quantization, then
+encoding -- whatever the order on the command line. Each method reads and updates one
+`Candidate`: plain data handed from stage to stage.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from torch import nn
+
+from nas.data import Arrays
+from nas.errors import ConfigError
+from nas.graph import Graph
+from nas.hardware import HardwareProfile
+from nas.int8 import QGraph
+
+STAGES = ("structure", "training", "quantization", "encoding")
+
+
+@dataclass
+class Candidate:
+    """A trained candidate as it moves through compression to a backend.
+
+    Attributes:
+        name: label used in messages (``trial 12``).
+        spec: the architecture choices.
+        module: the trained float network (NCHW input).
+        graph: its traced graph (BN folded, activations fused); methods that change the
+            module re-trace it.
+        data: the dataset at the candidate's input resolution.
+        hw: the target profile.
+        qgraph: the int8 model, set by the quantization method.
+        metrics: extra numbers methods report (``huffman_bytes``...), merged into the row.
+    """
+
+    name: str
+    spec: dict[str, Any]
+    module: nn.Module
+    graph: Graph
+    data: Arrays
+    hw: HardwareProfile
+    qgraph: QGraph | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CompressionConfig:
+    """Options every compression method has."""
+
+
+class BaseCompressionMethod(ABC):
+    """One compression step, selectable by name in ``compression=[...]``."""
+
+    name: ClassVar[str]
+    stage: ClassVar[str]
+    Config: ClassVar[type] = CompressionConfig
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    @abstractmethod
+    def apply(self, candidate: Candidate) -> Candidate:
+        """Compress ``candidate`` (in place or a new one) and return it."""
+
+
+def order(methods: Sequence[BaseCompressionMethod]) -> list[BaseCompressionMethod]:
+    """Methods sorted by stage; exactly one quantization method is required."""
+    for m in methods:
+        if m.stage not in STAGES:
+            raise ConfigError(
+                f"compression method '{m.name}' has stage '{m.stage}'; valid: {', '.join(STAGES)}"
+            )
+    quant = [m.name for m in methods if m.stage == "quantization"]
+    if len(quant) != 1:
+        raise ConfigError(
+            "compression must hold exactly one quantization method (e.g. compression=[ptq]); "
+            f"got {quant or 'none'}"
+        )
+    return sorted(methods, key=lambda m: STAGES.index(m.stage))
+
+
+def run_pipeline(methods: Sequence[BaseCompressionMethod], candidate: Candidate) -> Candidate:
+    """Apply ``methods`` in stage order."""
+    for method in order(methods):
+        candidate = method.apply(candidate)
+    return candidate

@@ -1,0 +1,95 @@
+"""Datasets: local arrays split into train / validation / test.
+
+A dataset class has a unique ``name``, a ``Config`` dataclass and a ``load`` method that
+returns `Arrays`. Nothing is downloaded at run time: a loader reads local files and, when
+they are missing, raises `nas.errors.ConfigError` saying where to get them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class DatasetConfig:
+    """Options every dataset has."""
+
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Arrays:
+    """Images as NCHW float32 in [0, 1] and integer labels, already split."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def resolution(self) -> int:
+        return int(self.x_train.shape[2])
+
+    def resized(self, size: int) -> Arrays:
+        """The same splits at ``size`` x ``size`` (bilinear), for a candidate's resolution."""
+        if size == self.resolution:
+            return self
+        return Arrays(
+            resize(self.x_train, size),
+            self.y_train,
+            resize(self.x_val, size),
+            self.y_val,
+            resize(self.x_test, size),
+            self.y_test,
+            self.num_classes,
+        )
+
+
+def resize(x: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of an NCHW float array to ``size`` x ``size``."""
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    out = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
+    return out.numpy()
+
+
+def stratified_split(
+    y: np.ndarray, fractions: tuple[float, float], seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of train / val / test, each class split by ``fractions`` (val, test)."""
+    rng = np.random.default_rng(seed)
+    parts: list[list[int]] = [[], [], []]
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n_val = round(len(idx) * fractions[0])
+        n_test = round(len(idx) * fractions[1])
+        parts[1].extend(idx[:n_val])
+        parts[2].extend(idx[n_val : n_val + n_test])
+        parts[0].extend(idx[n_val + n_test :])
+    return tuple(np.sort(np.array(p, dtype=np.int64)) for p in parts)  # type: ignore[return-value]
+
+
+class BaseDataset(ABC):
+    """A dataset selectable with ``dataset=<name>``."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type] = DatasetConfig
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    @abstractmethod
+    def load(self) -> Arrays:
+        """Read the local files and return the splits."""
