@@ -1,0 +1,116 @@
+"""Command line: ``python -m nas <command> [overrides...]``.
+
+Hydra reads every argument after the command as an override, so the command is popped
+here first and the rest handed to that command's ``@hydra.main``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from nas.errors import ConfigError, NasError
+
+USAGE = """\
+usage: python -m nas <command> [arguments]
+
+Hardware-constrained neural architecture search for microcontrollers.
+
+commands:
+  search +hw=<profile> [key=value ...]
+        Run a search on the chosen chip. Every argument is a Hydra override, e.g.
+          python -m nas search +hw=cortex_m4 search.n_trials=40 sampler=nsga2
+          python -m nas search -m +hw=cortex_m4,cortex_m7      (one run per chip)
+        Common keys: search.n_trials, search.timeout_s, search.seed, search.epochs,
+        sampler=tpe|nsga2|random, dataset=<name>, search_space=<name>,
+        backend=<name>, compression=[<name>,...], study.name, storage.url,
+        hydra.run.dir. `python -m nas search --help` shows the composed config.
+  list [profiles|spaces|datasets|compression|backends|plugins]
+        Show what can be selected (all sections when none is named).
+
+Each run writes study.db, trials.csv, report.md and best/ to its run directory
+(outputs/<date>_<hw> unless hydra.run.dir is given).
+"""
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def _search_app(cfg: DictConfig) -> None:
+    from nas.search import run_search
+
+    try:
+        run_search(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except NasError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _check_hw(args: list[str]) -> list[str]:
+    """Require ``+hw=`` naming known, valid profiles; accept ``hw=`` as ``+hw=``."""
+    from nas.hardware import available_profiles, load_profile
+
+    profiles = available_profiles()
+    listing = ", ".join(profiles) or "(none found)"
+    out, found = [], False
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+") == "hw":
+            found = True
+            for name in value.split(","):
+                if name.strip() not in profiles:
+                    raise ConfigError(
+                        f"unknown hardware profile '{name.strip()}' in '{arg}'; "
+                        f"available: {listing}"
+                    )
+                load_profile(name.strip())  # a malformed file fails here, naming the field
+            arg = f"+hw={value}"
+        out.append(arg)
+    if not found:
+        raise ConfigError(f"no hardware profile chosen: add +hw=<profile>; available: {listing}")
+    return out
+
+
+def search_command(args: list[str]) -> int:
+    from nas.config import register_configs
+
+    help_flags = {"--help", "-h", "--hydra-help", "--info", "--cfg", "-c"}
+    if not help_flags & set(args):
+        args = _check_hw(args)
+    register_configs()
+    sys.argv = ["python -m nas search", *args]
+    _search_app()
+    return 0
+
+
+def list_command(args: list[str]) -> int:
+    from nas.listing import SECTIONS, render
+
+    sections = args or list(SECTIONS)
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown:
+        raise ConfigError(f"unknown list section '{unknown[0]}'; valid: {', '.join(SECTIONS)}")
+    print(render(sections))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    commands = {"search": search_command, "list": list_command}
+    try:
+        if command not in commands:
+            raise ConfigError(f"unknown command '{command}'; valid: {', '.join(commands)}")
+        return commands[command](rest)
+    except NasError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

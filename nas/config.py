@@ -1,0 +1,183 @@
+"""Typed configuration: dataclass schemas registered in Hydra's ConfigStore.
+
+The primary config is ``nas/conf/config.yaml``. Groups and where their options come from:
+
+- ``hw``: one option per hardware-profile YAML (`nas.hardware.available_profiles`); not
+  in the defaults list, so it is selected with ``+hw=cortex_m4``.
+- ``search_space``, ``dataset``, ``backend``: one option per registered plugin class; the
+  fields of its ``Config`` dataclass become the options (``dataset.seed=1``).
+- ``compression``: a list selection (``compression=[ptq]``), each method's options under
+  ``compression.<name>``.
+- ``sampler`` (``tpe``, ``nsga2``, ``random``) and ``storage`` (``sqlite``, ``journal``)
+  are defined here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from nas.errors import ProfileError
+from nas.hardware import available_profiles, profile_from_mapping, read_profile_file
+from nas.plugin_manager import KINDS, get_plugin_manager
+
+
+@dataclass
+class SearchConfig:
+    """How long to search and how to train each candidate."""
+
+    n_trials: int = 20
+    timeout_s: float | None = None
+    seed: int = 0
+    epochs: int = 15
+    batch_size: int = 32
+    lr: float = 0.01
+    weight_decay: float = 1e-4
+    save_models: bool = True
+
+
+@dataclass
+class StudyConfig:
+    """The Optuna study: its name within the storage."""
+
+    name: str = "${hw.name}-${search_space.name}-${dataset.name}"
+
+
+@dataclass
+class PrunerConfig:
+    """Stop a training run whose validation accuracy is below the median of earlier
+    trials at the same epoch (after ``n_startup_trials`` trained ones and
+    ``n_warmup_epochs`` epochs)."""
+
+    enabled: bool = True
+    n_startup_trials: int = 5
+    n_warmup_epochs: int = 5
+
+
+@dataclass
+class TpeSamplerConfig:
+    name: str = "tpe"
+    n_startup_trials: int = 8
+    multivariate: bool = True
+
+
+@dataclass
+class Nsga2SamplerConfig:
+    name: str = "nsga2"
+    population_size: int = 10
+
+
+@dataclass
+class RandomSamplerConfig:
+    name: str = "random"
+
+
+@dataclass
+class SqliteStorageConfig:
+    """``url: null`` puts ``study.db`` (SQLite) in the run directory; any Optuna storage URL
+    (``sqlite:///path.db``, ``postgresql://...``) shares one study between runs."""
+
+    name: str = "sqlite"
+    url: str | None = None
+
+
+@dataclass
+class JournalStorageConfig:
+    """An Optuna journal file (``study.log`` in the run directory unless ``url`` names a
+    file): safe for many processes on one file system."""
+
+    name: str = "journal"
+    url: str | None = None
+
+
+@dataclass
+class HardwareConfig:
+    """Schema of a hardware profile as it appears under ``hw`` (see `nas.hardware`)."""
+
+    name: str = MISSING
+    board: str = MISSING
+    core: str = MISSING
+    clock_hz: int = MISSING
+    sram_bytes: int = MISSING
+    flash_bytes: int = MISSING
+    active_power_mw: float = MISSING
+    runtime_ram_bytes: int = MISSING
+    runtime_flash_bytes: int = MISSING
+    latency_lut: dict[str, Any] = MISSING
+    sources: dict[str, str] = MISSING
+    runtime: str = "tflm"
+    kernels: str = "cmsis_nn"
+    cycles_per_instruction: float = 1.0
+    pointer_bytes: int = 4
+    notes: str = ""
+    source_file: str = ""
+
+
+@dataclass
+class NasConfig:
+    """Schema of the primary config."""
+
+    search: SearchConfig = field(default_factory=SearchConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
+    pruner: PrunerConfig = field(default_factory=PrunerConfig)
+    hw: Any = MISSING
+    search_space: Any = MISSING
+    dataset: Any = MISSING
+    sampler: Any = MISSING
+    storage: Any = MISSING
+    backend: Any = MISSING
+    compression: Any = field(default_factory=dict)
+
+
+def _named(cls: type, name: str) -> type:
+    """A plugin's ``Config`` dataclass with a ``name`` field added (the selected option)."""
+    return dataclasses.make_dataclass(
+        f"{cls.__name__}Node", [("name", str, field(default=name))], bases=(cls,)
+    )
+
+
+def _hw_node(path: Any) -> Any:
+    """The ConfigStore node of one profile file: typed when valid, raw when not (so that
+    selecting a malformed profile reaches `profile_from_cfg` and its clear error)."""
+    try:
+        data = read_profile_file(path)
+        profile_from_mapping(data, str(path))
+    except ProfileError:
+        return {"source_file": str(path)}
+    node = OmegaConf.merge(OmegaConf.structured(HardwareConfig), data)
+    node.source_file = str(path)
+    return node
+
+
+def register_configs() -> None:
+    """Fill the ConfigStore: schemas, plugin options and hardware profiles."""
+    cs = ConfigStore.instance()
+    cs.store(name="nas_schema", node=NasConfig)
+    for name, node in (
+        ("tpe", TpeSamplerConfig),
+        ("nsga2", Nsga2SamplerConfig),
+        ("random", RandomSamplerConfig),
+    ):
+        cs.store(group="sampler", name=name, node=node)
+    cs.store(group="storage", name="sqlite", node=SqliteStorageConfig)
+    cs.store(group="storage", name="journal", node=JournalStorageConfig)
+    pm = get_plugin_manager()
+    for kind in KINDS:
+        for name, cls in pm.registry(kind).items():
+            node = _named(cls.Config, name)
+            package = f"compression.{name}" if kind == "compression" else None
+            cs.store(group=kind, name=name, node=node, package=package)
+    for name, path in available_profiles().items():
+        cs.store(group="hw", name=name, node=_hw_node(path))
+
+
+def plugin_config(cls: type, cfg: DictConfig) -> Any:
+    """The plugin's own ``Config`` instance from its config node (``name`` dropped)."""
+    data = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(data, dict)
+    known = {f.name for f in dataclasses.fields(cls.Config)}
+    return cls.Config(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,249 @@
+"""The search loop: one Optuna multi-objective study over a search space on one chip.
+
+Every trial walks the line of ``shared/DESIGN.md``: sample -> build -> trace -> static
+cost -> (infeasible: stop, no training) -> train -> compression pipeline -> backend score.
+Objectives: maximize ``acc_int8`` (validation accuracy of the int8 model), minimize
+``latency_ms``. SRAM and flash limits are Optuna constraints (``trial.set_constraint``),
+set from the static cost before any training, so the sampler learns what does not fit.
+Everything a trial produces is a user attribute in the storage; `nas.report` reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from nas import report
+from nas.backends import REQUIRED_METRICS, BaseBackend
+from nas.compression import BaseCompressionMethod, Candidate, order, run_pipeline
+from nas.config import plugin_config
+from nas.cost import estimate
+from nas.data import Arrays
+from nas.errors import ConfigError, NasError, TrialError
+from nas.graph import trace
+from nas.hardware import HardwareProfile, profile_from_mapping
+from nas.plugin_manager import PluginManager, get_plugin_manager
+from nas.spaces import BaseSearchSpace
+from nas.train import CURVE_ATTR, EpochMedianPruner, TrainSettings, accuracy, fit
+
+log = logging.getLogger(__name__)
+DIRECTIONS = ("maximize", "minimize")  # acc_int8, latency_ms
+COST_ATTRS = (
+    "flash_bytes", "sram_bytes", "model_bytes", "arena_bytes", "macs", "params", "latency_ms",
+    "energy_uj",
+)
+
+
+@dataclass
+class Components:
+    """Everything a trial needs, built once from the config."""
+
+    hw: HardwareProfile
+    space: BaseSearchSpace
+    data: Arrays
+    methods: list[BaseCompressionMethod]
+    backend: BaseBackend
+
+
+def profile_from_cfg(cfg: DictConfig) -> HardwareProfile:
+    """The validated profile under ``cfg.hw`` (command-line overrides included)."""
+    data = OmegaConf.to_container(cfg.hw, resolve=True)
+    assert isinstance(data, dict)
+    return profile_from_mapping(data, str(data.get("source_file") or "hw"))
+
+
+def build_components(cfg: DictConfig, pm: PluginManager | None = None) -> Components:
+    pm = pm or get_plugin_manager()
+
+    def make(kind: str, node: DictConfig) -> Any:
+        cls = pm.get(kind, node.name)
+        return cls(plugin_config(cls, node))
+
+    methods = [make("compression", node) for node in cfg.compression.values()]
+    return Components(
+        hw=profile_from_cfg(cfg),
+        space=make("search_space", cfg.search_space),
+        data=make("dataset", cfg.dataset).load(),
+        methods=order(methods),
+        backend=make("backend", cfg.backend),
+    )
+
+
+def make_sampler(cfg: DictConfig) -> optuna.samplers.BaseSampler:
+    s, seed = cfg.sampler, cfg.search.seed
+    if s.name == "tpe":
+        return optuna.samplers.TPESampler(
+            n_startup_trials=s.n_startup_trials, multivariate=s.multivariate, seed=seed
+        )
+    if s.name == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=s.population_size, seed=seed)
+    if s.name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ConfigError(f"unknown sampler '{s.name}'; valid: tpe, nsga2, random")
+
+
+def make_storage(cfg: DictConfig, run_dir: Path) -> Any:
+    """An Optuna storage: ``storage.url`` if set, else a file in the run directory."""
+    st = cfg.storage
+    if st.name == "journal":
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        return JournalStorage(JournalFileBackend(str(st.url or run_dir / "study.log")))
+    return st.url or f"sqlite:///{run_dir / 'study.db'}"
+
+
+class Objective:
+    """Callable for `optuna.Study.optimize`: one candidate from sample to score."""
+
+    def __init__(self, cfg: DictConfig, comp: Components, run_dir: Path) -> None:
+        self.cfg = cfg
+        self.comp = comp
+        self.run_dir = run_dir
+        self._resized: dict[int, Arrays] = {}
+        p = cfg.pruner
+        self.pruner = EpochMedianPruner(p.n_startup_trials, p.n_warmup_epochs) if p.enabled else None
+
+    def data_at(self, size: int) -> Arrays:
+        if size not in self._resized:
+            self._resized[size] = self.comp.data.resized(size)
+        return self._resized[size]
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
+        try:
+            return self._run(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, NasError) else f"{type(exc).__name__}: {exc}"
+            trial.set_user_attr("fail_reason", reason)
+            raise
+
+    def _run(self, trial: optuna.Trial) -> tuple[float, float]:
+        comp, s = self.comp, self.cfg.search
+        spec = comp.space.sample(trial)
+        trial.set_user_attr("arch", spec)
+        size = comp.space.resolution(spec)
+        data = self.data_at(size)
+        module = comp.space.build(spec, data.in_channels, data.num_classes)
+        name = f"trial {trial.number}"
+        graph = trace(module, (1, data.in_channels, size, size), name)
+        cost = estimate(graph, comp.hw)
+        for key in COST_ATTRS:
+            trial.set_user_attr(key, getattr(cost, key))
+        for key, value in cost.violations(comp.hw).items():
+            trial.set_constraint(key, value)
+        reason = cost.infeasible_reason(comp.hw)
+        trial.set_user_attr("feasible", not reason)
+        trial.set_user_attr("train_s", 0.0)
+        if reason:
+            trial.set_user_attr("infeasible_reason", reason)
+            return 0.0, cost.latency_ms
+
+        settings = TrainSettings(s.epochs, s.batch_size, s.lr, s.weight_decay, s.seed * 1000 + trial.number)
+        curve: list[float] = []
+
+        def on_epoch(epoch: int, acc: float) -> None:
+            curve.append(acc)
+            trial.set_user_attr(CURVE_ATTR, curve)
+            if self.pruner and self.pruner.should_prune(trial.study, epoch, acc):
+                trial.set_user_attr("train_s", time.perf_counter() - t0)
+                raise optuna.TrialPruned(f"val acc {acc:.3f} below median at epoch {epoch}")
+
+        t0 = time.perf_counter()
+        fit(module, data, settings, on_epoch)
+        trial.set_user_attr("train_s", time.perf_counter() - t0)
+        trial.set_user_attr("acc_float", accuracy(module, data.x_val, data.y_val))
+        trial.set_user_attr("acc_float_test", accuracy(module, data.x_test, data.y_test))
+
+        graph = trace(module, (1, data.in_channels, size, size), name)
+        cand = run_pipeline(comp.methods, Candidate(name, spec, module, graph, data, comp.hw))
+        if cand.qgraph is None:
+            raise TrialError(f"{name}: the quantization method set no int8 model")
+        metrics = {**cand.metrics, **comp.backend.score(cand, cost)}
+        missing = [m for m in REQUIRED_METRICS if m not in metrics]
+        if missing:
+            raise TrialError(f"backend '{comp.backend.name}' returned no {', '.join(missing)}")
+        for key, value in metrics.items():
+            trial.set_user_attr(key, value)
+        if s.save_models:
+            self.save(trial.number, cand, metrics)
+        return float(metrics["acc_int8"]), cost.latency_ms
+
+    def save(self, number: int, cand: Candidate, metrics: dict[str, Any]) -> None:
+        out = self.run_dir / "trials" / f"{number:05d}"
+        out.mkdir(parents=True, exist_ok=True)
+        info = {"trial": number, "arch": cand.spec, "search_space": self.comp.space.name,
+                "in_channels": cand.data.in_channels, "num_classes": cand.data.num_classes,
+                "hw": self.comp.hw.name, "metrics": metrics}
+        (out / "arch.json").write_text(json.dumps(info, indent=2, default=float))
+        torch.save(cand.module.state_dict(), out / "model_float.pt")
+        assert cand.qgraph is not None
+        cand.qgraph.save(out / "model_int8.npz")
+
+
+class Progress:
+    """tqdm bar: trial n/N and the best feasible int8 accuracy so far."""
+
+    def __init__(self, total: int, pm: PluginManager) -> None:
+        self.bar = tqdm(total=total, desc="trials", unit="trial", dynamic_ncols=True)
+        self.pm = pm
+        self.best: tuple[float, float] | None = None
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        rec = report.record(trial)
+        acc = rec.get("acc_int8")
+        if rec["feasible"] and acc == acc and acc is not None:
+            key = (acc, -rec["latency_ms"])
+            if self.best is None or key > (self.best[0], -self.best[1]):
+                self.best = (acc, rec["latency_ms"])
+        if rec["state"] == "FAIL":
+            self.bar.write(f"trial {trial.number} failed: {rec.get('fail_reason', '?')}")
+        best = f"{self.best[0]:.3f} @ {self.best[1]:.2f} ms" if self.best else "none yet"
+        self.bar.set_postfix_str(f"best feasible acc_int8 {best}")
+        self.bar.update(1)
+        self.pm.observe_trial(trial.number, rec)
+
+
+def run_search(cfg: DictConfig, run_dir: Path) -> Any:
+    """Run (or continue) the study, write the run directory, return the trials frame."""
+    pm = get_plugin_manager()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    comp = build_components(cfg, pm)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(
+        study_name=cfg.study.name,
+        storage=make_storage(cfg, run_dir),
+        sampler=make_sampler(cfg),
+        directions=list(DIRECTIONS),
+        load_if_exists=True,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["acc_int8", "latency_ms"])
+    progress = Progress(cfg.search.n_trials, pm)
+    try:
+        study.optimize(
+            Objective(cfg, comp, run_dir),
+            n_trials=cfg.search.n_trials,
+            timeout=cfg.search.timeout_s,
+            catch=(Exception,),
+            callbacks=[progress],
+            gc_after_trial=False,
+        )
+    finally:
+        progress.bar.close()
+        frame = report.frame(study)
+        report.write_run(run_dir, frame, cfg, comp.hw)
+        pm.observe_study(str(run_dir), frame)
+    return frame

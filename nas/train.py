@@ -1,0 +1,107 @@
+"""Training a candidate, reporting validation accuracy after every epoch.
+
+Per-epoch accuracies go to a callback; the search passes one that stores the curve on the
+Optuna trial and asks `EpochMedianPruner` whether to stop. Non-finite losses stop training
+with a `TrialError` that names the epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from statistics import median
+
+import numpy as np
+import optuna
+import torch
+from torch import nn
+
+from nas.data import Arrays
+from nas.errors import TrialError
+
+CURVE_ATTR = "val_acc_curve"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    seed: int
+
+
+def accuracy(module: nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:
+    """Float accuracy of ``module`` (eval mode) on NCHW ``x``."""
+    module.eval()
+    correct = 0
+    with torch.no_grad():
+        for s in range(0, len(x), batch):
+            logits = module(torch.from_numpy(x[s : s + batch]))
+            correct += int((logits.argmax(1).numpy() == y[s : s + batch]).sum())
+    return correct / max(len(x), 1)
+
+
+def fit(
+    module: nn.Module,
+    data: Arrays,
+    settings: TrainSettings,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """Train with Adam and a cosine schedule; returns validation accuracy per epoch.
+
+    ``on_epoch(epoch, val_acc)`` may raise (``optuna.TrialPruned``) to stop early.
+    """
+    gen = torch.Generator().manual_seed(settings.seed)
+    torch.manual_seed(settings.seed)
+    x = torch.from_numpy(data.x_train)
+    y = torch.from_numpy(data.y_train)
+    steps = max(1, math.ceil(len(x) / settings.batch_size))
+    opt = torch.optim.Adam(module.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=settings.lr, total_steps=settings.epochs * steps
+    )
+    loss_fn = nn.CrossEntropyLoss()
+    curve: list[float] = []
+    for epoch in range(settings.epochs):
+        module.train()
+        perm = torch.randperm(len(x), generator=gen)
+        for s in range(0, len(x), settings.batch_size):
+            idx = perm[s : s + settings.batch_size]
+            loss = loss_fn(module(x[idx]), y[idx])
+            if not torch.isfinite(loss):
+                raise TrialError(f"training diverged: loss is {loss.item()} at epoch {epoch}")
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+        acc = accuracy(module, data.x_val, data.y_val)
+        curve.append(acc)
+        if on_epoch is not None:
+            on_epoch(epoch, acc)
+    module.eval()
+    return curve
+
+
+class EpochMedianPruner:
+    """Prune when validation accuracy at an epoch is below the median of the completed
+    trials' accuracies at that epoch.
+
+    Optuna's built-in pruners need ``trial.report``, which multi-objective studies do not
+    allow; this one reads the per-epoch curves the search stores as a trial user attribute.
+    """
+
+    def __init__(self, n_startup_trials: int, n_warmup_epochs: int) -> None:
+        self.n_startup_trials = n_startup_trials
+        self.n_warmup_epochs = n_warmup_epochs
+
+    def should_prune(self, study: optuna.Study, epoch: int, value: float) -> bool:
+        if epoch < self.n_warmup_epochs:
+            return False
+        done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        curves = [t.user_attrs[CURVE_ATTR] for t in done if CURVE_ATTR in t.user_attrs]
+        if len(curves) < self.n_startup_trials:
+            return False
+        at_epoch = [c[epoch] for c in curves if len(c) > epoch]
+        return bool(at_epoch) and value < median(at_epoch)
