@@ -49,12 +49,12 @@ class StudyConfig:
 
 @dataclass
 class PrunerConfig:
-    """Stop a training run whose validation accuracy is below the median of earlier
-    trials at the same epoch (after ``n_startup_trials`` trained ones and
-    ``n_warmup_epochs`` epochs)."""
+    """Stop training a candidate whose validation accuracy is below the median of faster
+    completed candidates at the same epoch (`nas.train.ParetoMedianPruner`), once
+    ``n_startup_trials`` such candidates exist and after ``n_warmup_epochs`` epochs."""
 
     enabled: bool = True
-    n_startup_trials: int = 5
+    n_startup_trials: int = 3
     n_warmup_epochs: int = 5
 
 
@@ -157,12 +157,13 @@ def register_configs() -> None:
     """Fill the ConfigStore: schemas, plugin options and hardware profiles."""
     cs = ConfigStore.instance()
     cs.store(name="nas_schema", node=NasConfig)
-    for name, node in (
-        ("tpe", TpeSamplerConfig),
-        ("nsga2", Nsga2SamplerConfig),
-        ("random", RandomSamplerConfig),
-    ):
-        cs.store(group="sampler", name=name, node=node)
+    samplers: dict[str, type] = {
+        "tpe": TpeSamplerConfig,
+        "nsga2": Nsga2SamplerConfig,
+        "random": RandomSamplerConfig,
+    }
+    for name, schema in samplers.items():
+        cs.store(group="sampler", name=name, node=schema)
     cs.store(group="storage", name="sqlite", node=SqliteStorageConfig)
     cs.store(group="storage", name="journal", node=JournalStorageConfig)
     pm = get_plugin_manager()
@@ -175,7 +176,7 @@ def register_configs() -> None:
         cs.store(group="hw", name=name, node=_hw_node(path))
 
 
-def plugin_config(cls: type, cfg: DictConfig) -> Any:
+def plugin_config(cls: Any, cfg: DictConfig) -> Any:
     """The plugin's own ``Config`` instance from its config node (``name`` dropped)."""
     data = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(data, dict)

@@ -141,7 +141,9 @@ def model_bytes(graph: Graph) -> int:
             total += 12 * (op.out_channels if per_channel else 1)
         if op.bias is not None:
             n_tensors += 1
-            total += 4 * op.bias.size + 12 * (op.out_channels if op.kind != "fully_connected" else 1)
+            total += 4 * op.bias.size + 12 * (
+                op.out_channels if op.kind != "fully_connected" else 1
+            )
     total += n_tensors * (FLATBUFFER_TENSOR_BYTES + 12)
     return total
 

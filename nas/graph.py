@@ -84,7 +84,9 @@ class Op:
     def out_channels(self) -> int:
         if self.weight is None:
             return 0
-        return int(self.weight.shape[3] if self.kind == "depthwise_conv2d" else self.weight.shape[0])
+        return int(
+            self.weight.shape[3] if self.kind == "depthwise_conv2d" else self.weight.shape[0]
+        )
 
 
 @dataclass

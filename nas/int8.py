@@ -160,7 +160,7 @@ class QGraph:
             header["ops"].append(entry)
         arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
         buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
+        np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
         with open(path, "wb") as fh:
             fh.write(buf.getvalue())
 
@@ -195,12 +195,16 @@ def _quantize_weights(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.n
 
 
 def _float_op(op: Op, x: list[np.ndarray]) -> np.ndarray:
+    w, b = op.weight, op.bias
     if op.kind == "conv2d":
-        y = kernels.conv2d(x[0], op.weight, op.stride, op.padding) + op.bias
+        assert w is not None
+        y = kernels.conv2d(x[0], w, op.stride, op.padding) + b
     elif op.kind == "depthwise_conv2d":
-        y = kernels.depthwise_conv2d(x[0], op.weight, op.stride, op.padding) + op.bias
+        assert w is not None
+        y = kernels.depthwise_conv2d(x[0], w, op.stride, op.padding) + b
     elif op.kind == "fully_connected":
-        y = kernels.fully_connected(x[0], op.weight) + op.bias
+        assert w is not None
+        y = kernels.fully_connected(x[0], w) + b
     elif op.kind == "average_pool2d":
         y = kernels.pool_sum(x[0], op.kernel, op.stride) / (op.kernel[0] * op.kernel[1])
     elif op.kind == "add":
@@ -288,7 +292,9 @@ def _quantize_op(op: Op, qin: list[QParams], qout: QParams) -> QOp:
         twice_max = 2.0 * max(s1, s2)
         m1, sh1 = quantize_multiplier(s1 / twice_max)
         m2, sh2 = quantize_multiplier(s2 / twice_max)
-        mo, sho = quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * float(np.float32(qout.scale))))
+        mo, sho = quantize_multiplier(
+            twice_max / ((1 << ADD_LEFT_SHIFT) * float(np.float32(qout.scale)))
+        )
         q.add = {"m1": m1, "s1": sh1, "m2": m2, "s2": sh2, "mo": mo, "so": sho}
     return q
 
@@ -305,6 +311,7 @@ def _requantize(acc: np.ndarray, q: QOp, qout: QParams) -> np.ndarray:
 def _int8_op(op: Op, q: QOp, qin: list[QParams], qout: QParams, x: list[np.ndarray]):
     if op.kind in ("conv2d", "depthwise_conv2d", "fully_connected"):
         centred = x[0].astype(np.float64) - qin[0].zero_point  # padding is real zero
+        assert q.weight is not None
         w = q.weight.astype(np.float64)
         if op.kind == "conv2d":
             acc = kernels.conv2d(centred, w, op.stride, op.padding)

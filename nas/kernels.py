@@ -47,7 +47,9 @@ def depthwise_conv2d(x: np.ndarray, w_1hwc: np.ndarray, stride: int, padding) ->
     acc = np.zeros((n, oh, ow, c))
     for i in range(kh):
         for j in range(kw):
-            patch = x[:, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride]
+            patch = x[
+                :, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride
+            ]
             acc += patch * w_1hwc[0, i, j]
     return acc
 
@@ -60,7 +62,9 @@ def pool_sum(x: np.ndarray, kernel: tuple[int, int], stride: int) -> np.ndarray:
     acc = np.zeros((n, oh, ow, c))
     for i in range(kh):
         for j in range(kw):
-            acc += x[:, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride]
+            acc += x[
+                :, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride
+            ]
     return acc
 
 

@@ -6,8 +6,12 @@ from nas.hardware import available_profiles, load_profile
 from nas.plugin_manager import KINDS, get_plugin_manager
 
 SECTIONS = ("profiles", "spaces", "datasets", "compression", "backends", "plugins")
-_KIND_OF = {"spaces": "search_space", "datasets": "dataset", "compression": "compression",
-            "backends": "backend"}
+_KIND_OF = {
+    "spaces": "search_space",
+    "datasets": "dataset",
+    "compression": "compression",
+    "backends": "backend",
+}
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -31,8 +35,16 @@ def render(sections: list[str]) -> str:
             for name, path in available_profiles().items():
                 try:
                     p = load_profile(path)
-                    rows.append([name, p.board, f"{p.sram_bytes} B", f"{p.flash_bytes} B",
-                                 f"{p.clock_hz / 1e6:g} MHz", str(path)])
+                    rows.append(
+                        [
+                            name,
+                            p.board,
+                            f"{p.sram_bytes} B",
+                            f"{p.flash_bytes} B",
+                            f"{p.clock_hz / 1e6:g} MHz",
+                            str(path),
+                        ]
+                    )
                 except Exception as exc:
                     rows.append([name, f"INVALID: {exc}", "", "", "", str(path)])
             out += _table(["name", "board", "sram", "flash", "clock", "file"], rows)

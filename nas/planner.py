@@ -60,7 +60,7 @@ def lifetimes(graph: Graph, scratch: list[int] | None = None) -> list[Buffer]:
     end = len(graph.ops)
     for t in graph.outputs:
         last[t] = max(last.get(t, end), end)
-    buffers = []
+    buffers: list[Buffer] = []
     for tid in sorted(first):
         size = align(graph.tensors[tid].elements)  # int8: one byte per element
         buffers.append(Buffer(len(buffers), tid, size, first[tid], last[tid]))

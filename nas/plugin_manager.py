@@ -72,7 +72,7 @@ class PluginManager:
     def _owner(self, impl: pluggy.HookImpl) -> str:
         return self._pm.get_name(impl.plugin) or repr(impl.plugin)
 
-    def registry(self, kind: str) -> dict[str, type]:
+    def registry(self, kind: str) -> dict[str, Any]:
         """Name -> class for ``kind`` (``search_space``, ``dataset``, ``compression``,
         ``backend``); two classes with one name are refused naming both plugins."""
         if self._registries is None:
@@ -88,7 +88,7 @@ class PluginManager:
     def _collect(self, hook_name: str) -> dict[str, tuple[type, str]]:
         found: dict[str, tuple[type, str]] = {}
         hook = getattr(self._pm.hook, hook_name)
-        for impl in reversed(hook.get_hookimpls()):  # registration order
+        for impl in hook.get_hookimpls():  # registration order
             owner = self._owner(impl)
             for cls in impl.function() or []:
                 name = getattr(cls, "name", None)
@@ -103,7 +103,7 @@ class PluginManager:
                 found[name] = (cls, owner)
         return dict(sorted(found.items()))
 
-    def get(self, kind: str, name: str) -> type:
+    def get(self, kind: str, name: str) -> Any:
         """The class registered as ``name``, or a one-line error listing valid names."""
         reg = self.registry(kind)
         if name not in reg:

@@ -23,13 +23,35 @@ from omegaconf import DictConfig, OmegaConf
 from nas.hardware import HardwareProfile
 
 FIRST_COLUMNS = [
-    "number", "state", "feasible", "pareto", "acc_float", "acc_int8", "acc_int8_test",
-    "flash_bytes", "sram_bytes", "model_bytes", "arena_bytes", "macs", "params", "latency_ms",
-    "energy_uj", "train_s", "reason",
+    "number",
+    "state",
+    "feasible",
+    "pareto",
+    "acc_float",
+    "acc_int8",
+    "acc_int8_test",
+    "flash_bytes",
+    "sram_bytes",
+    "model_bytes",
+    "arena_bytes",
+    "macs",
+    "params",
+    "latency_ms",
+    "energy_uj",
+    "train_s",
+    "reason",
 ]
 PARETO_COLUMNS = [
-    "number", "acc_int8", "acc_int8_test", "acc_float", "latency_ms", "energy_uj",
-    "sram_bytes", "flash_bytes", "macs", "train_s",
+    "number",
+    "acc_int8",
+    "acc_int8_test",
+    "acc_float",
+    "latency_ms",
+    "energy_uj",
+    "sram_bytes",
+    "flash_bytes",
+    "macs",
+    "train_s",
 ]
 HIDDEN_ATTRS = ("arch", "val_acc_curve", "infeasible_reason", "fail_reason")
 
@@ -144,7 +166,10 @@ def write_run(run_dir: Path, df: pd.DataFrame, cfg: DictConfig, hw: HardwareProf
         "",
     ]
     if best is not None:
-        lines += [f"Best (highest acc_int8 on the front): trial {int(best['number'])}, in `best/`.", ""]
+        lines += [
+            f"Best (highest acc_int8 on the front): trial {int(best['number'])}, in `best/`.",
+            "",
+        ]
     lines += ["## Settings", "", "```json", json.dumps(settings, indent=2), "```", ""]
     (run_dir / "report.md").write_text("\n".join(lines))
     if best is not None:
@@ -153,8 +178,10 @@ def write_run(run_dir: Path, df: pd.DataFrame, cfg: DictConfig, hw: HardwareProf
             shutil.rmtree(run_dir / "best", ignore_errors=True)
             shutil.copytree(src, run_dir / "best")
     print()
-    print(f"Pareto front on {hw.name}: {counts['complete_feasible']} feasible, "
-          f"{counts['infeasible']} infeasible, {counts['pruned']} pruned, "
-          f"{counts['failed']} failed of {counts['trials']} trials")
+    print(
+        f"Pareto front on {hw.name}: {counts['complete_feasible']} feasible, "
+        f"{counts['infeasible']} infeasible, {counts['pruned']} pruned, "
+        f"{counts['failed']} failed of {counts['trials']} trials"
+    )
     print(front.to_string(index=False) if len(front) else "(no feasible trial completed)")
     print(f"run directory: {run_dir}")

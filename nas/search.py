@@ -21,6 +21,7 @@ from typing import Any
 import optuna
 import torch
 from omegaconf import DictConfig, OmegaConf
+from optuna.study import StudyDirection
 from tqdm import tqdm
 
 from nas import report
@@ -34,12 +35,18 @@ from nas.graph import trace
 from nas.hardware import HardwareProfile, profile_from_mapping
 from nas.plugin_manager import PluginManager, get_plugin_manager
 from nas.spaces import BaseSearchSpace
-from nas.train import CURVE_ATTR, EpochMedianPruner, TrainSettings, accuracy, fit
+from nas.train import CURVE_ATTR, ParetoMedianPruner, TrainSettings, accuracy, fit
 
 log = logging.getLogger(__name__)
-DIRECTIONS = ("maximize", "minimize")  # acc_int8, latency_ms
+DIRECTIONS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]  # acc_int8, latency_ms
 COST_ATTRS = (
-    "flash_bytes", "sram_bytes", "model_bytes", "arena_bytes", "macs", "params", "latency_ms",
+    "flash_bytes",
+    "sram_bytes",
+    "model_bytes",
+    "arena_bytes",
+    "macs",
+    "params",
+    "latency_ms",
     "energy_uj",
 )
 
@@ -112,7 +119,9 @@ class Objective:
         self.run_dir = run_dir
         self._resized: dict[int, Arrays] = {}
         p = cfg.pruner
-        self.pruner = EpochMedianPruner(p.n_startup_trials, p.n_warmup_epochs) if p.enabled else None
+        self.pruner = (
+            ParetoMedianPruner(p.n_startup_trials, p.n_warmup_epochs) if p.enabled else None
+        )
 
     def data_at(self, size: int) -> Arrays:
         if size not in self._resized:
@@ -150,15 +159,19 @@ class Objective:
             trial.set_user_attr("infeasible_reason", reason)
             return 0.0, cost.latency_ms
 
-        settings = TrainSettings(s.epochs, s.batch_size, s.lr, s.weight_decay, s.seed * 1000 + trial.number)
+        settings = TrainSettings(
+            s.epochs, s.batch_size, s.lr, s.weight_decay, s.seed * 1000 + trial.number
+        )
         curve: list[float] = []
 
         def on_epoch(epoch: int, acc: float) -> None:
             curve.append(acc)
             trial.set_user_attr(CURVE_ATTR, curve)
-            if self.pruner and self.pruner.should_prune(trial.study, epoch, acc):
+            if self.pruner and self.pruner.should_prune(trial.study, epoch, acc, cost.latency_ms):
                 trial.set_user_attr("train_s", time.perf_counter() - t0)
-                raise optuna.TrialPruned(f"val acc {acc:.3f} below median at epoch {epoch}")
+                raise optuna.TrialPruned(
+                    f"val acc {acc:.3f} at epoch {epoch} below the median of faster trials"
+                )
 
         t0 = time.perf_counter()
         fit(module, data, settings, on_epoch)
@@ -183,9 +196,15 @@ class Objective:
     def save(self, number: int, cand: Candidate, metrics: dict[str, Any]) -> None:
         out = self.run_dir / "trials" / f"{number:05d}"
         out.mkdir(parents=True, exist_ok=True)
-        info = {"trial": number, "arch": cand.spec, "search_space": self.comp.space.name,
-                "in_channels": cand.data.in_channels, "num_classes": cand.data.num_classes,
-                "hw": self.comp.hw.name, "metrics": metrics}
+        info = {
+            "trial": number,
+            "arch": cand.spec,
+            "search_space": self.comp.space.name,
+            "in_channels": cand.data.in_channels,
+            "num_classes": cand.data.num_classes,
+            "hw": self.comp.hw.name,
+            "metrics": metrics,
+        }
         (out / "arch.json").write_text(json.dumps(info, indent=2, default=float))
         torch.save(cand.module.state_dict(), out / "model_float.pt")
         assert cand.qgraph is not None
@@ -225,7 +244,7 @@ def run_search(cfg: DictConfig, run_dir: Path) -> Any:
         study_name=cfg.study.name,
         storage=make_storage(cfg, run_dir),
         sampler=make_sampler(cfg),
-        directions=list(DIRECTIONS),
+        directions=DIRECTIONS,
         load_if_exists=True,
     )
     with warnings.catch_warnings():

@@ -84,24 +84,33 @@ def fit(
     return curve
 
 
-class EpochMedianPruner:
-    """Prune when validation accuracy at an epoch is below the median of the completed
-    trials' accuracies at that epoch.
+class ParetoMedianPruner:
+    """Stop a candidate whose validation accuracy at an epoch is below the median of the
+    completed candidates that are at least as fast (static ``latency_ms``) at that epoch.
 
-    Optuna's built-in pruners need ``trial.report``, which multi-objective studies do not
-    allow; this one reads the per-epoch curves the search stores as a trial user attribute.
+    A slow candidate that learns worse than faster ones will not reach the Pareto front;
+    the fastest candidates are never pruned, so the low-latency end of the front is
+    explored. Optuna's built-in pruners need ``trial.report``, which multi-objective
+    studies do not allow; this one reads the per-epoch curves the search stores as a trial
+    user attribute (``val_acc_curve``).
     """
 
     def __init__(self, n_startup_trials: int, n_warmup_epochs: int) -> None:
         self.n_startup_trials = n_startup_trials
         self.n_warmup_epochs = n_warmup_epochs
 
-    def should_prune(self, study: optuna.Study, epoch: int, value: float) -> bool:
+    def should_prune(
+        self, study: optuna.Study, epoch: int, value: float, latency_ms: float
+    ) -> bool:
         if epoch < self.n_warmup_epochs:
             return False
         done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        curves = [t.user_attrs[CURVE_ATTR] for t in done if CURVE_ATTR in t.user_attrs]
-        if len(curves) < self.n_startup_trials:
-            return False
+        curves = [
+            t.user_attrs[CURVE_ATTR]
+            for t in done
+            if CURVE_ATTR in t.user_attrs and t.user_attrs.get("latency_ms", 0.0) <= latency_ms
+        ]
         at_epoch = [c[epoch] for c in curves if len(c) > epoch]
-        return bool(at_epoch) and value < median(at_epoch)
+        if len(at_epoch) < self.n_startup_trials:
+            return False
+        return value < median(at_epoch)

@@ -115,8 +115,12 @@ class MobileNetSearchSpace(BaseSearchSpace):
             for b in range(spec[f"s{i}_depth"]):
                 stride = spec[f"s{i}_stride"] if b == 0 else 1
                 block = InvertedResidual(
-                    cin, spec[f"s{i}_width"], spec[f"s{i}_kernel"], spec[f"s{i}_expand"],
-                    stride, size,
+                    cin,
+                    spec[f"s{i}_width"],
+                    spec[f"s{i}_kernel"],
+                    spec[f"s{i}_expand"],
+                    stride,
+                    size,
                 )
                 layers.append(block)
                 size, cin = block.out_size, spec[f"s{i}_width"]
