@@ -91,8 +91,9 @@ def nas_register_backends() -> list[type[BaseBackend]]:
 def nas_observe_trial(trial_number: int, record: dict[str, Any]) -> None:
     """Called after every trial with its flat record (the row that ``trials.csv`` gets).
 
-    ``record`` holds ``state`` (``COMPLETE``, ``INFEASIBLE``, ``PRUNED`` or ``FAIL``), the
-    static cost, the metrics and the architecture choices. Use it to log or stream results;
+    ``record`` holds ``state`` (Optuna's: ``COMPLETE``, ``PRUNED`` or ``FAIL``), ``feasible``
+    (whether the static cost fits the chip; infeasible trials complete without training),
+    ``reason``, the static cost, the metrics and the ``arch_`` choices. Use it to log or stream results;
     do not modify it. An exception here fails nothing: it is logged.
 
     :param trial_number: the Optuna trial number.
