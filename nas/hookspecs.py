@@ -93,8 +93,8 @@ def nas_observe_trial(trial_number: int, record: dict[str, Any]) -> None:
 
     ``record`` holds ``state`` (Optuna's: ``COMPLETE``, ``PRUNED`` or ``FAIL``), ``feasible``
     (whether the static cost fits the chip; infeasible trials complete without training),
-    ``reason``, the static cost, the metrics and the ``arch_`` choices. Use it to log or stream results;
-    do not modify it. An exception here fails nothing: it is logged.
+    ``reason``, the static cost, the metrics and the ``arch_`` choices. Use it to log or
+    stream results; do not modify it. An exception here fails nothing: it is logged.
 
     :param trial_number: the Optuna trial number.
     :param record: the trial's flat record.
