@@ -32,17 +32,27 @@ from nas.graph import Graph, Op
 from nas.hardware import HardwareProfile
 from nas.planner import align, lifetimes, plan
 
-# Persistent (tail) struct sizes on a 32-bit target, REFERENCES.md "Struct sizes".
-EVAL_TENSOR_BYTES = 12
-NODE_AND_REGISTRATION_BYTES = 32
-TFLITE_TENSOR_BYTES = 32
-AFFINE_QUANT_BYTES = 12
-# Kernel OpData (estimates, pointer-size scaled): conv/depthwise, fully connected, others.
-OPDATA_BYTES = {"conv2d": 48, "depthwise_conv2d": 48, "fully_connected": 32, "add": 48}
-# Flatbuffer metadata estimates: fixed header, per tensor, per op, per quantized tensor.
-FLATBUFFER_FIXED_BYTES = 640
-FLATBUFFER_TENSOR_BYTES = 72
-FLATBUFFER_OP_BYTES = 40
+# Tail (persistent) allocations, in bytes, measured on the x86-64 ``tflite-micro`` wheel
+# with its RecordingMicroAllocator over random candidates (benchmarks/tflm_arena_fidelity.py).
+# Structs made of pointers scale with ``pointer_bytes / 8``: on 32-bit Arm TfLiteEvalTensor
+# is 12 B, NodeAndRegistration 32 B, TfLiteTensor 32 B (shared/REFERENCES.md). Kernel OpData,
+# builtin options and the interpreter's fixed allocations are kept at their 64-bit size: an
+# upper bound on a 32-bit target until measured there.
+EVAL_TENSOR_BYTES = 24  # per tensor, constants included
+NODE_AND_REGISTRATION_BYTES = 64  # per op
+IO_TENSOR_BYTES = 64 + 32  # persistent TfLiteTensor + quantization, per graph input/output
+OPDATA_BYTES = {"conv2d": 80, "depthwise_conv2d": 80, "add": 64, "fully_connected": 64,
+                "average_pool2d": 48}
+BUILTIN_DATA_BYTES = {"conv2d": 28, "depthwise_conv2d": 28, "add": 8}
+FIXED_TAIL_BYTES = 630
+# Flatbuffer layout, least-squares fit of the exporter's output (nas.tflite; max error 8 B
+# over 60 random candidates): fixed, per activation tensor, per constant tensor, per op,
+# per quantization parameter (float32 scale + int64 zero point).
+FLATBUFFER_FIXED_BYTES = 122
+FLATBUFFER_TENSOR_BYTES = 125
+FLATBUFFER_CONST_TENSOR_BYTES = 108
+FLATBUFFER_OP_BYTES = 21
+FLATBUFFER_QPARAM_BYTES = 12
 
 
 @dataclass(frozen=True)
@@ -99,21 +109,25 @@ def scratch_bytes(graph: Graph, op: Op, kernels: str) -> int:
     return 0
 
 
+def _const_tensors(graph: Graph) -> int:
+    """Constant tensors the exporter writes: weights, biases and reshape shapes."""
+    return sum(
+        (op.weight is not None) + (op.bias is not None) + (op.kind == "reshape")
+        for op in graph.ops
+    )
+
+
 def tail_bytes(graph: Graph, pointer_bytes: int = 4) -> int:
-    """TFLM persistent allocations for the graph (each allocation 16-byte aligned)."""
-    k = pointer_bytes / 4
-    n_weight_tensors = sum((op.weight is not None) + (op.bias is not None) for op in graph.ops)
-    n_tensors = len(graph.tensors) + n_weight_tensors
-    total = align(int(EVAL_TENSOR_BYTES * k) * n_tensors)
-    total += align(int(NODE_AND_REGISTRATION_BYTES * k) * len(graph.ops))
-    n_io = len(graph.inputs) + len(graph.outputs)
-    total += n_io * (align(int(TFLITE_TENSOR_BYTES * k)) + align(int(AFFINE_QUANT_BYTES * k)))
+    """TFLM persistent (tail) allocations for the graph on a ``pointer_bytes`` target."""
+    k = pointer_bytes / 8
+    total = int(EVAL_TENSOR_BYTES * k) * (len(graph.tensors) + _const_tensors(graph))
+    total += int(NODE_AND_REGISTRATION_BYTES * k) * len(graph.ops)
+    total += int(IO_TENSOR_BYTES * k) * (len(graph.inputs) + len(graph.outputs))
     for op in graph.ops:
-        if op.kind in OPDATA_BYTES:
-            total += align(int(OPDATA_BYTES[op.kind] * k))
+        total += OPDATA_BYTES.get(op.kind, 0) + BUILTIN_DATA_BYTES.get(op.kind, 0)
         if op.kind in ("conv2d", "depthwise_conv2d"):
             total += 2 * align(4 * op.out_channels)  # per-channel multiplier and shift
-    return total
+    return total + FIXED_TAIL_BYTES
 
 
 def c_model_bytes(graph: Graph) -> int:
@@ -129,22 +143,19 @@ def c_model_bytes(graph: Graph) -> int:
 
 
 def model_bytes(graph: Graph) -> int:
-    """Estimated size of the int8 ``.tflite`` flatbuffer."""
-    total = FLATBUFFER_FIXED_BYTES
-    n_tensors = len(graph.tensors)
+    """Estimated size of the int8 ``.tflite`` flatbuffer `nas.tflite.export` writes."""
+    total = FLATBUFFER_FIXED_BYTES + FLATBUFFER_OP_BYTES * len(graph.ops)
+    total += FLATBUFFER_TENSOR_BYTES * len(graph.tensors)
+    total += FLATBUFFER_CONST_TENSOR_BYTES * _const_tensors(graph)
     for op in graph.ops:
-        total += FLATBUFFER_OP_BYTES
         if op.weight is not None:
-            n_tensors += 1
-            total += op.weight.size
             per_channel = op.kind != "fully_connected"
-            total += 12 * (op.out_channels if per_channel else 1)
+            n_q = op.out_channels if per_channel else 1
+            total += op.weight.size + FLATBUFFER_QPARAM_BYTES * n_q
         if op.bias is not None:
-            n_tensors += 1
-            total += 4 * op.bias.size + 12 * (
-                op.out_channels if op.kind != "fully_connected" else 1
-            )
-    total += n_tensors * (FLATBUFFER_TENSOR_BYTES + 12)
+            total += 4 * op.bias.size + FLATBUFFER_QPARAM_BYTES * n_q
+        if op.kind == "reshape":
+            total += 4 * len(graph.tensors[op.outputs[0]].shape)
     return total
 
 

@@ -43,15 +43,17 @@ def test_cortex_m4_hand_computed():
     # Head: conv output 256 B at 0, input 64 B at 256, conv im2col scratch
     # 2*align4(9)*2 = 48 B at 320 -> 368 B (see the placement worked out in planner tests).
     assert c.arena_head_bytes == 368
-    # Tail: 9 eval tensors * 12 B -> 112; 4 nodes * 32 B = 128; 2 IO tensors * (32 + 16);
-    # conv OpData 48 + fc OpData 32; per-channel multiplier+shift 2 * 16.
-    assert c.arena_tail_bytes == 112 + 128 + 96 + 48 + 32 + 32
-    assert c.arena_bytes == 816
-    assert c.sram_bytes == 816 + 4096
-    # Flatbuffer: 640 fixed + 4 ops*40 + conv w 36 + 4*12 q + bias 16 + 4*12
-    # + fc w 40 + 12 + bias 40 + 12 + 9 tensors * 84.
-    assert c.model_bytes == 1808
-    assert c.flash_bytes == 1808 + 40000
+    # Tail on a 32-bit target: 10 eval tensors (5 activations + conv/fc weights and biases
+    # + the reshape shape) * 12 B; 4 nodes * 32 B; 2 IO tensors * 48 B; conv OpData 80 +
+    # options 28; fc OpData 64; pool OpData 48; per-channel multiplier+shift 2 * 16; fixed 630.
+    assert c.arena_tail_bytes == 120 + 128 + 96 + 108 + 64 + 48 + 32 + 630
+    assert c.arena_bytes == 368 + 1226
+    assert c.sram_bytes == 1594 + 4096
+    # Flatbuffer: 122 fixed + 4 ops * 21 + 5 activations * 125 + 5 constants * 108
+    # + conv weights 36 + 4 channels * 12 + bias 16 + 4 * 12 + fc weights 40 + 12 + bias 40 + 12
+    # + reshape shape 8.
+    assert c.model_bytes == 122 + 84 + 625 + 540 + 84 + 64 + 52 + 52 + 8
+    assert c.flash_bytes == c.model_bytes + 40000
     assert c.macs == 2600
     cycles = (
         (1.631 * 2304 + 86.1 * 256 + 500) + (9.8 * 256 + 300) + 100 + (1.92 * 40 + 20 * 10 + 300)
