@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from nas.compression import Candidate
@@ -34,4 +35,8 @@ class BaseBackend(ABC):
 
     @abstractmethod
     def score(self, candidate: Candidate, cost: Cost) -> dict[str, Any]:
-        """Metrics of the quantized ``candidate`` (``candidate.qgraph`` is set)."""
+        """Metrics of the quantized ``candidate`` (``candidate.qgraph`` is set). Files to
+        keep with the trial go into ``candidate.artifacts``."""
+
+    def deploy(self, best_dir: Path) -> None:  # noqa: B027 - optional hook
+        """Add what a firmware needs to the best trial's folder (default: nothing)."""

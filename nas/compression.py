@@ -39,6 +39,7 @@ class Candidate:
         hw: the target profile.
         qgraph: the int8 model, set by the quantization method.
         metrics: extra numbers methods report (``huffman_bytes``...), merged into the row.
+        artifacts: files for the trial directory (``model.tflite``...), name -> bytes.
     """
 
     name: str
@@ -49,6 +50,7 @@ class Candidate:
     hw: HardwareProfile
     qgraph: QGraph | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass

@@ -41,8 +41,13 @@ from nas.planner import align, lifetimes, plan
 EVAL_TENSOR_BYTES = 24  # per tensor, constants included
 NODE_AND_REGISTRATION_BYTES = 64  # per op
 IO_TENSOR_BYTES = 64 + 32  # persistent TfLiteTensor + quantization, per graph input/output
-OPDATA_BYTES = {"conv2d": 80, "depthwise_conv2d": 80, "add": 64, "fully_connected": 64,
-                "average_pool2d": 48}
+OPDATA_BYTES = {
+    "conv2d": 80,
+    "depthwise_conv2d": 80,
+    "add": 64,
+    "fully_connected": 64,
+    "average_pool2d": 48,
+}
 BUILTIN_DATA_BYTES = {"conv2d": 28, "depthwise_conv2d": 28, "add": 8}
 FIXED_TAIL_BYTES = 630
 # Flatbuffer layout, least-squares fit of the exporter's output (nas.tflite; max error 8 B
@@ -169,14 +174,21 @@ def op_latency_ms(graph: Graph, hw: HardwareProfile) -> list[float]:
     return out
 
 
+def arena_bytes(graph: Graph, kernels: str, pointer_bytes: int) -> tuple[int, int]:
+    """TFLM arena (head, tail) for ``kernels`` (``cmsis_nn`` or ``reference``) on a target
+    with ``pointer_bytes``-byte pointers (8 for the x86-64 ``tflite-micro`` wheel)."""
+    scratch = [scratch_bytes(graph, op, kernels) for op in graph.ops]
+    return plan(lifetimes(graph, scratch)).head_bytes, tail_bytes(graph, pointer_bytes)
+
+
 def estimate(graph: Graph, hw: HardwareProfile) -> Cost:
     """Static cost of ``graph`` on ``hw``; raises `ProfileError` for a missing LUT entry."""
-    scratch = [scratch_bytes(graph, op, hw.kernels) for op in graph.ops]
-    head = plan(lifetimes(graph, scratch)).head_bytes
     if hw.runtime == "c":  # generated C: no interpreter structures, no flatbuffer
+        head, _ = arena_bytes(graph, hw.kernels, hw.pointer_bytes)
         tail, mbytes = 0, c_model_bytes(graph)
     else:
-        tail, mbytes = tail_bytes(graph, hw.pointer_bytes), model_bytes(graph)
+        head, tail = arena_bytes(graph, hw.kernels, hw.pointer_bytes)
+        mbytes = model_bytes(graph)
     arena = head + tail
     latency = sum(op_latency_ms(graph, hw))
     return Cost(

@@ -119,7 +119,7 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         if math.isnan(v):
             return ""
-        return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.0f}"
+        return f"{v:.0f}" if v.is_integer() or abs(v) >= 1e5 else f"{v:.4g}"
     return str(v)
 
 
@@ -143,8 +143,14 @@ def summary(df: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def write_run(run_dir: Path, df: pd.DataFrame, cfg: DictConfig, hw: HardwareProfile) -> None:
-    """Write ``trials.csv``, ``report.md`` and ``best/``; print the Pareto front."""
+def write_run(
+    run_dir: Path, df: pd.DataFrame, cfg: DictConfig, hw: HardwareProfile
+) -> Path | None:
+    """Write ``trials.csv``, ``report.md`` and ``best/``; print the Pareto front.
+
+    Returns:
+        The ``best/`` folder, or None when no trial has saved models.
+    """
     df.to_csv(run_dir / "trials.csv", index=False)
     front = pareto_table(df)
     counts = summary(df)
@@ -170,13 +176,16 @@ def write_run(run_dir: Path, df: pd.DataFrame, cfg: DictConfig, hw: HardwareProf
             f"Best (highest acc_int8 on the front): trial {int(best['number'])}, in `best/`.",
             "",
         ]
+    lines += estimate_vs_measured(df)
     lines += ["## Settings", "", "```json", json.dumps(settings, indent=2), "```", ""]
     (run_dir / "report.md").write_text("\n".join(lines))
+    best_dir = None
     if best is not None:
         src = run_dir / "trials" / f"{int(best['number']):05d}"
         if src.is_dir():
-            shutil.rmtree(run_dir / "best", ignore_errors=True)
-            shutil.copytree(src, run_dir / "best")
+            best_dir = run_dir / "best"
+            shutil.rmtree(best_dir, ignore_errors=True)
+            shutil.copytree(src, best_dir)
     print()
     print(
         f"Pareto front on {hw.name}: {counts['complete_feasible']} feasible, "
@@ -185,3 +194,27 @@ def write_run(run_dir: Path, df: pd.DataFrame, cfg: DictConfig, hw: HardwareProf
     )
     print(front.to_string(index=False) if len(front) else "(no feasible trial completed)")
     print(f"run directory: {run_dir}")
+    return best_dir
+
+
+def estimate_vs_measured(df: pd.DataFrame) -> list[str]:
+    """Markdown section comparing static estimates with a backend's measurements."""
+    pairs = [
+        (e, m)
+        for e, m in (
+            ("arena_bytes_estimated", "arena_bytes_measured"),
+            ("model_bytes_estimated", "model_bytes"),
+        )
+        if e in df and m in df
+    ]
+    if not pairs or "arena_bytes_measured" not in df:
+        return []
+    rows = df[df["arena_bytes_measured"].notna()]
+    table = rows[["number"]].copy()
+    for est, meas in pairs:
+        table[est] = rows[est].astype(int)
+        table[meas] = rows[meas].astype(int)
+        table[f"{est.removesuffix('_estimated')}_error_pct"] = (
+            100.0 * (rows[est] - rows[meas]) / rows[meas]
+        )
+    return ["## Static estimate vs measured on the runtime", "", markdown_table(table), ""]

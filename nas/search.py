@@ -28,7 +28,7 @@ from nas import report
 from nas.backends import REQUIRED_METRICS, BaseBackend
 from nas.compression import BaseCompressionMethod, Candidate, order, run_pipeline
 from nas.config import plugin_config
-from nas.cost import estimate
+from nas.cost import Cost, estimate
 from nas.data import Arrays
 from nas.errors import ConfigError, NasError, TrialError
 from nas.graph import trace
@@ -190,10 +190,10 @@ class Objective:
         for key, value in metrics.items():
             trial.set_user_attr(key, value)
         if s.save_models:
-            self.save(trial.number, cand, metrics)
+            self.save(trial.number, cand, cost, metrics)
         return float(metrics["acc_int8"]), cost.latency_ms
 
-    def save(self, number: int, cand: Candidate, metrics: dict[str, Any]) -> None:
+    def save(self, number: int, cand: Candidate, cost: Cost, metrics: dict[str, Any]) -> None:
         out = self.run_dir / "trials" / f"{number:05d}"
         out.mkdir(parents=True, exist_ok=True)
         info = {
@@ -203,12 +203,15 @@ class Objective:
             "in_channels": cand.data.in_channels,
             "num_classes": cand.data.num_classes,
             "hw": self.comp.hw.name,
+            "cost": cost.as_dict(),
             "metrics": metrics,
         }
         (out / "arch.json").write_text(json.dumps(info, indent=2, default=float))
         torch.save(cand.module.state_dict(), out / "model_float.pt")
         assert cand.qgraph is not None
         cand.qgraph.save(out / "model_int8.npz")
+        for name, data in cand.artifacts.items():
+            (out / name).write_bytes(data)
 
 
 class Progress:
@@ -263,6 +266,8 @@ def run_search(cfg: DictConfig, run_dir: Path) -> Any:
     finally:
         progress.bar.close()
         frame = report.frame(study)
-        report.write_run(run_dir, frame, cfg, comp.hw)
+        best_dir = report.write_run(run_dir, frame, cfg, comp.hw)
+        if best_dir is not None:
+            comp.backend.deploy(best_dir)
         pm.observe_study(str(run_dir), frame)
     return frame

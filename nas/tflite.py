@@ -19,8 +19,11 @@ from nas.errors import GraphError
 from nas.graph import Op
 from nas.int8 import QGraph, QParams
 
-_ACT = {"none": tfl.ActivationFunctionType.NONE, "relu": tfl.ActivationFunctionType.RELU,
-        "relu6": tfl.ActivationFunctionType.RELU6}
+_ACT = {
+    "none": tfl.ActivationFunctionType.NONE,
+    "relu": tfl.ActivationFunctionType.RELU,
+    "relu6": tfl.ActivationFunctionType.RELU6,
+}
 #: graph op kind -> TFLite builtin operator (plus PAD, inserted for explicit padding).
 BUILTINS = {
     "conv2d": tfl.BuiltinOperator.CONV_2D,
@@ -64,8 +67,16 @@ class _Model:
         self.buffers.append(b)
         return len(self.buffers) - 1
 
-    def tensor(self, name: str, shape, dtype: int, data: np.ndarray | None = None,
-               scale=None, zero_point=None, axis: int = 0) -> int:
+    def tensor(
+        self,
+        name: str,
+        shape,
+        dtype: int,
+        data: np.ndarray | None = None,
+        scale=None,
+        zero_point=None,
+        axis: int = 0,
+    ) -> int:
         t = tfl.TensorT()
         t.name, t.shape, t.type = name, [int(s) for s in shape], dtype
         t.buffer = self.buffer(data) if data is not None else 0
@@ -78,8 +89,9 @@ class _Model:
         self.tensors.append(t)
         return len(self.tensors) - 1
 
-    def op(self, builtin: int, inputs: list[int], outputs: list[int], opt_type: int = 0,
-           options=None) -> None:
+    def op(
+        self, builtin: int, inputs: list[int], outputs: list[int], opt_type: int = 0, options=None
+    ) -> None:
         if builtin not in self.opcodes:
             self.opcodes.append(builtin)
         o = tfl.OperatorT()
@@ -134,22 +146,43 @@ def export(qg: QGraph, description: str = "mcu-nas") -> bytes:
             in_scale = np.float64(np.float32(qg.tensors[op.inputs[0]].scale))
             axis = 3 if op.kind == "depthwise_conv2d" else 0
             zeros = np.zeros(q.weight_scale.size, dtype=np.int64)
-            w = m.tensor(f"{op.name}_weights", q.weight.shape, tfl.TensorType.INT8, q.weight,
-                         q.weight_scale, zeros, axis)
-            b = m.tensor(f"{op.name}_bias", q.bias.shape, tfl.TensorType.INT32, q.bias,
-                         (in_scale * q.weight_scale.astype(np.float64)).astype(np.float32),
-                         zeros, 0)
+            w = m.tensor(
+                f"{op.name}_weights",
+                q.weight.shape,
+                tfl.TensorType.INT8,
+                q.weight,
+                q.weight_scale,
+                zeros,
+                axis,
+            )
+            b = m.tensor(
+                f"{op.name}_bias",
+                q.bias.shape,
+                tfl.TensorType.INT32,
+                q.bias,
+                (in_scale * q.weight_scale.astype(np.float64)).astype(np.float32),
+                zeros,
+                0,
+            )
             if op.kind == "fully_connected":
                 opt = tfl.FullyConnectedOptionsT()
                 opt.fusedActivationFunction = act
-                m.op(BUILTINS[op.kind], [src, w, b], [out],
-                     tfl.BuiltinOptions.FullyConnectedOptions, opt)
+                m.op(
+                    BUILTINS[op.kind],
+                    [src, w, b],
+                    [out],
+                    tfl.BuiltinOptions.FullyConnectedOptions,
+                    opt,
+                )
                 continue
             padding, src = _padding(m, qg, op, src)
             if op.kind == "conv2d":
                 opt, opt_type = tfl.Conv2DOptionsT(), tfl.BuiltinOptions.Conv2DOptions
             else:
-                opt, opt_type = tfl.DepthwiseConv2DOptionsT(), tfl.BuiltinOptions.DepthwiseConv2DOptions
+                opt, opt_type = (
+                    tfl.DepthwiseConv2DOptionsT(),
+                    tfl.BuiltinOptions.DepthwiseConv2DOptions,
+                )
                 opt.depthMultiplier = 1
             opt.padding, opt.strideH, opt.strideW = padding, op.stride, op.stride
             opt.dilationHFactor = opt.dilationWFactor = 1
@@ -165,8 +198,13 @@ def export(qg: QGraph, description: str = "mcu-nas") -> bytes:
         elif op.kind == "add":
             opt = tfl.AddOptionsT()
             opt.fusedActivationFunction = act
-            m.op(BUILTINS[op.kind], [src, ids[op.inputs[1]]], [out],
-                 tfl.BuiltinOptions.AddOptions, opt)
+            m.op(
+                BUILTINS[op.kind],
+                [src, ids[op.inputs[1]]],
+                [out],
+                tfl.BuiltinOptions.AddOptions,
+                opt,
+            )
         elif op.kind == "reshape":
             shape = np.array(g.tensors[op.outputs[0]].shape, dtype=np.int32)
             shape_t = m.tensor(f"{op.name}_shape", shape.shape, tfl.TensorType.INT32, shape)

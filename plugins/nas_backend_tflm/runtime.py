@@ -11,6 +11,9 @@ import numpy as np
 
 from nas.errors import TrialError
 
+# Measured with tflite-micro 0.dev20261023: a 256 B arena crashes the interpreter (SIGSEGV)
+# instead of raising; from 1,024 B a too-small arena raises RuntimeError. Never go below:
+MIN_ARENA_BYTES = 4096
 _LINE = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
 _CATEGORY = re.compile(r"'([^']+)' used (\d+) bytes .*?for (\d+) ")
 
@@ -43,8 +46,8 @@ def load(model: bytes, arena_size: int):
     """A TFLM interpreter for ``model``; grows the arena until allocation succeeds."""
     from tflite_micro import runtime
 
-    size = arena_size
-    for _ in range(6):
+    size = max(arena_size, MIN_ARENA_BYTES)
+    for _ in range(8):
         try:
             return runtime.Interpreter.from_bytes(model, arena_size=size)
         except RuntimeError as exc:

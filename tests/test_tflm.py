@@ -1,0 +1,225 @@
+"""The TFLite Micro backend: real flatbuffers run in the real interpreter."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import torch
+from nas_backend_tflm.runtime import MIN_ARENA_BYTES, arena_usage, invoke_all, load
+from torch import nn
+
+import nas
+from nas.cost import arena_bytes
+from nas.errors import GraphError
+from nas.graph import Graph, Op, Tensor, trace
+from nas.int8 import QGraph, QParams, QOp, quantize, run_int8
+from nas.tflite import BUILTINS, builtin_ops, export
+
+
+class Residual(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c))
+
+    def forward(self, x):
+        return torch.relu(x + self.body(x))
+
+
+OPERATOR_CASES = {
+    # conv 3x3 SAME stride 1 + ReLU, depthwise 5x5 stride 2 TF-SAME (asymmetric) + ReLU6,
+    # pointwise, residual add with fused ReLU, global average pool, reshape, FC
+    "mobilenet_ops": nn.Sequential(
+        nn.Conv2d(2, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.ZeroPad2d((1, 2, 1, 2)),
+        nn.Conv2d(8, 8, 5, stride=2, groups=8),
+        nn.ReLU6(),
+        nn.Conv2d(8, 6, 1),
+        Residual(6),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 10),
+    ),
+    # VALID conv, explicit symmetric padding with stride 2 (not SAME: exported as PAD),
+    # AvgPool2d 2x2, flatten of a 2x2 map into FC + ReLU, FC
+    "pad_valid_pool": nn.Sequential(
+        nn.Conv2d(2, 4, 3),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 3, stride=2, padding=1),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16, 12),
+        nn.ReLU(),
+        nn.Linear(12, 5),
+    ),
+    # depthwise 3x3 stride 1 and 7x7 stride 2 with TF-SAME padding
+    "depthwise": nn.Sequential(
+        nn.Conv2d(2, 4, 1),
+        nn.Conv2d(4, 4, 3, padding=1, groups=4),
+        nn.ReLU6(),
+        nn.ZeroPad2d((2, 3, 2, 3)),
+        nn.Conv2d(4, 4, 7, stride=2, groups=4),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    ),
+}
+
+
+def _quantized(module: nn.Module, size: int = 10, seed: int = 0):
+    torch.manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.3, 0.3)
+            m.running_var.uniform_(0.5, 2.0)
+    module.eval()
+    g = trace(module, (1, 2, size, size))
+    x = np.random.default_rng(seed).random((128, size, size, 2))
+    return quantize(g, x[:64]), x[64:]
+
+
+@pytest.mark.parametrize("case", sorted(OPERATOR_CASES))
+def test_every_exported_operator_matches_the_int8_reference(case):
+    qg, x = _quantized(OPERATOR_CASES[case])
+    model = export(qg)
+    interp = load(model, 1 << 20)
+    x_q = qg.input_params.quantize(x)
+    got = invoke_all(interp, x_q).astype(np.int32)
+    ref = run_int8(qg, x_q).reshape(len(x), -1).astype(np.int32)
+    diff = np.abs(got - ref)
+    assert (diff.max(axis=1) == 0).mean() >= 0.99, case
+    assert diff.max() <= 1, case
+
+
+def test_export_covers_every_graph_op_kind_and_pad():
+    kinds = set()
+    used = set()
+    for module in OPERATOR_CASES.values():
+        qg, _ = _quantized(module)
+        kinds |= {op.kind for op in qg.graph.ops}
+        used |= set(builtin_ops(export(qg)))
+    assert kinds == {
+        "conv2d",
+        "depthwise_conv2d",
+        "fully_connected",
+        "average_pool2d",
+        "add",
+        "reshape",
+    }
+    assert used == set(BUILTINS.values())  # PAD included
+
+
+def test_per_channel_weight_quantization_in_flatbuffer():
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as tfl
+
+    qg, _ = _quantized(OPERATOR_CASES["mobilenet_ops"])
+    model = tfl.ModelT.InitFromPackedBuf(bytearray(export(qg)), 0)
+    conv_weights = [
+        t for t in model.subgraphs[0].tensors if t.name.endswith(b"_weights") and len(t.shape) == 4
+    ]
+    assert conv_weights
+    for t in conv_weights:
+        channels = t.shape[t.quantization.quantizedDimension]
+        assert len(t.quantization.scale) == channels > 1
+        assert t.type == tfl.TensorType.INT8
+
+
+def test_arena_estimate_within_5_percent_of_the_interpreter():
+    space = nas.create_search_space("mobilenet")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=11))
+    for i in range(6):
+        spec = space.sample(study.ask())
+        r = spec["resolution"]
+        torch.manual_seed(i)
+        g = trace(space.build(spec, 1, 10).eval(), (1, 1, r, r))
+        qg = quantize(g, np.random.default_rng(i).random((8, r, r, 1)))
+        interp = load(export(qg), 1 << 21)
+        invoke_all(interp, qg.input_params.quantize(np.zeros((1, r, r, 1))))
+        measured = arena_usage(interp).total_bytes
+        head, tail = arena_bytes(g, "reference", 8)
+        assert abs(head + tail - measured) <= 0.05 * measured
+
+
+def test_unsupported_operator_is_named():
+    g = Graph(
+        {0: Tensor(0, (1, 4)), 1: Tensor(1, (1, 4))}, [Op("softmax", "probs", [0], [1])], [0], [1]
+    )
+    qp = QParams(np.float32(0.1), 0)
+    with pytest.raises(GraphError, match="operator 'softmax' \\(probs\\)"):
+        export(QGraph(g, {0: qp, 1: qp}, [QOp()]))
+
+
+def test_too_small_arena_grows_until_it_fits():
+    wide = nn.Sequential(
+        nn.Conv2d(2, 32, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 4)
+    )
+    qg, _ = _quantized(wide, size=16)  # needs > 8 KB: the 16x16x32 activation alone
+    interp = load(export(qg), 64)  # raised to the safe minimum, then doubled until it fits
+    assert arena_usage(interp).total_bytes > MIN_ARENA_BYTES
+
+
+@pytest.mark.slow
+def test_search_with_tflm_backend_writes_a_deployable_model(cli, tmp_path):
+    run = tmp_path / "run"
+    proc = cli(
+        "search",
+        "+hw=cortex_m4",
+        "backend=tflm",
+        "search.n_trials=2",
+        "search.epochs=6",
+        "search_space.resolutions=[8]",
+        "search_space.widths=[8,16]",
+        f"hydra.run.dir={run}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_csv(run / "trials.csv")
+    for col in (
+        "acc_int8_tflm",
+        "arena_bytes_measured",
+        "arena_bytes_estimated",
+        "model_bytes",
+        "model_bytes_estimated",
+        "tflm_ref_identical",
+    ):
+        assert col in df.columns, col
+    done = df[df.state == "COMPLETE"]
+    assert (done.tflm_ref_identical >= 0.99).all()
+    err = (
+        done.arena_bytes_estimated - done.arena_bytes_measured
+    ).abs() / done.arena_bytes_measured
+    assert (err <= 0.05).all()
+    assert "Static estimate vs measured" in (run / "report.md").read_text()
+
+    best = run / "best"
+    info = json.loads((best / "arch.json").read_text())
+    model = (best / "model.tflite").read_bytes()
+    assert len(model) == info["metrics"]["model_bytes"]
+    # the C array holds exactly the flatbuffer
+    body = (best / "model_data.cc").read_text()
+    assert "alignas(16)" in body
+    data = bytes(int(h, 16) for h in re.findall(r"0x([0-9a-f]{2})", body))
+    assert data == model
+    # the resolver registers exactly the operators the model uses
+    main = (best / "main.cc").read_text()
+    adds = re.findall(r"resolver\.(Add\w+)\(\)", main)
+    assert len(adds) == len(set(adds)) == len(builtin_ops(model))
+    assert f"MicroMutableOpResolver<{len(adds)}>" in main
+    arena = int(re.search(r"kArenaSize = (\d+);", main).group(1))
+    assert arena >= info["metrics"]["arena_bytes_measured"]
+    assert (best / "FIRMWARE.md").is_file()
+
+    # the model runs in the interpreter, in the arena main.cc declares, with the reported
+    # test accuracy
+    d = nas.create_dataset("digits").load()
+    qg_in = json.loads(np.load(best / "model_int8.npz")["header"].tobytes())
+    in_scale, in_zp = qg_in["tensors"]["0"]
+    x = d.x_test.transpose(0, 2, 3, 1)
+    x_q = np.clip(np.round(x / np.float32(in_scale)) + in_zp, -128, 127).astype(np.int8)
+    out = invoke_all(load(model, arena), x_q)
+    acc = float((out.argmax(1) == d.y_test).mean())
+    assert acc == pytest.approx(info["metrics"]["acc_int8_tflm"])
