@@ -17,7 +17,7 @@ import nas
 from nas.cost import arena_bytes
 from nas.errors import GraphError
 from nas.graph import Graph, Op, Tensor, trace
-from nas.int8 import QGraph, QParams, QOp, quantize, run_int8
+from nas.int8 import QGraph, QOp, QParams, quantize, run_int8
 from nas.tflite import BUILTINS, builtin_ops, export
 
 
