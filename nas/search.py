@@ -39,16 +39,6 @@ from nas.train import CURVE_ATTR, ParetoMedianPruner, TrainSettings, accuracy, f
 
 log = logging.getLogger(__name__)
 DIRECTIONS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]  # acc_int8, latency_ms
-COST_ATTRS = (
-    "flash_bytes",
-    "sram_bytes",
-    "model_bytes",
-    "arena_bytes",
-    "macs",
-    "params",
-    "latency_ms",
-    "energy_uj",
-)
 
 
 @dataclass
@@ -148,8 +138,8 @@ class Objective:
         name = f"trial {trial.number}"
         graph = trace(module, (1, data.in_channels, size, size), name)
         cost = estimate(graph, comp.hw)
-        for key in COST_ATTRS:
-            trial.set_user_attr(key, getattr(cost, key))
+        for key, value in cost.as_dict().items():
+            trial.set_user_attr(key, value)
         for key, value in cost.violations(comp.hw).items():
             trial.set_constraint(key, value)
         reason = cost.infeasible_reason(comp.hw)

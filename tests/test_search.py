@@ -1,0 +1,91 @@
+"""The search loop in-process: failures are recorded and the study goes on."""
+
+from __future__ import annotations
+
+import optuna
+import pandas as pd
+from hydra import compose, initialize_config_module
+from torch import nn
+
+import nas
+from nas.config import register_configs
+from nas.plugin_manager import PluginManager, reset_plugin_manager
+from nas.search import run_search
+from nas.spaces import BaseSearchSpace
+from nas.train import CURVE_ATTR, ParetoMedianPruner
+
+
+class SigmoidSpace(BaseSearchSpace):
+    """A space whose networks use an operator the graph cannot express."""
+
+    name = "sigmoidnet"
+
+    def sample(self, trial):
+        return {"width": trial.suggest_categorical("width", [4, 8])}
+
+    def resolution(self, spec):
+        return 8
+
+    def build(self, spec, in_channels, num_classes):
+        w = spec["width"]
+        return nn.Sequential(
+            nn.Conv2d(in_channels, w, 3, padding=1),
+            nn.Sigmoid(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(w, num_classes),
+        )
+
+
+class SigmoidPlugin:
+    @staticmethod
+    @nas.hookimpl
+    def nas_register_search_spaces():
+        return [SigmoidSpace]
+
+
+def test_unsupported_operator_fails_the_trial_not_the_study(tmp_path):
+    pm = PluginManager()
+    pm.register(SigmoidPlugin, name="sigmoid_plugin")
+    reset_plugin_manager(pm)
+    try:
+        register_configs()
+        with initialize_config_module("nas.conf", version_base="1.3"):
+            cfg = compose(
+                "config",
+                overrides=[
+                    "+hw=cortex_m4",
+                    "search_space=sigmoidnet",
+                    "search.n_trials=3",
+                    "search.epochs=1",
+                ],
+            )
+        frame = run_search(cfg, tmp_path)
+    finally:
+        reset_plugin_manager(None)
+    assert len(frame) == 3 and (frame.state == "FAIL").all()
+    assert frame.reason.str.contains("candidate trial \\d+: unsupported operator 'Sigmoid'").all()
+    csv = pd.read_csv(tmp_path / "trials.csv")
+    assert len(csv) == 3 and (tmp_path / "report.md").is_file()
+
+
+def _trial(study, latency, curve):
+    t = optuna.trial.create_trial(
+        values=[curve[-1], latency],
+        user_attrs={"latency_ms": latency, CURVE_ATTR: curve},
+        params={},
+        distributions={},
+    )
+    study.add_trial(t)
+
+
+def test_pruner_compares_only_with_faster_trials():
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for lat in (1.0, 2.0, 3.0):
+        _trial(study, lat, [0.5, 0.8, 0.9])
+    pruner = ParetoMedianPruner(n_startup_trials=3, n_warmup_epochs=1)
+    assert not pruner.should_prune(study, 0, 0.1, 5.0)  # warm-up epoch
+    assert pruner.should_prune(study, 1, 0.7, 5.0)  # slower and worse than the median
+    assert not pruner.should_prune(study, 1, 0.85, 5.0)
+    assert not pruner.should_prune(study, 1, 0.1, 2.5)  # only 2 faster trials: too few
+    assert not pruner.should_prune(study, 1, 0.1, 0.5)  # the fastest is never pruned
