@@ -99,4 +99,4 @@ def test_schema_rejects_wrong_type():
 def test_default_config_is_complete():
     cfg = _compose("+hw=cortex_m4")
     assert not OmegaConf.missing_keys(cfg)
-    assert cfg.storage.url is None and cfg.sampler.name == "tpe"
+    assert cfg.storage.url is None and cfg.sampler.name == "tpe" and cfg.backend.name == "tflm"
