@@ -22,8 +22,9 @@ model under TensorFlow Lite Micro:
 Fidelity (``benchmarks/tflm_arena_fidelity.py``, 100 random MobileNet-like candidates
 against the x86-64 ``tflite-micro`` interpreter, results in
 ``benchmarks/results/tflm_arena_fidelity.md``): the head is exact on 100/100, the arena
-(head + tail) within 0.21% (median 0.02%), the flatbuffer within 0.13% (median 0.01%). On a 32-bit target the tail uses the halved pointer-struct sizes and
-keeps the 64-bit OpData sizes, an upper bound not yet measured on a chip.
+(head + tail) within 0.21% (median 0.02%), the flatbuffer within 0.13% (median 0.01%).
+On a 32-bit target the tail uses the halved pointer-struct sizes and keeps the 64-bit
+OpData sizes, an upper bound not yet measured on a chip.
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ OPDATA_BYTES = {
 BUILTIN_DATA_BYTES = {"conv2d": 28, "depthwise_conv2d": 28, "add": 8}
 FIXED_TAIL_BYTES = 630
 # Flatbuffer layout, least-squares fit of the exporter's output (nas.tflite; max error 8 B
-# over 60 random candidates; the benchmark checks it on 100 others): fixed, per activation tensor, per constant tensor, per op,
-# per quantization parameter (float32 scale + int64 zero point).
+# over 60 random candidates; the benchmark checks it on 100 others): fixed, per activation
+# tensor, per constant tensor, per op, per quantization parameter (float32 scale + int64
+# zero point).
 FLATBUFFER_FIXED_BYTES = 338
 FLATBUFFER_TENSOR_BYTES = 125
 FLATBUFFER_CONST_TENSOR_BYTES = 108

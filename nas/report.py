@@ -53,7 +53,7 @@ PARETO_COLUMNS = [
     "macs",
     "train_s",
 ]
-HIDDEN_ATTRS = ("arch", "val_acc_curve", "infeasible_reason", "fail_reason")
+HIDDEN_ATTRS = ("arch", "val_acc_curve", "infeasible_reason", "fail_reason", "prune_reason")
 
 
 def record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
@@ -63,7 +63,10 @@ def record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         "number": trial.number,
         "state": trial.state.name,
         "feasible": bool(attrs.get("feasible", False)),
-        "reason": attrs.get("infeasible_reason") or attrs.get("fail_reason") or "",
+        "reason": next(
+            (attrs[k] for k in ("infeasible_reason", "fail_reason", "prune_reason") if k in attrs),
+            "",
+        ),
     }
     row.update({k: v for k, v in attrs.items() if k not in HIDDEN_ATTRS})
     row["train_s"] = float(attrs.get("train_s", 0.0))

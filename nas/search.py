@@ -158,10 +158,10 @@ class Objective:
             curve.append(acc)
             trial.set_user_attr(CURVE_ATTR, curve)
             if self.pruner and self.pruner.should_prune(trial.study, epoch, acc, cost.latency_ms):
+                why = f"val acc {acc:.3f} at epoch {epoch} below the median of faster trials"
                 trial.set_user_attr("train_s", time.perf_counter() - t0)
-                raise optuna.TrialPruned(
-                    f"val acc {acc:.3f} at epoch {epoch} below the median of faster trials"
-                )
+                trial.set_user_attr("prune_reason", why)
+                raise optuna.TrialPruned(why)
 
         t0 = time.perf_counter()
         fit(module, data, settings, on_epoch)
