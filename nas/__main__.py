@@ -41,11 +41,16 @@ Each run writes study.db, trials.csv, report.md and best/ to its run directory
 def _search_app(cfg: DictConfig) -> None:
     from nas.search import run_search
 
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
     try:
-        run_search(cfg, Path(HydraConfig.get().runtime.output_dir))
+        run_search(cfg, run_dir, list(hc.overrides.task))
     except NasError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print(f"interrupted: the report of the finished trials is in {run_dir}", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def _check_hw(args: list[str]) -> list[str]:

@@ -38,13 +38,20 @@ class SearchConfig:
     lr: float = 0.01
     weight_decay: float = 1e-4
     save_models: bool = True
+    workers: int = 1
+    report: bool = True
 
 
 @dataclass
 class StudyConfig:
-    """The Optuna study: its name within the storage."""
+    """The Optuna study: its name within the storage, and how workers watch each other
+    (see `nas.storage`): a heartbeat every ``heartbeat_s``; a ``RUNNING`` trial silent for
+    ``grace_s`` is failed and, with ``retry_stale``, queued again."""
 
     name: str = "${hw.name}-${search_space.name}-${dataset.name}"
+    heartbeat_s: float = 10.0
+    grace_s: float = 60.0
+    retry_stale: bool = True
 
 
 @dataclass
@@ -87,8 +94,8 @@ class SqliteStorageConfig:
 
 @dataclass
 class JournalStorageConfig:
-    """An Optuna journal file (``study.log`` in the run directory unless ``url`` names a
-    file): safe for many processes on one file system."""
+    """An Optuna journal file (``study.log`` in the run directory unless ``url`` names one,
+    ``journal:///path/file.log``): safe for many processes on one file system."""
 
     name: str = "journal"
     url: str | None = None

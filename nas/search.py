@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.study import StudyDirection
 from tqdm import tqdm
 
-from nas import report
+from nas import report, workers
 from nas.backends import REQUIRED_METRICS, BaseBackend
 from nas.compression import BaseCompressionMethod, Candidate, order, run_pipeline
 from nas.config import plugin_config
@@ -35,6 +35,7 @@ from nas.graph import trace
 from nas.hardware import HardwareProfile, profile_from_mapping
 from nas.plugin_manager import PluginManager, get_plugin_manager
 from nas.spaces import BaseSearchSpace
+from nas.storage import Heartbeat, fail_stale_trials, open_storage, storage_url
 from nas.train import CURVE_ATTR, ParetoMedianPruner, TrainSettings, accuracy, fit
 
 log = logging.getLogger(__name__)
@@ -89,17 +90,6 @@ def make_sampler(cfg: DictConfig) -> optuna.samplers.BaseSampler:
     raise ConfigError(f"unknown sampler '{s.name}'; valid: tpe, nsga2, random")
 
 
-def make_storage(cfg: DictConfig, run_dir: Path) -> Any:
-    """An Optuna storage: ``storage.url`` if set, else a file in the run directory."""
-    st = cfg.storage
-    if st.name == "journal":
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
-
-        return JournalStorage(JournalFileBackend(str(st.url or run_dir / "study.log")))
-    return st.url or f"sqlite:///{run_dir / 'study.db'}"
-
-
 class Objective:
     """Callable for `optuna.Study.optimize`: one candidate from sample to score."""
 
@@ -119,9 +109,14 @@ class Objective:
         return self._resized[size]
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
+        storage = trial.study._storage  # noqa: SLF001 - heartbeats write to the trial directly
         try:
-            return self._run(trial)
+            with Heartbeat(storage, trial._trial_id, self.cfg.study.heartbeat_s):
+                return self._run(trial)
         except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
             raise
         except Exception as exc:
             reason = str(exc) if isinstance(exc, NasError) else f"{type(exc).__name__}: {exc}"
@@ -205,14 +200,17 @@ class Objective:
 
 
 class Progress:
-    """tqdm bar: trial n/N and the best feasible int8 accuracy so far."""
+    """After each trial: the tqdm bar (trial n/N, best feasible int8 accuracy so far), the
+    observer hook, and the check for trials abandoned by dead workers."""
 
-    def __init__(self, total: int, pm: PluginManager) -> None:
+    def __init__(self, total: int, pm: PluginManager, grace_s: float, retry: bool) -> None:
         self.bar = tqdm(total=total, desc="trials", unit="trial", dynamic_ncols=True)
         self.pm = pm
+        self.grace_s, self.retry = grace_s, retry
         self.best: tuple[float, float] | None = None
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        fail_stale_trials(study, self.grace_s, self.retry)
         rec = report.record(trial)
         acc = rec.get("acc_int8")
         if rec["feasible"] and acc == acc and acc is not None:
@@ -220,44 +218,86 @@ class Progress:
             if self.best is None or key > (self.best[0], -self.best[1]):
                 self.best = (acc, rec["latency_ms"])
         if rec["state"] == "FAIL":
-            self.bar.write(f"trial {trial.number} failed: {rec.get('fail_reason', '?')}")
+            self.bar.write(f"trial {trial.number} failed: {rec['reason']}")
         best = f"{self.best[0]:.3f} @ {self.best[1]:.2f} ms" if self.best else "none yet"
         self.bar.set_postfix_str(f"best feasible acc_int8 {best}")
         self.bar.update(1)
         self.pm.observe_trial(trial.number, rec)
 
 
-def run_search(cfg: DictConfig, run_dir: Path) -> Any:
-    """Run (or continue) the study, write the run directory, return the trials frame."""
-    pm = get_plugin_manager()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    comp = build_components(cfg, pm)
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
+def open_study(cfg: DictConfig, url: str) -> optuna.Study:
+    """Create or join the study; refuse one that exists with other objectives."""
     study = optuna.create_study(
         study_name=cfg.study.name,
-        storage=make_storage(cfg, run_dir),
+        storage=open_storage(url),
         sampler=make_sampler(cfg),
         directions=DIRECTIONS,
         load_if_exists=True,
     )
+    if list(study.directions) != DIRECTIONS:
+        found = ", ".join(d.name.lower() for d in study.directions)
+        raise ConfigError(
+            f"study '{cfg.study.name}' in {url} already exists with objectives [{found}]; "
+            "a search needs [maximize acc_int8, minimize latency_ms]: choose another study.name"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(["acc_int8", "latency_ms"])
-    progress = Progress(cfg.search.n_trials, pm)
+    return study
+
+
+def run_search(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> Any:
+    """Run (or continue) the study, write the run directory, return the trials frame.
+
+    With ``search.workers`` > 1, ``overrides`` (the command line) start the other workers.
+    """
+    pm = get_plugin_manager()
+    check_writable(run_dir)
+    comp = build_components(cfg, pm)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    url = storage_url(cfg.storage.url, run_dir, cfg.storage.name)
+    study = open_study(cfg, url)
+    st = cfg.study
+    fail_stale_trials(study, st.grace_s, st.retry_stale)
+    n = workers.shares(cfg.search.n_trials, max(1, cfg.search.workers))
+    procs = workers.spawn(overrides or [], n[1:], cfg.search.seed, url, cfg.study.name, run_dir)
+    progress = Progress(n[0], pm, st.grace_s, st.retry_stale)
+    interrupted = False
     try:
         study.optimize(
             Objective(cfg, comp, run_dir),
-            n_trials=cfg.search.n_trials,
+            n_trials=n[0],
             timeout=cfg.search.timeout_s,
             catch=(Exception,),
             callbacks=[progress],
             gc_after_trial=False,
         )
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
         progress.bar.close()
+        codes = workers.wait(procs, interrupt=interrupted)
+        if any(codes):
+            log.warning("worker exit codes %s: see worker_*.log in %s", codes, run_dir)
         frame = report.frame(study)
-        best_dir = report.write_run(run_dir, frame, cfg, comp.hw)
-        if best_dir is not None:
-            comp.backend.deploy(best_dir)
-        pm.observe_study(str(run_dir), frame)
+        if cfg.search.report:
+            best_dir = report.write_run(run_dir, frame, cfg, comp.hw)
+            if best_dir is not None:
+                comp.backend.deploy(best_dir)
+            pm.observe_study(str(run_dir), frame)
     return frame
+
+
+def check_writable(run_dir: Path) -> None:
+    """A clear error when the run directory cannot be created or written."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"run directory '{run_dir}' is not writable ({exc.strerror}); "
+            "choose another with hydra.run.dir=DIR"
+        ) from None

@@ -10,7 +10,8 @@ import nas
 from nas.compression import order
 from nas.config import register_configs
 from nas.hardware import available_profiles
-from nas.search import build_components, make_sampler, make_storage, profile_from_cfg
+from nas.search import build_components, make_sampler, profile_from_cfg
+from nas.storage import open_storage, storage_url
 
 register_configs()
 
@@ -37,7 +38,9 @@ def test_every_sampler(sampler):
 @pytest.mark.parametrize("storage", ["sqlite", "journal"])
 def test_every_storage(storage, tmp_path):
     cfg = _compose("+hw=cortex_m4", f"storage={storage}")
-    assert make_storage(cfg, tmp_path) is not None
+    url = storage_url(cfg.storage.url, tmp_path, cfg.storage.name)
+    assert url.startswith("journal://" if storage == "journal" else "sqlite:///")
+    assert open_storage(url) is not None
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,75 @@
+"""``search.workers=N``: more processes on the same study.
+
+The first process (the one the user started) runs its share of ``search.n_trials`` itself
+and starts N-1 copies of ``python -m nas search`` with the same overrides, pointed at the
+same storage URL, study and run directory. Each copy gets its own share of the trials and
+its own seed, and writes no report; the first process waits for them and writes the
+report for the whole study. Starting the same command by hand on other machines, with a
+shared ``storage.url`` (PostgreSQL), does the same across machines.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+#: Overrides the first process sets for its copies (the user's values are replaced).
+_OWNED = (
+    "search.workers",
+    "search.n_trials",
+    "search.seed",
+    "search.report",
+    "storage.url",
+    "study.name",
+    "hydra.run.dir",
+)
+
+
+def shares(n_trials: int, workers: int) -> list[int]:
+    """Trials per worker: as equal as possible, summing to ``n_trials``."""
+    base, extra = divmod(n_trials, workers)
+    return [base + (k < extra) for k in range(workers)]
+
+
+def spawn(
+    overrides: list[str], n_trials: list[int], seed: int, url: str, study: str, run_dir: Path
+) -> list[subprocess.Popen]:
+    """Start one worker process per entry of ``n_trials`` (entries of 0 start none)."""
+    keep = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in _OWNED]
+    procs = []
+    for k, n in enumerate(n_trials, start=1):
+        if n == 0:
+            continue
+        args = [
+            *keep,
+            "search.workers=1",
+            f"search.n_trials={n}",
+            f"search.seed={seed + k}",
+            "search.report=false",
+            f"storage.url={url}",
+            f"study.name={study}",
+            f"hydra.run.dir={run_dir}",
+        ]
+        log = open(run_dir / f"worker_{k}.log", "w")  # noqa: SIM115 - closed by wait()
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "nas", "search", *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    return procs
+
+
+def wait(procs: list[subprocess.Popen], interrupt: bool = False) -> list[int]:
+    """Wait for the workers (forwarding Ctrl-C when ``interrupt``); their exit codes."""
+    codes = []
+    for p in procs:
+        if interrupt and p.poll() is None:
+            p.send_signal(signal.SIGINT)
+        codes.append(p.wait())
+        if p.stdout is not None:
+            p.stdout.close()
+    return codes
