@@ -53,37 +53,13 @@ def _search_app(cfg: DictConfig) -> None:
         raise SystemExit(130) from None
 
 
-def _check_hw(args: list[str]) -> list[str]:
-    """Require ``+hw=`` naming known, valid profiles; accept ``hw=`` as ``+hw=``."""
-    from nas.hardware import available_profiles, load_profile
-
-    profiles = available_profiles()
-    listing = ", ".join(profiles) or "(none found)"
-    out, found = [], False
-    for arg in args:
-        key, sep, value = arg.partition("=")
-        if sep and key.lstrip("+") == "hw":
-            found = True
-            for name in value.split(","):
-                if name.strip() not in profiles:
-                    raise ConfigError(
-                        f"unknown hardware profile '{name.strip()}' in '{arg}'; "
-                        f"available: {listing}"
-                    )
-                load_profile(name.strip())  # a malformed file fails here, naming the field
-            arg = f"+hw={value}"
-        out.append(arg)
-    if not found:
-        raise ConfigError(f"no hardware profile chosen: add +hw=<profile>; available: {listing}")
-    return out
-
-
 def search_command(args: list[str]) -> int:
     from nas.config import register_configs
+    from nas.validate import check_search_args
 
     help_flags = {"--help", "-h", "--hydra-help", "--info", "--cfg", "-c"}
     if not help_flags & set(args):
-        args = _check_hw(args)
+        args = check_search_args(args)
     register_configs()
     sys.argv = ["python -m nas search", *args]
     _search_app()

@@ -179,6 +179,7 @@ def write_run(
             f"Best (highest acc_int8 on the front): trial {int(best['number'])}, in `best/`.",
             "",
         ]
+    lines += failures(df)
     lines += estimate_vs_measured(df)
     lines += ["## Settings", "", "```json", json.dumps(settings, indent=2), "```", ""]
     (run_dir / "report.md").write_text("\n".join(lines))
@@ -198,6 +199,19 @@ def write_run(
     print(front.to_string(index=False) if len(front) else "(no feasible trial completed)")
     print(f"run directory: {run_dir}")
     return best_dir
+
+
+def failures(df: pd.DataFrame) -> list[str]:
+    """Markdown section: failed trials grouped by reason."""
+    failed = df[df["state"] == "FAIL"]
+    if failed.empty:
+        return []
+    groups = failed.groupby("reason", sort=False)["number"].apply(list)
+    table = pd.DataFrame(
+        {"reason": groups.index, "trials": [len(v) for v in groups],
+         "numbers": [", ".join(map(str, v)) for v in groups]}
+    ).sort_values("trials", ascending=False)
+    return ["## Failures by reason", "", markdown_table(table), ""]
 
 
 def estimate_vs_measured(df: pd.DataFrame) -> list[str]:

@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 import optuna
 from torch import nn
 
+from nas.graph import LUT_KINDS
+
 ArchSpec = dict[str, Any]
 
 
@@ -29,6 +31,8 @@ class BaseSearchSpace(ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type] = SearchSpaceConfig
+    #: Latency lookup-table entries a hardware profile needs for this space's networks.
+    op_kinds: ClassVar[tuple[str, ...]] = LUT_KINDS
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()

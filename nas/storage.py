@@ -54,6 +54,8 @@ def open_storage(url: str) -> BaseStorage:
         raise
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, ImportError):
+            first += "; for PostgreSQL: pip install 'psycopg[binary]'"
         raise ConfigError(f"storage.url '{url}': cannot open the storage ({first})") from None
     raise ConfigError(
         f"storage.url '{url}': unsupported scheme '{scheme}'; valid: sqlite:///FILE, "

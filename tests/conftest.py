@@ -28,3 +28,27 @@ def run_cli(
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture
+def postgres_url():
+    """A PostgreSQL URL for the multi-worker tests (``.ci/run`` starts the server)."""
+    url = os.environ.get("NAS_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("NAS_REQUIRE_POSTGRES") == "1":
+            pytest.fail("NAS_TEST_POSTGRES_URL is not set but NAS_REQUIRE_POSTGRES=1")
+        pytest.skip("no PostgreSQL server (set NAS_TEST_POSTGRES_URL; .ci/run starts one)")
+    return url
+
+
+def spawn_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """``python -m nas <args>`` started in the background."""
+    full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "nas", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+        cwd=REPO,
+    )

@@ -197,6 +197,8 @@ def test_failing_trial_is_recorded_and_study_goes_on(cli, tmp_path):
     assert len(df) == 2
     failed = df[df.state == "FAIL"]
     assert len(failed) >= 1 and failed.reason.str.contains("diverged").all()
+    report = (run / "report.md").read_text()
+    assert "## Failures by reason" in report and "training diverged" in report
 
 
 @pytest.mark.slow

@@ -1,0 +1,177 @@
+"""Many workers on one study, kill and resume, Ctrl-C: real processes, real storages."""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+
+import optuna
+import pandas as pd
+import pytest
+from conftest import spawn_cli
+
+FAST = [
+    "search_space.resolutions=[8]",
+    "search_space.widths=[8,16]",
+    "search.epochs=1",
+    "backend=estimate",
+]
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def _no_duplicates_no_losses(study: optuna.Study, expected: int) -> None:
+    trials = study.get_trials(deepcopy=False)
+    numbers = [t.number for t in trials]
+    assert len(trials) == expected
+    assert sorted(numbers) == list(range(expected))  # none duplicated, none lost
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+
+
+@pytest.mark.slow
+def test_search_workers_share_one_sqlite_study(cli, tmp_path):
+    run = tmp_path / "run"
+    proc = cli(
+        "search",
+        "+hw=cortex_m4",
+        "search.workers=3",
+        "search.n_trials=5",
+        *FAST,
+        f"hydra.run.dir={run}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = optuna.load_study(
+        study_name="cortex_m4-mobilenet-digits", storage=f"sqlite:///{run / 'study.db'}"
+    )
+    _no_duplicates_no_losses(study, 5)
+    assert len(pd.read_csv(run / "trials.csv")) == 5
+    assert (run / "worker_1.log").is_file() and (run / "worker_2.log").is_file()
+
+
+@pytest.mark.slow
+def test_journal_storage_two_processes(tmp_path):
+    url = f"journal://{tmp_path / 'study.log'}"
+    procs = [
+        spawn_cli(
+            "search",
+            "+hw=cortex_m7",
+            "search.n_trials=2",
+            f"search.seed={k}",
+            *FAST,
+            "study.name=j",
+            f"storage.url={url}",
+            f"hydra.run.dir={tmp_path / f'run{k}'}",
+        )
+        for k in range(2)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "study.log")))
+    _no_duplicates_no_losses(optuna.load_study(study_name="j", storage=storage), 4)
+
+
+@pytest.mark.slow
+def test_four_workers_on_postgresql(postgres_url, tmp_path):
+    name = f"pg-{uuid.uuid4().hex[:8]}"
+    procs = [
+        spawn_cli(
+            "search",
+            "+hw=cortex_m4",
+            "search.n_trials=2",
+            f"search.seed={k}",
+            *FAST,
+            f"study.name={name}",
+            f"storage.url={postgres_url}",
+            f"hydra.run.dir={tmp_path / f'w{k}'}",
+        )
+        for k in range(4)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+    study = optuna.load_study(study_name=name, storage=postgres_url)
+    _no_duplicates_no_losses(study, 8)
+    # the last worker's report accounts for every trial of the shared study
+    sizes = [len(pd.read_csv(tmp_path / f"w{k}" / "trials.csv")) for k in range(4)]
+    assert max(sizes) == 8
+
+
+def _wait_for(predicate, timeout_s: float = 240.0) -> None:
+    end = time.time() + timeout_s
+    while time.time() < end:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError("condition not reached in time")
+
+
+def _states(db) -> list[str]:
+    if not db.exists():
+        return []
+    try:
+        study = optuna.load_study(
+            study_name="cortex_m4-mobilenet-digits", storage=f"sqlite:///{db}"
+        )
+    except Exception:
+        return []
+    return [t.state.name for t in study.get_trials(deepcopy=False)]
+
+
+LONG = [
+    "search_space.resolutions=[8]",
+    "search_space.widths=[8]",
+    "search.epochs=60",
+    "pruner.enabled=false",
+    "backend=estimate",
+    "study.heartbeat_s=1",
+]
+
+
+@pytest.mark.slow
+def test_killed_search_resumes(tmp_path):
+    run = tmp_path / "run"
+    db = run / "study.db"
+    args = ["search", "+hw=cortex_m4", *LONG, f"hydra.run.dir={run}"]
+    p = spawn_cli(*args, "search.n_trials=4")
+    _wait_for(lambda: "COMPLETE" in _states(db) and _states(db)[-1] == "RUNNING")
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    before = _states(db)
+    assert before.count("RUNNING") == 1
+    time.sleep(3)  # the dead worker's heartbeat goes stale
+    p = spawn_cli(*args, "search.n_trials=2", "study.grace_s=2", "search.epochs=1")
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err[-3000:]
+    study = optuna.load_study(study_name="cortex_m4-mobilenet-digits", storage=f"sqlite:///{db}")
+    trials = study.get_trials(deepcopy=False)
+    abandoned = trials[len(before) - 1]
+    assert abandoned.state.name == "FAIL"
+    assert "abandoned: no heartbeat" in abandoned.user_attrs["fail_reason"]
+    # completed trials are kept; the abandoned one was queued again and ran first
+    assert [t.state.name for t in trials[: len(before) - 1]] == before[:-1]
+    assert trials[len(before)].user_attrs.get("retry_of") == abandoned.number
+    assert trials[len(before)].params == abandoned.params
+    assert "RUNNING" not in [t.state.name for t in trials]
+    df = pd.read_csv(run / "trials.csv")
+    assert sorted(df.number) == [t.number for t in trials]  # every trial accounted for
+
+
+@pytest.mark.slow
+def test_ctrl_c_records_the_trial_and_writes_the_report(tmp_path):
+    run = tmp_path / "run"
+    db = run / "study.db"
+    p = spawn_cli("search", "+hw=cortex_m4", *LONG, "search.n_trials=3", f"hydra.run.dir={run}")
+    _wait_for(lambda: "RUNNING" in _states(db))
+    time.sleep(1.0)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 130, err[-3000:]
+    assert "interrupted" in err and "Traceback" not in err
+    df = pd.read_csv(run / "trials.csv")
+    last = df.iloc[-1]
+    assert last.state == "FAIL" and last.reason == "interrupted (Ctrl-C)"
+    assert (run / "report.md").is_file()
