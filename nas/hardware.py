@@ -124,7 +124,7 @@ def profile_from_mapping(data: Any, source: str) -> HardwareProfile:
         if key in data and data[key] is not None:
             _check_type(source, key, data[key], t)
     for key in _POSITIVE:
-        if key in data and data[key] <= 0:
+        if data.get(key) is not None and data[key] <= 0:
             raise ProfileError(f"{source}: field '{key}' must be > 0, got {data[key]!r}")
     for key in _NON_NEGATIVE:
         if data[key] < 0:
@@ -199,9 +199,11 @@ def available_profiles() -> dict[str, Path]:
 def read_profile_file(path: Path) -> dict[str, Any]:
     """Parse a profile file into a mapping (not yet validated); errors name the file."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ProfileError(f"{path}: cannot read hardware profile ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ProfileError(f"{path}: not a text file (expected UTF-8 YAML)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""

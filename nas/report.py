@@ -208,8 +208,11 @@ def failures(df: pd.DataFrame) -> list[str]:
         return []
     groups = failed.groupby("reason", sort=False)["number"].apply(list)
     table = pd.DataFrame(
-        {"reason": groups.index, "trials": [len(v) for v in groups],
-         "numbers": [", ".join(map(str, v)) for v in groups]}
+        {
+            "reason": groups.index,
+            "trials": [len(v) for v in groups],
+            "numbers": [", ".join(map(str, v)) for v in groups],
+        }
     ).sort_values("trials", ascending=False)
     return ["## Failures by reason", "", markdown_table(table), ""]
 

@@ -260,6 +260,8 @@ def run_search(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
     st = cfg.study
     fail_stale_trials(study, st.grace_s, st.retry_stale)
     n = workers.shares(cfg.search.n_trials, max(1, cfg.search.workers))
+    if len(n) > 1:
+        torch.set_num_threads(workers.threads_per_worker(len(n)))
     procs = workers.spawn(overrides or [], n[1:], cfg.search.seed, url, cfg.study.name, run_dir)
     progress = Progress(n[0], pm, st.grace_s, st.retry_stale)
     interrupted = False

@@ -10,6 +10,7 @@ shared ``storage.url`` (PostgreSQL), does the same across machines.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -33,11 +34,18 @@ def shares(n_trials: int, workers: int) -> list[int]:
     return [base + (k < extra) for k in range(workers)]
 
 
+def threads_per_worker(workers: int) -> int:
+    """CPU threads each worker's torch may use, so N workers do not oversubscribe the cores."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def spawn(
     overrides: list[str], n_trials: list[int], seed: int, url: str, study: str, run_dir: Path
 ) -> list[subprocess.Popen]:
-    """Start one worker process per entry of ``n_trials`` (entries of 0 start none)."""
+    """Start one worker process per entry of ``n_trials`` (entries of 0 start none); each
+    writes its output to ``worker_<k>.log`` in the run directory."""
     keep = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in _OWNED]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_worker(len(n_trials) + 1))}
     procs = []
     for k, n in enumerate(n_trials, start=1):
         if n == 0:
@@ -52,14 +60,15 @@ def spawn(
             f"study.name={study}",
             f"hydra.run.dir={run_dir}",
         ]
-        log = open(run_dir / f"worker_{k}.log", "w")  # noqa: SIM115 - closed by wait()
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "nas", "search", *args],
-                stdout=log,
-                stderr=subprocess.STDOUT,
+        with open(run_dir / f"worker_{k}.log", "w") as log:  # the child keeps its own copy
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "nas", "search", *args],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                )
             )
-        )
     return procs
 
 
@@ -70,6 +79,4 @@ def wait(procs: list[subprocess.Popen], interrupt: bool = False) -> list[int]:
         if interrupt and p.poll() is None:
             p.send_signal(signal.SIGINT)
         codes.append(p.wait())
-        if p.stdout is not None:
-            p.stdout.close()
     return codes

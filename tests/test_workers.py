@@ -17,6 +17,7 @@ FAST = [
     "search.epochs=1",
     "backend=estimate",
 ]
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # several workers share 2 cores
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
@@ -61,6 +62,7 @@ def test_journal_storage_two_processes(tmp_path):
             "study.name=j",
             f"storage.url={url}",
             f"hydra.run.dir={tmp_path / f'run{k}'}",
+            env=ONE_THREAD,
         )
         for k in range(2)
     ]
@@ -87,6 +89,7 @@ def test_four_workers_on_postgresql(postgres_url, tmp_path):
             f"study.name={name}",
             f"storage.url={postgres_url}",
             f"hydra.run.dir={tmp_path / f'w{k}'}",
+            env=ONE_THREAD,
         )
         for k in range(4)
     ]
