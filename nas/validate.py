@@ -90,11 +90,8 @@ def combinations(overrides: list[Any]) -> list[list[str]]:
     """Every override set a ``-m`` sweep expands to (at most `MAX_COMBINATIONS`)."""
     choices = []
     for o in overrides:
-        prefix = "+" if o.is_add() else ""
-        if o.is_sweep_override():
-            choices.append(
-                [f"{prefix}{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
-            )
+        if o.is_sweep_override():  # the key element keeps its +/++/~ prefix
+            choices.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
         else:
             choices.append([o.input_line])
     return [list(c) for c in itertools.islice(itertools.product(*choices), MAX_COMBINATIONS)]

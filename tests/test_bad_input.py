@@ -192,3 +192,9 @@ def test_fuzz_profile_files_never_traceback(tmp_path):
             load_profile(path)
         except ProfileError as exc:
             assert str(path) in str(exc) and "\n" not in str(exc)
+
+
+def test_multirun_sweeps_are_checked_per_combination():
+    assert check_search_args(["-m", "+hw=cortex_m4,cortex_m7", "sampler=tpe,random"])
+    with pytest.raises(NasError, match="unknown sampler 'cmaes'"):
+        check_search_args(["-m", "+hw=cortex_m4,cortex_m7", "sampler=tpe,cmaes"])
