@@ -71,10 +71,22 @@ def build_components(cfg: DictConfig, pm: PluginManager | None = None) -> Compon
     return Components(
         hw=profile_from_cfg(cfg),
         space=make("search_space", cfg.search_space),
-        data=make("dataset", cfg.dataset).load(),
+        data=load_dataset(make("dataset", cfg.dataset)),
         methods=order(methods),
         backend=make("backend", cfg.backend),
     )
+
+
+def load_dataset(dataset: Any) -> Arrays:
+    """The dataset's arrays; any failure of its loader becomes one clear `ConfigError`."""
+    try:
+        return dataset.load()
+    except NasError:
+        raise
+    except Exception as exc:
+        raise ConfigError(
+            f"dataset '{dataset.name}': cannot load ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def make_sampler(cfg: DictConfig) -> optuna.samplers.BaseSampler:
