@@ -31,6 +31,10 @@ commands:
         hydra.run.dir. `python -m nas search --help` shows the composed config.
   list [profiles|spaces|datasets|compression|backends|plugins]
         Show what can be selected (all sections when none is named).
+  report RUN_DIR|URL ... [--out DIR]
+        Compare runs (any targets, backends, storages): comparison.csv, report.md and
+        a self-contained report.html with Pareto fronts, optimisation histories and
+        per-layer memory and latency of the best model per target.
 
 Each run writes study.db, trials.csv, report.md and best/ to its run directory
 (outputs/<date>_<hw> unless hydra.run.dir is given).
@@ -77,13 +81,19 @@ def list_command(args: list[str]) -> int:
     return 0
 
 
+def report_command(args: list[str]) -> int:
+    from nas.report_html import main as report_main
+
+    return report_main(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0 if args else 2
     command, rest = args[0], args[1:]
-    commands = {"search": search_command, "list": list_command}
+    commands = {"search": search_command, "list": list_command, "report": report_command}
     try:
         if command not in commands:
             raise ConfigError(f"unknown command '{command}'; valid: {', '.join(commands)}")

@@ -1,4 +1,8 @@
-"""Reports: the trials of a study as a pandas DataFrame, and the files of a run directory.
+"""Reports: trials as pandas DataFrames, the files of a run directory, and comparisons.
+
+`load` reads any number of run directories or storage URLs into one tidy DataFrame (one row
+per trial; columns documented in `LOAD_COLUMNS` and below); `best_feasible`,
+`pareto_front`, `same_architecture` and `compression_effect` answer the usual questions.
 
 ``trials.csv`` has one row per trial: ``number, state, feasible`` and the reason a trial
 was infeasible or failed, the static cost (``flash_bytes, sram_bytes, macs, latency_ms,
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +25,9 @@ import optuna
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from nas.errors import ConfigError
 from nas.hardware import HardwareProfile
+from nas.storage import open_storage
 
 FIRST_COLUMNS = [
     "number",
@@ -70,6 +77,8 @@ def record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     }
     row.update({k: v for k, v in attrs.items() if k not in HIDDEN_ATTRS})
     row["train_s"] = float(attrs.get("train_s", 0.0))
+    for name, violation in (getattr(trial, "constraints", None) or {}).items():
+        row[f"feasible_{name}"] = bool(violation <= 0)
     row.update({f"arch_{k}": v for k, v in trial.params.items()})
     return row
 
@@ -238,3 +247,160 @@ def estimate_vs_measured(df: pd.DataFrame) -> list[str]:
             100.0 * (rows[est] - rows[meas]) / rows[meas]
         )
     return ["## Static estimate vs measured on the runtime", "", markdown_table(table), ""]
+
+
+# --------------------------------------------------------------------------- comparisons
+
+#: Identification columns `load` puts first; then the `frame` columns, then ``arch_*``.
+LOAD_COLUMNS = [
+    "run",
+    "study",
+    "storage",
+    "hw",
+    "search_space",
+    "dataset",
+    "backend",
+    "compression",
+]
+#: (method, metric before, metric after) pairs `compression_effect` reports.
+COMPRESSION_PAIRS = [("ptq", "acc_float", "acc_int8")]
+
+
+def _run_settings(cfg: Any) -> dict[str, str]:
+    """Comparison settings from a run's ``.hydra/config.yaml`` (for studies without them)."""
+
+    def name(key: str) -> str:
+        node = cfg.get(key) or {}
+        return str(node.get("name", "")) if hasattr(node, "get") else ""
+
+    return {
+        "hw": name("hw"),
+        "search_space": name("search_space"),
+        "dataset": name("dataset"),
+        "backend": name("backend"),
+        "compression": ",".join(cfg.get("compression") or []),
+    }
+
+
+def _sources(source: str | Path) -> list[tuple[str, str, dict[str, str]]]:
+    """(run label, storage URL, settings) found in a run/sweep directory or given as a URL."""
+    text = str(source)
+    if "://" in text:
+        return [(text, text, {})]
+    root = Path(source)
+    if not root.exists():
+        raise ConfigError(f"report source '{root}' does not exist (a run directory or a URL)")
+    found: dict[str, tuple[str, dict[str, str]]] = {}
+    for cfg_file in sorted(root.rglob(".hydra/config.yaml")):
+        run_dir = cfg_file.parent.parent
+        cfg: Any = OmegaConf.load(cfg_file)
+        url = (cfg.get("storage") or {}).get("url")
+        if not url:
+            for name, prefix in (("study.db", "sqlite:///"), ("study.log", "journal://")):
+                if (run_dir / name).is_file():
+                    url = prefix + str((run_dir / name).resolve())
+        if url:
+            found.setdefault(url, (str(run_dir), _run_settings(cfg)))
+    for db in sorted(root.rglob("study.db")):  # runs without Hydra's config folder
+        found.setdefault(f"sqlite:///{db.resolve()}", (str(db.parent), {}))
+    if not found:
+        raise ConfigError(f"report source '{root}': no run directory (study.db) found in it")
+    return [(run, url, settings) for url, (run, settings) in found.items()]
+
+
+def load(sources: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per trial of every study in ``sources`` (run directories, sweep directories
+    or storage URLs): `LOAD_COLUMNS`, then the `frame` columns (``pareto`` is renamed
+    ``pareto_run``; ``pareto_all`` is the front over all rows; ``feasible_<constraint>``
+    per limit), then one ``arch_<choice>`` column per architecture choice."""
+    frames = []
+    seen: set[tuple[str, str]] = set()
+    for source in sources:
+        for run, url, settings in _sources(source):
+            storage = open_storage(url)
+            for name in optuna.get_all_study_names(storage=storage):
+                if (url, name) in seen:
+                    continue
+                seen.add((url, name))
+                study = optuna.load_study(study_name=name, storage=storage)
+                df = frame(study)
+                attrs = {**settings, **study.user_attrs}
+                if isinstance(attrs.get("compression"), list):
+                    attrs["compression"] = ",".join(attrs["compression"])
+                ident = {"run": run, "study": name, "storage": url}
+                ident.update({k: str(attrs.get(k, "")) for k in LOAD_COLUMNS[3:]})
+                for i, (key, value) in enumerate(ident.items()):
+                    df.insert(i, key, value)
+                frames.append(df)
+    if not frames:
+        raise ConfigError("no studies found in the report sources")
+    out = pd.concat(frames, ignore_index=True).rename(columns={"pareto": "pareto_run"})
+    out["pareto_all"] = pareto_mask(out)
+    arch = sorted(c for c in out.columns if c.startswith("arch_"))
+    first = (
+        LOAD_COLUMNS + [c for c in FIRST_COLUMNS if c != "pareto"] + ["pareto_run", "pareto_all"]
+    )
+    rest = [c for c in out.columns if c not in first and c not in arch]
+    return out[first + sorted(rest) + arch]
+
+
+def _feasible_done(df: pd.DataFrame) -> pd.DataFrame:
+    return df[(df["state"] == "COMPLETE") & df["feasible"] & df["acc_int8"].notna()]
+
+
+def best_feasible(df: pd.DataFrame, by: str = "hw") -> pd.DataFrame:
+    """Per ``by`` group, the feasible trial with the highest int8 accuracy (then fastest)."""
+    done = _feasible_done(df).sort_values(["acc_int8", "latency_ms"], ascending=[False, True])
+    return done.groupby(by, sort=True).head(1).reset_index(drop=True)
+
+
+def pareto_front(df: pd.DataFrame, by: str = "hw") -> pd.DataFrame:
+    """Per ``by`` group, its own Pareto front (acc_int8 up, latency_ms down)."""
+    parts = []
+    for _, group in df.groupby(by, sort=True):
+        parts.append(group[pareto_mask(group)].sort_values("latency_ms"))
+    return pd.concat(parts, ignore_index=True) if parts else df.iloc[:0]
+
+
+def same_architecture(df: pd.DataFrame, metric: str = "acc_int8") -> pd.DataFrame:
+    """Architectures scored on more than one target: one row per architecture, one
+    ``<metric>@<hw>`` column per target."""
+    arch = [c for c in df.columns if c.startswith("arch_")]
+    done = _feasible_done(df)
+    if not arch or done.empty:
+        return pd.DataFrame()
+    key = done[arch].astype(str).agg("|".join, axis=1)
+    table = done.assign(_arch=key).pivot_table(
+        index="_arch", columns="hw", values=metric, aggfunc="max"
+    )
+    table = table[table.notna().sum(axis=1) > 1]
+    table.columns = [f"{metric}@{c}" for c in table.columns]
+    return table.reset_index().rename(columns={"_arch": "architecture"})
+
+
+def compression_effect(df: pd.DataFrame) -> pd.DataFrame:
+    """Before/after of each compression step per trial (e.g. ptq: acc_float -> acc_int8)."""
+    rows = []
+    done = df[df["state"] == "COMPLETE"]
+    for method, before, after in COMPRESSION_PAIRS:
+        if before not in done or after not in done:
+            continue
+        used = (
+            done[done["compression"].str.split(",").apply(lambda m, x=method: x in m)]
+            if ("compression" in done)
+            else done
+        )
+        for _, r in used.dropna(subset=[before, after]).iterrows():
+            rows.append(
+                {
+                    "run": r.get("run", ""),
+                    "hw": r.get("hw", ""),
+                    "number": r["number"],
+                    "method": method,
+                    "metric": after,
+                    "before": r[before],
+                    "after": r[after],
+                    "change": r[after] - r[before],
+                }
+            )
+    return pd.DataFrame(rows)

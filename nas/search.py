@@ -258,6 +258,24 @@ def open_study(cfg: DictConfig, url: str) -> optuna.Study:
     return study
 
 
+def record_settings(study: optuna.Study, cfg: DictConfig, comp: Components) -> None:
+    """Store what `nas.report.load` compares studies by, in the study itself."""
+    attrs = {
+        "hw": cfg.hw.name,
+        "hw_profile": OmegaConf.to_container(cfg.hw, resolve=True),
+        "search_space": cfg.search_space.name,
+        "search_space_config": OmegaConf.to_container(cfg.search_space, resolve=True),
+        "dataset": cfg.dataset.name,
+        "in_channels": comp.data.in_channels,
+        "num_classes": comp.data.num_classes,
+        "backend": cfg.backend.name,
+        "compression": list(cfg.compression),
+    }
+    for key, value in attrs.items():
+        if study.user_attrs.get(key) != value:
+            study.set_user_attr(key, value)
+
+
 def run_search(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> Any:
     """Run (or continue) the study, write the run directory, return the trials frame.
 
@@ -269,6 +287,7 @@ def run_search(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     url = storage_url(cfg.storage.url, run_dir, cfg.storage.name)
     study = open_study(cfg, url)
+    record_settings(study, cfg, comp)
     st = cfg.study
     fail_stale_trials(study, st.grace_s, st.retry_stale)
     n = workers.shares(cfg.search.n_trials, max(1, cfg.search.workers))

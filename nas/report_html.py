@@ -1,0 +1,209 @@
+"""``python -m nas report``: one comparison table, ``report.md`` and a self-contained
+``report.html`` (plotly, its JavaScript inlined, so it opens offline) over many runs."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from nas import report
+from nas.cost import per_op
+from nas.errors import ConfigError
+from nas.graph import trace
+from nas.hardware import load_profile, profile_from_mapping
+from nas.plugin_manager import get_plugin_manager
+from nas.storage import open_storage
+
+SHIP_COLUMNS = [
+    "hw",
+    "run",
+    "number",
+    "acc_int8",
+    "acc_int8_test",
+    "latency_ms",
+    "energy_uj",
+    "sram_bytes",
+    "flash_bytes",
+    "macs",
+]
+
+
+def _study(row: pd.Series) -> optuna.Study:
+    return optuna.load_study(study_name=row["study"], storage=open_storage(row["storage"]))
+
+
+def layer_table(row: pd.Series) -> pd.DataFrame:
+    """Per-op memory and latency of the trial in ``row`` (rebuilt from its choices)."""
+    study = _study(row)
+    attrs = study.user_attrs
+    trial = study.trials[int(row["number"])]
+    spec = trial.user_attrs.get("arch") or trial.params
+    cls = get_plugin_manager().get("search_space", row["search_space"] or "mobilenet")
+    known = set(cls.Config.__dataclass_fields__)
+    conf = {k: v for k, v in (attrs.get("search_space_config") or {}).items() if k in known}
+    space = cls(cls.Config(**conf))
+    c_in, n_cls = int(attrs.get("in_channels", 1)), int(attrs.get("num_classes", 10))
+    size = space.resolution(spec)
+    graph = trace(space.build(spec, c_in, n_cls), (1, c_in, size, size), f"trial {row['number']}")
+    prof = attrs.get("hw_profile")
+    hw = (
+        profile_from_mapping(prof, prof.get("source_file", "hw"))
+        if prof
+        else load_profile(row["hw"])
+    )
+    return pd.DataFrame(per_op(graph, hw))
+
+
+def _figures(df: pd.DataFrame) -> list[tuple[str, str, Any]]:
+    """(section, caption, plotly figure) for the HTML page."""
+    import plotly.express as px
+    import plotly.graph_objects as go
+
+    out: list[tuple[str, str, Any]] = []
+    done = df[(df["state"] == "COMPLETE") & df["feasible"] & df["acc_int8"].notna()].copy()
+    if not done.empty:
+        done["front"] = np.where(done["pareto_run"], "Pareto front", "other")
+        for x in ("sram_bytes", "flash_bytes", "latency_ms"):
+            fig = px.scatter(
+                done,
+                x=x,
+                y="acc_int8",
+                color="hw",
+                symbol="front",
+                hover_data=["run", "number", "macs"],
+                log_x=True,
+                title=f"int8 accuracy vs {x}",
+            )
+            out.append(("Pareto fronts", f"acc_int8 vs {x}, feasible trials", fig))
+    for (run, study_name), group in df.groupby(["run", "study"], sort=False):
+        study = _study(group.iloc[0])
+        with np.errstate(all="ignore"):
+            fig = optuna.visualization.plot_optimization_history(
+                study,
+                target=lambda t: t.values[0] if t.values else math.nan,
+                target_name="acc_int8 (0 = infeasible)",
+            )
+        fig.update_layout(title=f"Optimisation history: {study_name} ({run})")
+        out.append(("Optimisation history", f"{study_name} in {run}", fig))
+    for _, best in report.best_feasible(df).iterrows():
+        layers = layer_table(best)
+        peak = int(layers["live_bytes"].idxmax())
+        colors = ["crimson" if i == peak else "steelblue" for i in range(len(layers))]
+        fig = go.Figure(go.Bar(x=layers["op"], y=layers["live_bytes"], marker_color=colors))
+        fig.update_layout(
+            title=f"{best['hw']}: activation bytes live per layer (peak in red: "
+            f"{layers['op'][peak]}), trial {best['number']}",
+            yaxis_title="bytes",
+        )
+        out.append(("Best model per target", f"memory per layer on {best['hw']}", fig))
+        fig = go.Figure(go.Bar(x=layers["op"], y=layers["latency_ms"]))
+        fig.update_layout(
+            title=f"{best['hw']}: estimated latency per layer, trial {best['number']}",
+            yaxis_title="ms",
+        )
+        out.append(("Best model per target", f"latency per layer on {best['hw']}", fig))
+    return out
+
+
+def write_html(path: Path, df: pd.DataFrame, markdown: str) -> None:
+    from plotly.offline import get_plotlyjs
+
+    parts, section = [], None
+    for name, caption, fig in _figures(df):
+        if name != section:
+            parts.append(f"<h2>{name}</h2>")
+            section = name
+        parts.append(
+            f"<figure>{fig.to_html(full_html=False, include_plotlyjs=False)}"
+            f"<figcaption>{caption}</figcaption></figure>"
+        )
+    ship = report.best_feasible(df)
+    table = ship[[c for c in SHIP_COLUMNS if c in ship]].to_html(index=False, border=0)
+    html = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>mcu-nas comparison</title>
+<script>{get_plotlyjs()}</script>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}
+table{{border-collapse:collapse}}td,th{{padding:4px 8px;border-bottom:1px solid #ddd}}
+figure{{margin:1em 0}}pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head>
+<body><h1>Which architecture to ship on which chip</h1>{table}
+{"".join(parts)}
+<h2>Report (Markdown)</h2><pre>{markdown.replace("&", "&amp;").replace("<", "&lt;")}</pre>
+</body></html>
+"""
+    path.write_text(html)
+
+
+def markdown(df: pd.DataFrame, sources: list[str]) -> str:
+    table = report.markdown_table
+    ship = report.best_feasible(df)
+    arch = [c for c in df.columns if c.startswith("arch_")]
+    lines = ["# mcu-nas comparison", "", "Sources: " + ", ".join(f"`{s}`" for s in sources), ""]
+    counts = df.groupby(["hw", "run"]).apply(lambda g: pd.Series(report.summary(g)))
+    lines += ["## Trials per run", "", table(counts.reset_index()), ""]
+    lines += [
+        "## Which architecture to ship on which chip",
+        "",
+        "The feasible trial with the highest int8 accuracy per target:",
+        "",
+    ]
+    lines += [
+        table(ship[[c for c in SHIP_COLUMNS if c in ship]]) if len(ship) else "No feasible trial.",
+        "",
+    ]
+    if len(ship) and arch:
+        lines += ["Their architectures:", "", table(ship[["hw", *arch]]), ""]
+    front = report.pareto_front(df)
+    if len(front):
+        cols = ["hw", "run", "number", "acc_int8", "latency_ms", "sram_bytes", "flash_bytes"]
+        lines += ["## Pareto front per target", "", table(front[cols]), ""]
+    same = report.same_architecture(df)
+    if len(same):
+        lines += ["## Same architecture on several targets", "", table(same), ""]
+    effect = report.compression_effect(df)
+    if len(effect):
+        summary = effect.groupby(["hw", "method", "metric"])["change"].agg(
+            ["mean", "min", "max", "count"]
+        )
+        lines += [
+            "## Effect of compression (after - before, per trial)",
+            "",
+            table(summary.reset_index()),
+            "",
+        ]
+    lines += report.failures(df)
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m nas report",
+        description="Compare runs: comparison.csv, report.md, report.html",
+    )
+    ap.add_argument("sources", nargs="+", help="run or sweep directories, or storage URLs")
+    ap.add_argument("--out", help="output folder (default outputs/report_<date>)")
+    args = ap.parse_args(argv)
+    df = report.load(args.sources)
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    out = Path(args.out or f"outputs/report_{stamp}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out '{out}': cannot create ({exc.strerror})") from None
+    df.to_csv(out / "comparison.csv", index=False)
+    try:
+        df.to_parquet(out / "comparison.parquet", index=False)
+    except ImportError:
+        pass  # Parquet needs pyarrow
+    md = markdown(df, args.sources)
+    (out / "report.md").write_text(md)
+    write_html(out / "report.html", df, md)
+    print(md)
+    print(f"\nwritten: {out}/comparison.csv, report.md, report.html")
+    return 0
