@@ -207,3 +207,10 @@ def test_report_command_on_two_targets_renders_in_chromium(cli, tmp_path):
     plot_bg = sum(n for n, c in colours if c == (229, 236, 246))  # plotly's plot area
     marker = sum(n for n, c in colours if c[2] > 150 and c[0] < 120)  # blue markers and bars
     assert plot_bg > 0.05 * 320 * 750 and marker > 50
+
+
+def test_bad_report_source_is_one_line(cli, tmp_path):
+    proc = cli("report", str(tmp_path / "missing"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: report source '{tmp_path / 'missing'}' does not exist " \
+        "(a run directory or a URL)"
