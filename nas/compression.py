@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from nas.data import Arrays
-from nas.errors import ConfigError
+from nas.errors import ConfigError, NasError, TrialError
 from nas.graph import Graph
 from nas.hardware import HardwareProfile
 from nas.int8 import QGraph
@@ -90,7 +90,16 @@ def order(methods: Sequence[BaseCompressionMethod]) -> list[BaseCompressionMetho
 
 
 def run_pipeline(methods: Sequence[BaseCompressionMethod], candidate: Candidate) -> Candidate:
-    """Apply ``methods`` in stage order."""
+    """Apply ``methods`` in stage order; a method that raises fails the trial with a
+    `TrialError` naming the method and its message."""
     for method in order(methods):
-        candidate = method.apply(candidate)
+        try:
+            candidate = method.apply(candidate)
+        except NasError:
+            raise
+        except Exception as exc:
+            raise TrialError(
+                f"{candidate.name}: compression method '{method.name}' failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
     return candidate

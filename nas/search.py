@@ -180,7 +180,14 @@ class Objective:
         cand = run_pipeline(comp.methods, Candidate(name, spec, module, graph, data, comp.hw))
         if cand.qgraph is None:
             raise TrialError(f"{name}: the quantization method set no int8 model")
-        metrics = {**cand.metrics, **comp.backend.score(cand, cost)}
+        try:
+            metrics = {**cand.metrics, **comp.backend.score(cand, cost)}
+        except NasError:
+            raise
+        except Exception as exc:
+            raise TrialError(
+                f"{name}: backend '{comp.backend.name}' failed: {type(exc).__name__}: {exc}"
+            ) from exc
         missing = [m for m in REQUIRED_METRICS if m not in metrics]
         if missing:
             raise TrialError(f"backend '{comp.backend.name}' returned no {', '.join(missing)}")

@@ -212,5 +212,7 @@ def test_report_command_on_two_targets_renders_in_chromium(cli, tmp_path):
 def test_bad_report_source_is_one_line(cli, tmp_path):
     proc = cli("report", str(tmp_path / "missing"))
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"error: report source '{tmp_path / 'missing'}' does not exist " \
+    assert (
+        proc.stderr.strip() == f"error: report source '{tmp_path / 'missing'}' does not exist "
         "(a run directory or a URL)"
+    )

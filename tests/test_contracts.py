@@ -1,0 +1,19 @@
+"""Every registered compression method and backend keeps the plugin contract."""
+
+from __future__ import annotations
+
+import pytest
+
+import nas
+from nas.plugin_manager import get_plugin_manager
+from nas.testing import check_backend, check_compression_method
+
+
+@pytest.mark.parametrize("name", nas.list_compression_methods())
+def test_compression_method_contract(name):
+    check_compression_method(get_plugin_manager().get("compression", name))
+
+
+@pytest.mark.parametrize("name", nas.list_backends())
+def test_backend_contract(name):
+    check_backend(get_plugin_manager().get("backend", name))
