@@ -70,7 +70,7 @@ def _check_class(cls: Any, base: type) -> None:
     assert isinstance(getattr(cls, "name", None), str) and cls.name, f"{cls!r} needs a name"
     config: Any = cls.Config
     assert dataclasses.is_dataclass(config), f"{cls.name}: Config must be a dataclass"
-    config()  # every option has a default
+    cls.Config()  # every option has a default
 
 
 def _json_metrics(metrics: dict[str, Any], who: str) -> None:
