@@ -12,6 +12,7 @@ queues its parameters again, so a killed run resumes without losing or duplicati
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from pathlib import Path
@@ -48,8 +49,7 @@ def open_storage(url: str) -> BaseStorage:
                 raise ConfigError(f"storage.url '{url}': folder {path.parent} does not exist")
             return JournalStorage(JournalFileBackend(str(path)))
         if scheme in RDB_SCHEMES:
-            kwargs = {"connect_args": {"timeout": 60}} if scheme == "sqlite" else {}
-            return RDBStorage(url, engine_kwargs=kwargs)
+            return _rdb_storage(url, scheme)
     except ConfigError:
         raise
     except Exception as exc:
@@ -61,6 +61,22 @@ def open_storage(url: str) -> BaseStorage:
         f"storage.url '{url}': unsupported scheme '{scheme}'; valid: sqlite:///FILE, "
         "journal:///FILE, postgresql://USER:PASSWORD@HOST/DB, mysql://..."
     )
+
+
+def _rdb_storage(url: str, scheme: str, attempts: int = 6) -> RDBStorage:
+    """RDBStorage, retried: workers that start together on an empty database race to create
+    Optuna's tables (PostgreSQL: a unique violation in ``pg_type``); the losers retry."""
+    kwargs = {"connect_args": {"timeout": 60}} if scheme == "sqlite" else {}
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(url, engine_kwargs=kwargs)
+        except ImportError:
+            raise
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 + random.random() * 0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 class Heartbeat:
