@@ -18,9 +18,10 @@ from torch import nn
 
 from nas.data import Arrays
 from nas.errors import ConfigError, NasError, TrialError
-from nas.graph import Graph
+from nas.graph import Graph, trace
 from nas.hardware import HardwareProfile
 from nas.int8 import QGraph
+from nas.train import TrainSettings
 
 STAGES = ("structure", "training", "quantization", "encoding")
 
@@ -40,6 +41,7 @@ class Candidate:
         qgraph: the int8 model, set by the quantization method.
         metrics: extra numbers methods report (``huffman_bytes``...), merged into the row.
         artifacts: files for the trial directory (``model.tflite``...), name -> bytes.
+        train: the search's training recipe, for methods that fine-tune.
     """
 
     name: str
@@ -51,6 +53,12 @@ class Candidate:
     qgraph: QGraph | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, bytes] = field(default_factory=dict)
+    train: TrainSettings | None = None
+
+    def retrace(self) -> None:
+        """Trace ``module`` again after a method changed it."""
+        size = self.data.resolution
+        self.graph = trace(self.module, (1, self.data.in_channels, size, size), self.name)
 
 
 @dataclass

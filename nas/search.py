@@ -177,9 +177,11 @@ class Objective:
         trial.set_user_attr("acc_float_test", accuracy(module, data.x_test, data.y_test))
 
         graph = trace(module, (1, data.in_channels, size, size), name)
-        cand = run_pipeline(comp.methods, Candidate(name, spec, module, graph, data, comp.hw))
+        cand = Candidate(name, spec, module, graph, data, comp.hw, train=settings)
+        cand = run_pipeline(comp.methods, cand)
         if cand.qgraph is None:
             raise TrialError(f"{name}: the quantization method set no int8 model")
+        cost = self.recost(trial, cost, cand)
         try:
             metrics = {**cand.metrics, **comp.backend.score(cand, cost)}
         except NasError:
@@ -196,6 +198,16 @@ class Objective:
         if s.save_models:
             self.save(trial.number, cand, cost, metrics)
         return float(metrics["acc_int8"]), cost.latency_ms
+
+    def recost(self, trial: optuna.Trial, before: Cost, cand: Candidate) -> Cost:
+        """The static cost of the compressed graph; when compression changed it, the trial
+        records the new figures and keeps the searched ones as ``<name>_uncompressed``."""
+        after = estimate(cand.graph, self.comp.hw)
+        if after != before:
+            for key, value in after.as_dict().items():
+                trial.set_user_attr(key, value)
+                trial.set_user_attr(f"{key}_uncompressed", getattr(before, key))
+        return after
 
     def save(self, number: int, cand: Candidate, cost: Cost, metrics: dict[str, Any]) -> None:
         out = self.run_dir / "trials" / f"{number:05d}"
