@@ -1,0 +1,178 @@
+"""``distill``: knowledge distillation from a teacher (a training-stage step).
+
+The student (the trained candidate) is fine-tuned for ``epochs`` on
+``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy`` with temperature
+``T`` (Hinton, Vinyals, Dean 2015). The teacher is either a saved trial folder
+(``teacher=path/to/best`` holding ``arch.json`` and ``model_float.pt``, as every run
+writes) or, by default, a wider MobileNet-like network trained once per dataset and input
+resolution and cached (in memory and under ``cache_dir``), so a study trains it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas import hookimpl
+from nas.compression import BaseCompressionMethod, Candidate
+from nas.data import Arrays
+from nas.errors import ConfigError
+from nas.plugin_manager import get_plugin_manager
+from nas.train import TrainSettings, accuracy, fit
+
+TEACHER_SPEC = {
+    "stem_channels": 32,
+    "s1_width": 32,
+    "s1_depth": 2,
+    "s1_kernel": 3,
+    "s1_expand": 4,
+    "s1_stride": 1,
+    "s2_width": 64,
+    "s2_depth": 2,
+    "s2_kernel": 3,
+    "s2_expand": 4,
+    "s2_stride": 2,
+}
+_CACHE: dict[str, nn.Module] = {}
+
+
+@dataclass
+class DistillConfig:
+    teacher: str = ""
+    temperature: float = 4.0
+    alpha: float = 0.7
+    epochs: int = 4
+    lr_scale: float = 0.3
+    teacher_epochs: int = 15
+    cache_dir: str = ".nas_cache/teachers"
+
+
+def _fingerprint(data: Arrays) -> str:
+    h = hashlib.sha1()
+    for a in (data.x_train[:64], data.y_train, data.x_train.shape):
+        h.update(np.asarray(a).tobytes())
+    return h.hexdigest()[:12]
+
+
+def load_teacher(path: Path, data: Arrays) -> nn.Module:
+    """A teacher from a trial folder (``arch.json`` + ``model_float.pt``)."""
+    try:
+        info = json.loads((path / "arch.json").read_text())
+        space = get_plugin_manager().get("search_space", info["search_space"])()
+        module = space.build(info["arch"], info["in_channels"], info["num_classes"])
+        module.load_state_dict(torch.load(path / "model_float.pt", weights_only=True))
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        raise ConfigError(
+            f"compression.distill.teacher '{path}': cannot load a teacher "
+            f"(need arch.json and model_float.pt of a trial): {exc}"
+        ) from None
+    if space.resolution(info["arch"]) != data.resolution:
+        raise ConfigError(
+            f"compression.distill.teacher '{path}': input {info['arch']} does "
+            f"not match the candidate's {data.resolution}x{data.resolution}"
+        )
+    return module.eval()
+
+
+def default_teacher(data: Arrays, cfg: DistillConfig, base: TrainSettings) -> nn.Module:
+    """A wide network for this dataset and resolution, trained once and cached."""
+    key = f"{_fingerprint(data)}-r{data.resolution}-e{cfg.teacher_epochs}"
+    if key in _CACHE:
+        return _CACHE[key]
+    space = get_plugin_manager().get("search_space", "mobilenet")()
+    spec = {"resolution": data.resolution, **TEACHER_SPEC}
+    module = space.build(spec, data.in_channels, data.num_classes)
+    file = Path(cfg.cache_dir) / f"{key}.pt"
+    if file.is_file():
+        module.load_state_dict(torch.load(file, weights_only=True))
+    else:
+        torch.manual_seed(0)
+        fit(
+            module,
+            data,
+            TrainSettings(cfg.teacher_epochs, base.batch_size, base.lr, base.weight_decay, 0),
+        )
+        file.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(module.state_dict(), file)
+    _CACHE[key] = module.eval()
+    return _CACHE[key]
+
+
+def distill(
+    student: nn.Module,
+    teacher: nn.Module,
+    data: Arrays,
+    cfg: DistillConfig,
+    settings: TrainSettings,
+) -> None:
+    """Fine-tune ``student`` on the distillation loss."""
+    gen = torch.Generator().manual_seed(settings.seed)
+    x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+    with torch.no_grad():
+        soft = torch.cat([teacher(x[s : s + 512]) for s in range(0, len(x), 512)])
+    t = cfg.temperature
+    opt = torch.optim.Adam(
+        student.parameters(), lr=settings.lr * cfg.lr_scale, weight_decay=settings.weight_decay
+    )
+    steps = cfg.epochs * math.ceil(len(x) / settings.batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
+    for _ in range(cfg.epochs):
+        student.train()
+        perm = torch.randperm(len(x), generator=gen)
+        for s in range(0, len(x), settings.batch_size):
+            idx = perm[s : s + settings.batch_size]
+            logits = student(x[idx])
+            kd = (
+                F.kl_div(
+                    F.log_softmax(logits / t, 1),
+                    F.softmax(soft[idx] / t, 1),
+                    reduction="batchmean",
+                )
+                * t
+                * t
+            )
+            loss = cfg.alpha * kd + (1 - cfg.alpha) * F.cross_entropy(logits, y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    student.eval()
+
+
+class Distillation(BaseCompressionMethod):
+    """Fine-tune the candidate against a teacher's soft labels."""
+
+    name = "distill"
+    stage = "training"
+    Config = DistillConfig
+
+    def apply(self, candidate: Candidate) -> Candidate:
+        c, data = self.config, candidate.data
+        base = candidate.train or TrainSettings(4, 32, 0.01, 1e-4, 0)
+        if c.teacher:
+            teacher, label = load_teacher(Path(c.teacher), data), c.teacher
+        else:
+            teacher, label = default_teacher(data, c, base), "mobilenet-wide (cached)"
+        before = accuracy(candidate.module, data.x_val, data.y_val)
+        distill(candidate.module, teacher, data, c, base)
+        candidate.retrace()
+        candidate.metrics.update(
+            distill_teacher=label,
+            distill_teacher_acc=accuracy(teacher, data.x_val, data.y_val),
+            distill_acc_before=before,
+            distill_acc_after=accuracy(candidate.module, data.x_val, data.y_val),
+        )
+        return candidate
+
+
+@hookimpl
+def nas_register_compression_methods():
+    return [Distillation]

@@ -1,0 +1,50 @@
+"""Distillation: a cached default teacher, a teacher from a trial folder, and the gain."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from nas_compress_distill import Distillation, DistillConfig, default_teacher, load_teacher
+
+import nas
+from nas.errors import ConfigError
+from nas.testing import make_candidate
+from nas.train import TrainSettings, accuracy, fit
+
+
+def test_distillation_lifts_an_undertrained_student(tmp_path):
+    cand = make_candidate()
+    space = nas.create_search_space("mobilenet")
+    torch.manual_seed(1)
+    cand.module = space.build(cand.spec, 1, 10)  # a fresh student, trained for 1 epoch only
+    fit(cand.module, cand.data, TrainSettings(1, 32, 0.01, 1e-4, 1))
+    cfg = DistillConfig(epochs=4, cache_dir=str(tmp_path))
+    out = Distillation(cfg).apply(cand)
+    m = out.metrics
+    assert m["distill_teacher_acc"] > 0.9
+    assert m["distill_acc_after"] > m["distill_acc_before"]
+    assert list(tmp_path.glob("*.pt"))  # the teacher is cached on disk
+
+
+def test_default_teacher_is_trained_once(tmp_path):
+    data = make_candidate().data
+    cfg = DistillConfig(cache_dir=str(tmp_path), teacher_epochs=2)
+    base = TrainSettings(2, 32, 0.01, 1e-4, 0)
+    assert default_teacher(data, cfg, base) is default_teacher(data, cfg, base)
+
+
+def test_teacher_from_a_trial_folder(tmp_path):
+    cand = make_candidate()
+    info = {"arch": cand.spec, "search_space": "mobilenet", "in_channels": 1, "num_classes": 10}
+    (tmp_path / "arch.json").write_text(json.dumps(info))
+    torch.save(cand.module.state_dict(), tmp_path / "model_float.pt")
+    teacher = load_teacher(tmp_path, cand.data)
+    assert accuracy(teacher, cand.data.x_val, cand.data.y_val) == pytest.approx(
+        accuracy(cand.module, cand.data.x_val, cand.data.y_val)
+    )
+    with pytest.raises(ConfigError, match="cannot load a teacher"):
+        load_teacher(tmp_path / "missing", cand.data)
+    with pytest.raises(ConfigError, match="does not match"):
+        load_teacher(tmp_path, cand.data.resized(12))
