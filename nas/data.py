@@ -58,6 +58,14 @@ class Arrays:
         )
 
 
+def calibration_batch(x_nchw: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` images drawn without replacement (in their original order), as NHWC: the
+    calibration set int8 quantization measures activation ranges on."""
+    n = min(n, len(x_nchw))
+    idx = np.sort(np.random.default_rng(seed).choice(len(x_nchw), n, replace=False))
+    return x_nchw[idx].transpose(0, 2, 3, 1)
+
+
 def resize(x: np.ndarray, size: int) -> np.ndarray:
     """Bilinear resize of an NCHW float array to ``size`` x ``size``."""
     t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))

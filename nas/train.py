@@ -32,6 +32,11 @@ class TrainSettings:
     seed: int
 
 
+#: Fine-tuning recipe for compression methods run outside a search (the search hands them
+#: its own as ``Candidate.train``).
+DEFAULT_SETTINGS = TrainSettings(epochs=4, batch_size=32, lr=0.01, weight_decay=1e-4, seed=0)
+
+
 def accuracy(module: nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:
     """Float accuracy of ``module`` (eval mode) on NCHW ``x``."""
     module.eval()

@@ -26,7 +26,7 @@ from nas.compression import BaseCompressionMethod, Candidate
 from nas.data import Arrays
 from nas.errors import ConfigError
 from nas.plugin_manager import get_plugin_manager
-from nas.train import TrainSettings, accuracy, fit
+from nas.train import DEFAULT_SETTINGS, TrainSettings, accuracy, fit
 
 TEACHER_SPEC = {
     "stem_channels": 32,
@@ -156,7 +156,7 @@ class Distillation(BaseCompressionMethod):
 
     def apply(self, candidate: Candidate) -> Candidate:
         c, data = self.config, candidate.data
-        base = candidate.train or TrainSettings(4, 32, 0.01, 1e-4, 0)
+        base = candidate.train or DEFAULT_SETTINGS
         if c.teacher:
             teacher, label = load_teacher(Path(c.teacher), data), c.teacher
         else:

@@ -19,7 +19,7 @@ from torch import nn
 
 from nas import hookimpl
 from nas.compression import BaseCompressionMethod, Candidate
-from nas.train import TrainSettings, fit
+from nas.train import DEFAULT_SETTINGS, fit
 
 _ACTS = (nn.ReLU, nn.ReLU6)
 
@@ -130,7 +130,7 @@ class ChannelPruning(BaseCompressionMethod):
         module = copy.deepcopy(candidate.module)
         removed = prune_module(module, c.amount, c.min_channels)
         if removed and c.finetune_epochs > 0:
-            base = candidate.train or TrainSettings(3, 32, 0.01, 1e-4, 0)
+            base = candidate.train or DEFAULT_SETTINGS
             fit(
                 module,
                 candidate.data,

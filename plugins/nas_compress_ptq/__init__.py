@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from nas import hookimpl
 from nas.compression import BaseCompressionMethod, Candidate
+from nas.data import calibration_batch
 from nas.int8 import quantize
 
 
@@ -30,10 +29,9 @@ class PostTrainingQuantization(BaseCompressionMethod):
     Config = PtqConfig
 
     def apply(self, candidate: Candidate) -> Candidate:
-        x = candidate.data.x_train
-        n = min(self.config.calibration_samples, len(x))
-        idx = np.random.default_rng(self.config.seed).choice(len(x), n, replace=False)
-        candidate.qgraph = quantize(candidate.graph, x[np.sort(idx)].transpose(0, 2, 3, 1))
+        c = self.config
+        calib = calibration_batch(candidate.data.x_train, c.calibration_samples, c.seed)
+        candidate.qgraph = quantize(candidate.graph, calib)
         return candidate
 
 

@@ -18,14 +18,14 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, replace
 
-import numpy as np
 import torch
 from torch import nn
 
 from nas import hookimpl
 from nas.compression import BaseCompressionMethod, Candidate
+from nas.data import calibration_batch
 from nas.int8 import predict_int8, quantize
-from nas.train import TrainSettings, fit
+from nas.train import DEFAULT_SETTINGS, TrainSettings, fit
 
 _ACTS = (nn.ReLU, nn.ReLU6)
 
@@ -157,19 +157,13 @@ class QuantizationAwareTraining(BaseCompressionMethod):
     stage = "quantization"
     Config = QatConfig
 
-    def _calibration(self, candidate: Candidate) -> np.ndarray:
-        x = candidate.data.x_train
-        n = min(self.config.calibration_samples, len(x))
-        idx = np.random.default_rng(self.config.seed).choice(len(x), n, replace=False)
-        return x[np.sort(idx)].transpose(0, 2, 3, 1)
-
     def apply(self, candidate: Candidate) -> Candidate:
         c, d = self.config, candidate.data
-        calib = self._calibration(candidate)
+        calib = calibration_batch(d.x_train, c.calibration_samples, c.seed)
         x_val = d.x_val.transpose(0, 2, 3, 1)
         ptq_acc = float((predict_int8(quantize(candidate.graph, calib), x_val) == d.y_val).mean())
         module = fold_batchnorm(candidate.module)
-        base = candidate.train or TrainSettings(4, 32, 0.01, 1e-4, 0)
+        base = candidate.train or DEFAULT_SETTINGS
         qat_finetune(module, d, replace(base, epochs=c.epochs, lr=base.lr * c.lr_scale), c)
         candidate.module = module
         candidate.retrace()
