@@ -15,6 +15,9 @@ from nas.train import TrainSettings, accuracy, fit
 
 
 def test_distillation_lifts_an_undertrained_student(tmp_path):
+    import nas_compress_distill
+
+    nas_compress_distill._CACHE.clear()  # another test may have trained the teacher already
     cand = make_candidate()
     space = nas.create_search_space("mobilenet")
     torch.manual_seed(1)
