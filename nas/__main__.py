@@ -62,9 +62,10 @@ def search_command(args: list[str]) -> int:
     from nas.validate import check_search_args
 
     help_flags = {"--help", "-h", "--hydra-help", "--info", "--cfg", "-c"}
-    if not help_flags & set(args):
-        args = check_search_args(args)
-    register_configs()
+    if help_flags & set(args):
+        register_configs()
+    else:
+        args = check_search_args(args)  # registers the configs it validates against
     sys.argv = ["python -m nas search", *args]
     _search_app()
     return 0
