@@ -103,12 +103,15 @@ def test_four_workers_on_postgresql(postgres_url, tmp_path):
     assert max(sizes) == 8
 
 
-def _wait_for(predicate, timeout_s: float = 240.0) -> None:
+def _wait_for(predicate, proc, timeout_s: float = 900.0) -> None:
+    """Poll until ``predicate()``; on timeout kill ``proc`` so that no worker outlives the
+    test (generous: a loaded CI machine trains slowly)."""
     end = time.time() + timeout_s
     while time.time() < end:
         if predicate():
             return
         time.sleep(0.5)
+    proc.kill()
     raise AssertionError("condition not reached in time")
 
 
@@ -140,7 +143,7 @@ def test_killed_search_resumes(tmp_path):
     db = run / "study.db"
     args = ["search", "+hw=cortex_m4", *LONG, f"hydra.run.dir={run}"]
     p = spawn_cli(*args, "search.n_trials=4")
-    _wait_for(lambda: "COMPLETE" in _states(db) and _states(db)[-1] == "RUNNING")
+    _wait_for(lambda: "COMPLETE" in _states(db) and _states(db)[-1] == "RUNNING", p)
     p.send_signal(signal.SIGKILL)
     p.wait()
     before = _states(db)
@@ -168,7 +171,7 @@ def test_ctrl_c_records_the_trial_and_writes_the_report(tmp_path):
     run = tmp_path / "run"
     db = run / "study.db"
     p = spawn_cli("search", "+hw=cortex_m4", *LONG, "search.n_trials=3", f"hydra.run.dir={run}")
-    _wait_for(lambda: "RUNNING" in _states(db))
+    _wait_for(lambda: "RUNNING" in _states(db), p)
     time.sleep(1.0)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=300)
