@@ -184,6 +184,13 @@ _RELU_FUNCS = {F.relu: "relu", torch.relu: "relu", F.relu6: "relu6"}
 _FLATTEN_FUNCS = {torch.flatten}
 
 
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int, int]:
+    """TensorFlow ``SAME`` padding along one axis: (before, after, output size)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2, out
+
+
 def trace(module: nn.Module, input_shape: tuple[int, ...], name: str = "candidate") -> Graph:
     """Describe ``module`` (in eval mode, batch 1, NCHW ``input_shape``) as a `Graph`.
 

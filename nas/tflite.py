@@ -16,7 +16,7 @@ import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as tfl
 
 from nas.errors import GraphError
-from nas.graph import Op
+from nas.graph import Op, same_padding
 from nas.int8 import QGraph, QParams
 
 _ACT = {
@@ -44,13 +44,6 @@ RESOLVER_METHODS = {
     tfl.BuiltinOperator.RESHAPE: "AddReshape",
     tfl.BuiltinOperator.PAD: "AddPad",
 }
-
-
-def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TensorFlow ``SAME`` padding (before, after) along one axis."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
 
 
 @dataclass
@@ -112,9 +105,8 @@ def _padding(m: _Model, qg: QGraph, op: Op, src: int) -> tuple[int, int]:
     if not any(op.padding):
         return tfl.Padding.VALID, src
     (kh, kw), s = op.kernel, op.stride
-    if (top, bottom) == same_padding(shape[1], kh, s) and (left, right) == same_padding(
-        shape[2], kw, s
-    ):
+    same = same_padding(shape[1], kh, s)[:2] + same_padding(shape[2], kw, s)[:2]
+    if op.padding == same:
         return tfl.Padding.SAME, src
     pads = np.array([[0, 0], [top, bottom], [left, right], [0, 0]], dtype=np.int32)
     padded = (shape[0], shape[1] + top + bottom, shape[2] + left + right, shape[3])

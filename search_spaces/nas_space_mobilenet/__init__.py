@@ -21,6 +21,7 @@ import optuna
 from torch import nn
 
 from nas import hookimpl
+from nas.graph import same_padding
 from nas.spaces import ArchSpec, BaseSearchSpace
 
 
@@ -36,13 +37,6 @@ class MobileNetConfig:
     kernels: list[int] = field(default_factory=lambda: [3, 5, 7])
     expansions: list[int] = field(default_factory=lambda: [1, 2, 4, 6])
     strides: list[int] = field(default_factory=lambda: [1, 2])
-
-
-def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int, int]:
-    """TensorFlow ``SAME`` padding: (before, after, output size) along one axis."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2, out
 
 
 def conv_bn(cin: int, cout: int, k: int, stride: int, size: int, groups: int, act: bool):
