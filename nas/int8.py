@@ -356,3 +356,8 @@ def predict_int8(qg: QGraph, x_nhwc: np.ndarray) -> np.ndarray:
     """Class predictions of the int8 model for float inputs (quantized like the firmware)."""
     logits = run_int8(qg, qg.input_params.quantize(x_nhwc))
     return logits.reshape(len(x_nhwc), -1).argmax(axis=1)
+
+
+def accuracy_int8(qg: QGraph, x_nchw: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy of the int8 model on NCHW float images (the datasets' layout)."""
+    return float((predict_int8(qg, x_nchw.transpose(0, 2, 3, 1)) == y).mean())

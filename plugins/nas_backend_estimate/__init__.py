@@ -9,24 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from nas import hookimpl
 from nas.backends import BaseBackend
 from nas.compression import Candidate
 from nas.cost import Cost
-from nas.int8 import predict_int8
+from nas.int8 import accuracy_int8
 
 
 @dataclass
 class EstimateConfig:
     pass
-
-
-def int8_accuracy(candidate: Candidate, x_nchw: np.ndarray, y: np.ndarray) -> float:
-    assert candidate.qgraph is not None
-    pred = predict_int8(candidate.qgraph, x_nchw.transpose(0, 2, 3, 1))
-    return float((pred == y).mean())
 
 
 class EstimateBackend(BaseBackend):
@@ -36,10 +28,11 @@ class EstimateBackend(BaseBackend):
     Config = EstimateConfig
 
     def score(self, candidate: Candidate, cost: Cost) -> dict[str, Any]:
-        d = candidate.data
+        d, qg = candidate.data, candidate.qgraph
+        assert qg is not None
         return {
-            "acc_int8": int8_accuracy(candidate, d.x_val, d.y_val),
-            "acc_int8_test": int8_accuracy(candidate, d.x_test, d.y_test),
+            "acc_int8": accuracy_int8(qg, d.x_val, d.y_val),
+            "acc_int8_test": accuracy_int8(qg, d.x_test, d.y_test),
         }
 
 

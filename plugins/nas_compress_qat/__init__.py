@@ -24,7 +24,7 @@ from torch import nn
 from nas import hookimpl
 from nas.compression import BaseCompressionMethod, Candidate
 from nas.data import calibration_batch
-from nas.int8 import predict_int8, quantize
+from nas.int8 import accuracy_int8, quantize
 from nas.train import DEFAULT_SETTINGS, TrainSettings, fit
 
 _ACTS = (nn.ReLU, nn.ReLU6)
@@ -160,8 +160,7 @@ class QuantizationAwareTraining(BaseCompressionMethod):
     def apply(self, candidate: Candidate) -> Candidate:
         c, d = self.config, candidate.data
         calib = calibration_batch(d.x_train, c.calibration_samples, c.seed)
-        x_val = d.x_val.transpose(0, 2, 3, 1)
-        ptq_acc = float((predict_int8(quantize(candidate.graph, calib), x_val) == d.y_val).mean())
+        ptq_acc = accuracy_int8(quantize(candidate.graph, calib), d.x_val, d.y_val)
         module = fold_batchnorm(candidate.module)
         base = candidate.train or DEFAULT_SETTINGS
         qat_finetune(module, d, replace(base, epochs=c.epochs, lr=base.lr * c.lr_scale), c)
@@ -170,7 +169,7 @@ class QuantizationAwareTraining(BaseCompressionMethod):
         candidate.qgraph = quantize(candidate.graph, calib)
         candidate.metrics.update(
             qat_acc_int8_ptq=ptq_acc,
-            qat_acc_int8=float((predict_int8(candidate.qgraph, x_val) == d.y_val).mean()),
+            qat_acc_int8=accuracy_int8(candidate.qgraph, d.x_val, d.y_val),
         )
         return candidate
 
