@@ -43,12 +43,21 @@ Each run writes study.db, trials.csv, report.md and best/ to its run directory
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def _search_app(cfg: DictConfig) -> None:
+    from nas.config import use_space_backend
     from nas.search import run_search
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
+    overrides = list(hc.overrides.task)
+    switched = use_space_backend(cfg, overrides)
+    if switched:
+        print(
+            f"backend: {switched} (search space '{cfg.search_space.name}' cannot run on the "
+            "default backend)",
+            file=sys.stderr,
+        )
     try:
-        run_search(cfg, run_dir, list(hc.overrides.task))
+        run_search(cfg, run_dir, overrides)
     except NasError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -20,7 +20,7 @@ from nas.data import Arrays
 from nas.errors import ConfigError, NasError, TrialError
 from nas.graph import Graph, trace
 from nas.hardware import HardwareProfile
-from nas.int8 import QGraph
+from nas.int8 import QuantizedModel
 from nas.train import TrainSettings
 
 STAGES = ("structure", "training", "quantization", "encoding")
@@ -35,7 +35,7 @@ class Candidate:
         spec: the architecture choices.
         module: the trained float network (NCHW input).
         graph: its traced graph (BN folded, activations fused); methods that change the
-            module re-trace it.
+            module re-trace it. ``None`` for models that are not layer graphs (Bonsai).
         data: the dataset at the candidate's input resolution.
         hw: the target profile.
         qgraph: the int8 model, set by the quantization method.
@@ -47,10 +47,10 @@ class Candidate:
     name: str
     spec: dict[str, Any]
     module: nn.Module
-    graph: Graph
+    graph: Graph | None
     data: Arrays
     hw: HardwareProfile
-    qgraph: QGraph | None = None
+    qgraph: QuantizedModel | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, bytes] = field(default_factory=dict)
     train: TrainSettings | None = None

@@ -189,3 +189,22 @@ def plugin_config(cls: Any, cfg: DictConfig) -> Any:
     assert isinstance(data, dict)
     known = {f.name for f in dataclasses.fields(cls.Config)}
     return cls.Config(**{k: v for k, v in data.items() if k in known})
+
+
+def backend_given(overrides: list[str]) -> bool:
+    """Whether the command line chose a backend."""
+    return any(o.split("=", 1)[0].lstrip("+~") == "backend" for o in overrides)
+
+
+def use_space_backend(cfg: DictConfig, overrides: list[str]) -> str | None:
+    """When the command line names no backend and the default cannot run the search
+    space's models (e.g. ``bonsai`` on ``tflm``), switch to the first backend the space
+    declares; returns its name, or ``None`` when nothing changed. An explicit backend is
+    kept, and `nas.spaces.check_supported` refuses it if it does not fit."""
+    pm = get_plugin_manager()
+    space = pm.get("search_space", cfg.search_space.name)
+    if backend_given(overrides) or space.backends is None or cfg.backend.name in space.backends:
+        return None
+    name = space.backends[0]
+    cfg.backend = OmegaConf.structured(_named(pm.get("backend", name).Config, name))
+    return name

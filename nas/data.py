@@ -15,12 +15,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nas.errors import ConfigError
+
 
 @dataclass
 class DatasetConfig:
-    """Options every dataset has."""
+    """Options every dataset has (subclass it): ``seed`` fixes the split;
+    ``positive_class`` turns the task into one-vs-rest binary classification (label 1 for
+    that class, 0 for all others; see `one_vs_rest`)."""
 
     seed: int = 0
+    positive_class: int | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,27 @@ class Arrays:
             self.y_test,
             self.num_classes,
         )
+
+
+def one_vs_rest(data: Arrays, positive: int) -> Arrays:
+    """The binary task "is it class ``positive``?" on the same splits."""
+    if not 0 <= positive < data.num_classes:
+        raise ConfigError(
+            f"dataset.positive_class={positive} is not a class; valid: 0 to {data.num_classes - 1}"
+        )
+
+    def binary(y: np.ndarray) -> np.ndarray:
+        return (y == positive).astype(np.int64)
+
+    return Arrays(
+        data.x_train,
+        binary(data.y_train),
+        data.x_val,
+        binary(data.y_val),
+        data.x_test,
+        binary(data.y_test),
+        num_classes=2,
+    )
 
 
 def calibration_batch(x_nchw: np.ndarray, n: int, seed: int) -> np.ndarray:

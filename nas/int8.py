@@ -18,6 +18,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -117,6 +118,18 @@ class QOp:
     add: dict[str, int] = field(default_factory=dict)
 
 
+class QuantizedModel(Protocol):
+    """What every int8 model offers the search (`QGraph`, or a space's own integer model)."""
+
+    def predict(self, x_nchw: np.ndarray) -> np.ndarray:
+        """Class predictions for float NCHW inputs, quantized the way the firmware does."""
+        ...
+
+    def save(self, path) -> None:
+        """Write the int8 model to ``path`` (``.npz``)."""
+        ...
+
+
 @dataclass
 class QGraph:
     """A `Graph` with int8 parameters: what the chip stores and runs."""
@@ -142,6 +155,9 @@ class QGraph:
             if q.bias is not None:
                 total += 4 * q.bias.size
         return total
+
+    def predict(self, x_nchw: np.ndarray) -> np.ndarray:
+        return predict_int8(self, x_nchw.transpose(0, 2, 3, 1))
 
     def save(self, path) -> None:
         """Write the int8 model as ``.npz``: arrays plus a JSON header with the graph."""
@@ -358,6 +374,6 @@ def predict_int8(qg: QGraph, x_nhwc: np.ndarray) -> np.ndarray:
     return logits.reshape(len(x_nhwc), -1).argmax(axis=1)
 
 
-def accuracy_int8(qg: QGraph, x_nchw: np.ndarray, y: np.ndarray) -> float:
-    """Accuracy of the int8 model on NCHW float images (the datasets' layout)."""
-    return float((predict_int8(qg, x_nchw.transpose(0, 2, 3, 1)) == y).mean())
+def accuracy_int8(qm: QuantizedModel, x_nchw: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy of an int8 model on NCHW float images (the datasets' layout)."""
+    return float((qm.predict(x_nchw) == y).mean())

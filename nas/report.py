@@ -348,13 +348,13 @@ def _feasible_done(df: pd.DataFrame) -> pd.DataFrame:
     return df[(df["state"] == "COMPLETE") & df["feasible"] & df["acc_int8"].notna()]
 
 
-def best_feasible(df: pd.DataFrame, by: str = "hw") -> pd.DataFrame:
+def best_feasible(df: pd.DataFrame, by: str | list[str] = "hw") -> pd.DataFrame:
     """Per ``by`` group, the feasible trial with the highest int8 accuracy (then fastest)."""
     done = _feasible_done(df).sort_values(["acc_int8", "latency_ms"], ascending=[False, True])
     return done.groupby(by, sort=True).head(1).reset_index(drop=True)
 
 
-def pareto_front(df: pd.DataFrame, by: str = "hw") -> pd.DataFrame:
+def pareto_front(df: pd.DataFrame, by: str | list[str] = "hw") -> pd.DataFrame:
     """Per ``by`` group, its own Pareto front (acc_int8 up, latency_ms down)."""
     parts = []
     for _, group in df.groupby(by, sort=True):
@@ -369,7 +369,8 @@ def same_architecture(df: pd.DataFrame, metric: str = "acc_int8") -> pd.DataFram
     done = _feasible_done(df)
     if not arch or done.empty:
         return pd.DataFrame()
-    key = done[arch].astype(str).agg("|".join, axis=1)
+    cols = ["search_space", *arch] if "search_space" in done else arch
+    key = done[cols].apply(lambda r: "|".join(str(v) for v in r if v == v), axis=1)
     table = done.assign(_arch=key).pivot_table(
         index="_arch", columns="hw", values=metric, aggfunc="max"
     )

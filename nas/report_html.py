@@ -14,15 +14,16 @@ import optuna
 import pandas as pd
 
 from nas import report
-from nas.cost import per_op
 from nas.errors import ConfigError
-from nas.graph import trace
 from nas.hardware import load_profile, profile_from_mapping
 from nas.plugin_manager import get_plugin_manager
 from nas.storage import open_storage
 
+#: A report compares targets: a chip and the search space searched on it.
+TARGET = ["hw", "search_space"]
 SHIP_COLUMNS = [
     "hw",
+    "search_space",
     "run",
     "number",
     "acc_int8",
@@ -51,14 +52,15 @@ def layer_table(row: pd.Series) -> pd.DataFrame:
     space = cls(cls.Config(**conf))
     c_in, n_cls = int(attrs.get("in_channels", 1)), int(attrs.get("num_classes", 10))
     size = space.resolution(spec)
-    graph = trace(space.build(spec, c_in, n_cls), (1, c_in, size, size), f"trial {row['number']}")
+    module = space.build(spec, c_in, n_cls)
+    graph = space.trace(module, (1, c_in, size, size), f"trial {row['number']}")
     prof = attrs.get("hw_profile")
     hw = (
         profile_from_mapping(prof, prof.get("source_file", "hw"))
         if prof
         else load_profile(row["hw"])
     )
-    return pd.DataFrame(per_op(graph, hw))
+    return pd.DataFrame(space.layers(module, graph, hw))
 
 
 def _figures(df: pd.DataFrame) -> list[tuple[str, str, Any]]:
@@ -70,12 +72,13 @@ def _figures(df: pd.DataFrame) -> list[tuple[str, str, Any]]:
     done = df[(df["state"] == "COMPLETE") & df["feasible"] & df["acc_int8"].notna()].copy()
     if not done.empty:
         done["front"] = np.where(done["pareto_run"], "Pareto front", "other")
+        done["target"] = done["hw"] + " / " + done["search_space"]
         for x in ("sram_bytes", "flash_bytes", "latency_ms"):
             fig = px.scatter(
                 done,
                 x=x,
                 y="acc_int8",
-                color="hw",
+                color="target",
                 symbol="front",
                 hover_data=["run", "number", "macs"],
                 log_x=True,
@@ -92,23 +95,24 @@ def _figures(df: pd.DataFrame) -> list[tuple[str, str, Any]]:
             )
         fig.update_layout(title=f"Optimisation history: {study_name} ({run})")
         out.append(("Optimisation history", f"{study_name} in {run}", fig))
-    for _, best in report.best_feasible(df).iterrows():
+    for _, best in report.best_feasible(df, by=TARGET).iterrows():
         layers = layer_table(best)
+        where = f"{best['hw']} / {best['search_space']}"
         peak = int(layers["live_bytes"].idxmax())
         colors = ["crimson" if i == peak else "steelblue" for i in range(len(layers))]
         fig = go.Figure(go.Bar(x=layers["op"], y=layers["live_bytes"], marker_color=colors))
         fig.update_layout(
-            title=f"{best['hw']}: activation bytes live per layer (peak in red: "
+            title=f"{where}: SRAM bytes live per layer (peak in red: "
             f"{layers['op'][peak]}), trial {best['number']}",
             yaxis_title="bytes",
         )
-        out.append(("Best model per target", f"memory per layer on {best['hw']}", fig))
+        out.append(("Best model per target", f"memory per layer on {where}", fig))
         fig = go.Figure(go.Bar(x=layers["op"], y=layers["latency_ms"]))
         fig.update_layout(
-            title=f"{best['hw']}: estimated latency per layer, trial {best['number']}",
+            title=f"{where}: estimated latency per layer, trial {best['number']}",
             yaxis_title="ms",
         )
-        out.append(("Best model per target", f"latency per layer on {best['hw']}", fig))
+        out.append(("Best model per target", f"latency per layer on {where}", fig))
     return out
 
 
@@ -124,7 +128,7 @@ def write_html(path: Path, df: pd.DataFrame, markdown: str) -> None:
             f"<figure>{fig.to_html(full_html=False, include_plotlyjs=False)}"
             f"<figcaption>{caption}</figcaption></figure>"
         )
-    ship = report.best_feasible(df)
+    ship = report.best_feasible(df, by=TARGET)
     table = ship[[c for c in SHIP_COLUMNS if c in ship]].to_html(index=False, border=0)
     html = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>mcu-nas comparison</title>
@@ -142,10 +146,10 @@ figure{{margin:1em 0}}pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style
 
 def markdown(df: pd.DataFrame, sources: list[str]) -> str:
     table = report.markdown_table
-    ship = report.best_feasible(df)
+    ship = report.best_feasible(df, by=TARGET)
     arch = [c for c in df.columns if c.startswith("arch_")]
     lines = ["# mcu-nas comparison", "", "Sources: " + ", ".join(f"`{s}`" for s in sources), ""]
-    counts = df.groupby(["hw", "run"]).apply(lambda g: pd.Series(report.summary(g)))
+    counts = df.groupby([*TARGET, "run"]).apply(lambda g: pd.Series(report.summary(g)))
     lines += ["## Trials per run", "", table(counts.reset_index()), ""]
     lines += [
         "## Which architecture to ship on which chip",
@@ -157,12 +161,14 @@ def markdown(df: pd.DataFrame, sources: list[str]) -> str:
         table(ship[[c for c in SHIP_COLUMNS if c in ship]]) if len(ship) else "No feasible trial.",
         "",
     ]
-    if len(ship) and arch:
-        lines += ["Their architectures:", "", table(ship[["hw", *arch]]), ""]
-    front = report.pareto_front(df)
+    for space, rows in ship.groupby("search_space", sort=True):
+        used = [c for c in arch if rows[c].notna().any()]
+        if used:
+            lines += [f"Their architectures ({space}):", "", table(rows[["hw", *used]]), ""]
+    front = report.pareto_front(df, by=TARGET)
     if len(front):
-        cols = ["hw", "run", "number", "acc_int8", "latency_ms", "sram_bytes", "flash_bytes"]
-        lines += ["## Pareto front per target", "", table(front[cols]), ""]
+        cols = [*TARGET, "run", "number", "acc_int8", "latency_ms", "sram_bytes", "flash_bytes"]
+        lines += ["## Pareto front per target and search space", "", table(front[cols]), ""]
     same = report.same_architecture(df)
     if len(same):
         lines += ["## Same architecture on several targets", "", table(same), ""]

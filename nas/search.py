@@ -28,15 +28,14 @@ from nas import report, workers
 from nas.backends import REQUIRED_METRICS, BaseBackend
 from nas.compression import BaseCompressionMethod, Candidate, order, run_pipeline
 from nas.config import plugin_config
-from nas.cost import Cost, estimate
-from nas.data import Arrays
+from nas.cost import Cost
+from nas.data import Arrays, one_vs_rest
 from nas.errors import ConfigError, NasError, TrialError
-from nas.graph import trace
 from nas.hardware import HardwareProfile, profile_from_mapping
 from nas.plugin_manager import PluginManager, get_plugin_manager
-from nas.spaces import BaseSearchSpace
+from nas.spaces import BaseSearchSpace, check_supported
 from nas.storage import Heartbeat, fail_stale_trials, open_storage, storage_url
-from nas.train import CURVE_ATTR, ParetoMedianPruner, TrainSettings, accuracy, fit
+from nas.train import CURVE_ATTR, ParetoMedianPruner, TrainSettings, accuracy
 
 log = logging.getLogger(__name__)
 DIRECTIONS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]  # acc_int8, latency_ms
@@ -68,6 +67,9 @@ def build_components(cfg: DictConfig, pm: PluginManager | None = None) -> Compon
         return cls(plugin_config(cls, node))
 
     methods = [make("compression", node) for node in cfg.compression.values()]
+    check_supported(
+        pm.get("search_space", cfg.search_space.name), cfg.backend.name, [m.name for m in methods]
+    )
     return Components(
         hw=profile_from_cfg(cfg),
         space=make("search_space", cfg.search_space),
@@ -78,9 +80,12 @@ def build_components(cfg: DictConfig, pm: PluginManager | None = None) -> Compon
 
 
 def load_dataset(dataset: Any) -> Arrays:
-    """The dataset's arrays; any failure of its loader becomes one clear `ConfigError`."""
+    """The dataset's arrays (one-vs-rest when ``positive_class`` is set); any failure of
+    its loader becomes one clear `ConfigError`."""
     try:
-        return dataset.load()
+        data = dataset.load()
+        positive = getattr(dataset.config, "positive_class", None)
+        return data if positive is None else one_vs_rest(data, positive)
     except NasError:
         raise
     except Exception as exc:
@@ -143,8 +148,8 @@ class Objective:
         data = self.data_at(size)
         module = comp.space.build(spec, data.in_channels, data.num_classes)
         name = f"trial {trial.number}"
-        graph = trace(module, (1, data.in_channels, size, size), name)
-        cost = estimate(graph, comp.hw)
+        shape = (1, data.in_channels, size, size)
+        cost = comp.space.cost(module, comp.space.trace(module, shape, name), comp.hw)
         for key, value in cost.as_dict().items():
             trial.set_user_attr(key, value)
         for key, value in cost.violations(comp.hw).items():
@@ -171,12 +176,12 @@ class Objective:
                 raise optuna.TrialPruned(why)
 
         t0 = time.perf_counter()
-        fit(module, data, settings, on_epoch)
+        comp.space.fit(module, data, settings, on_epoch)
         trial.set_user_attr("train_s", time.perf_counter() - t0)
         trial.set_user_attr("acc_float", accuracy(module, data.x_val, data.y_val))
         trial.set_user_attr("acc_float_test", accuracy(module, data.x_test, data.y_test))
 
-        graph = trace(module, (1, data.in_channels, size, size), name)
+        graph = comp.space.trace(module, shape, name)  # again: trained BN statistics fold in
         cand = Candidate(name, spec, module, graph, data, comp.hw, train=settings)
         cand = run_pipeline(comp.methods, cand)
         if cand.qgraph is None:
@@ -202,7 +207,7 @@ class Objective:
     def recost(self, trial: optuna.Trial, before: Cost, cand: Candidate) -> Cost:
         """The static cost of the compressed graph; when compression changed it, the trial
         records the new figures and keeps the searched ones as ``<name>_uncompressed``."""
-        after = estimate(cand.graph, self.comp.hw)
+        after = self.comp.space.cost(cand.module, cand.graph, self.comp.hw)
         if after != before:
             for key, value in after.as_dict().items():
                 trial.set_user_attr(key, value)

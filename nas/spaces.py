@@ -5,18 +5,33 @@ options, e.g. ``search_space.resolutions=[8,16]``). ``sample`` turns a trial int
 ``ArchSpec``: a flat dict of JSON-serialisable choices, one Optuna parameter each, which is
 also one column of ``trials.csv``. ``build`` turns an ``ArchSpec`` back into the same
 network, bit for bit, so any trial can be rebuilt from its parameters alone.
+
+Most spaces produce layer networks that `nas.graph.trace` turns into a `Graph`; the
+defaults of ``trace``, ``cost``, ``layers`` and ``fit`` handle them. A space whose models
+are not layer graphs (Bonsai's tree) overrides those four, returns ``None`` from
+``trace``, gives its modules a ``quantize_int8(calib_nchw)`` method (used by the ``ptq``
+method) and declares the ``backends`` and ``compression`` methods that can handle its
+models; the search refuses any other with a clear message (`check_supported`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import optuna
 from torch import nn
 
-from nas.graph import LUT_KINDS
+from nas.cost import Cost, estimate, per_op
+from nas.data import Arrays
+from nas.errors import ConfigError
+from nas.graph import LUT_KINDS, Graph
+from nas.graph import trace as trace_graph
+from nas.hardware import HardwareProfile
+from nas.train import TrainSettings
+from nas.train import fit as fit_module
 
 ArchSpec = dict[str, Any]
 
@@ -33,6 +48,10 @@ class BaseSearchSpace(ABC):
     Config: ClassVar[type] = SearchSpaceConfig
     #: Latency lookup-table entries a hardware profile needs for this space's networks.
     op_kinds: ClassVar[tuple[str, ...]] = LUT_KINDS
+    #: Backends that can score this space's int8 models (``None``: every backend).
+    backends: ClassVar[tuple[str, ...] | None] = None
+    #: Compression methods that apply to its models (``None``: every method).
+    compression: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -48,3 +67,48 @@ class BaseSearchSpace(ABC):
     @abstractmethod
     def resolution(self, spec: ArchSpec) -> int:
         """Input height and width the network expects for ``spec``."""
+
+    def trace(self, module: nn.Module, input_shape: tuple[int, ...], name: str) -> Graph | None:
+        """The layer graph of ``module`` (``None`` for models that are not layer graphs)."""
+        return trace_graph(module, input_shape, name)
+
+    def cost(self, module: nn.Module, graph: Graph | None, hw: HardwareProfile) -> Cost:
+        """Static cost of the int8 model on ``hw``, before any training."""
+        assert graph is not None
+        return estimate(graph, hw)
+
+    def layers(
+        self, module: nn.Module, graph: Graph | None, hw: HardwareProfile
+    ) -> list[dict[str, Any]]:
+        """One row per operation for reports: ``op``, ``kind``, ``macs``, ``latency_ms``,
+        ``live_bytes`` (SRAM in use while it runs) and ``scratch_bytes``."""
+        assert graph is not None
+        return per_op(graph, hw)
+
+    def fit(
+        self,
+        module: nn.Module,
+        data: Arrays,
+        settings: TrainSettings,
+        on_epoch: Callable[[int, float], None] | None = None,
+    ) -> list[float]:
+        """Train ``module``; ``on_epoch(epoch, val_acc)`` may raise to stop early."""
+        return fit_module(module, data, settings, on_epoch)
+
+
+def check_supported(
+    space: type[BaseSearchSpace], backend: str, compression: Sequence[str]
+) -> None:
+    """A `ConfigError` when the backend or a compression method cannot handle the space."""
+    if space.backends is not None and backend not in space.backends:
+        raise ConfigError(
+            f"search space '{space.name}' runs on backend {' or '.join(space.backends)}, "
+            f"not '{backend}': use backend={space.backends[0]}"
+        )
+    if space.compression is not None:
+        bad = [m for m in compression if m not in space.compression]
+        if bad:
+            raise ConfigError(
+                f"search space '{space.name}' supports compression methods "
+                f"{', '.join(space.compression)}; '{bad[0]}' cannot compress its models"
+            )

@@ -92,6 +92,7 @@ def check_compression_method(cls: type[BaseCompressionMethod]) -> Candidate:
     out = run_pipeline(methods, cand)
     assert isinstance(out, Candidate), f"{cls.name}: apply must return a Candidate"
     assert out.qgraph is not None, f"{cls.name}: no int8 model after the pipeline"
+    assert out.graph is not None, f"{cls.name}: the candidate lost its graph"
     x = out.data.x_val.transpose(0, 2, 3, 1)
     with torch.no_grad():
         ref = out.module.eval()(torch.from_numpy(out.data.x_val)).numpy()
@@ -113,6 +114,7 @@ def check_backend(cls: type[BaseBackend]) -> dict[str, Any]:
     _check_class(cls, BaseBackend)
     ptq = get_plugin_manager().get("compression", "ptq")()
     cand = run_pipeline([ptq], make_candidate())
+    assert cand.graph is not None
     cost = estimate(cand.graph, cand.hw)
     first = cls().score(cand, cost)
     for key in REQUIRED_METRICS:

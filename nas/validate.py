@@ -99,7 +99,9 @@ def combinations(overrides: list[Any]) -> list[list[str]]:
 
 def check_config(args: list[str]) -> None:
     """Compose the config for ``args`` and validate what Hydra cannot."""
+    from nas.config import use_space_backend
     from nas.search import profile_from_cfg
+    from nas.spaces import check_supported
 
     try:
         with initialize_config_module("nas.conf", version_base="1.3"):
@@ -109,6 +111,8 @@ def check_config(args: list[str]) -> None:
     try:
         hw = profile_from_cfg(cfg)
         space = get_plugin_manager().get("search_space", cfg.search_space.name)
+        use_space_backend(cfg, args)
+        check_supported(space, cfg.backend.name, list(cfg.compression))
         missing = [k for k in space.op_kinds if k not in hw.latency_lut]
         if missing:
             raise ConfigError(

@@ -2,7 +2,9 @@
 
 Per-channel symmetric int8 weights, asymmetric int8 activations calibrated on the min/max
 of ``calibration_samples`` training images, int32 biases and fixed-point requantization
-(see `nas.int8`). Sets ``candidate.qgraph``.
+(see `nas.int8`). Sets ``candidate.qgraph``. Models that are not layer graphs (a space's
+``trace`` gives ``None``) quantize themselves with the same calibration batch through
+their ``quantize_int8`` method.
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ class PostTrainingQuantization(BaseCompressionMethod):
     def apply(self, candidate: Candidate) -> Candidate:
         c = self.config
         calib = calibration_batch(candidate.data.x_train, c.calibration_samples, c.seed)
-        candidate.qgraph = quantize(candidate.graph, calib)
+        if candidate.graph is None:  # not a layer graph (Bonsai): the model quantizes itself
+            candidate.qgraph = candidate.module.quantize_int8(calib.transpose(0, 3, 1, 2))
+        else:
+            candidate.qgraph = quantize(candidate.graph, calib)
         return candidate
 
 

@@ -11,12 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from nas import hookimpl
-from nas.data import Arrays, BaseDataset, stratified_split
+from nas.data import Arrays, BaseDataset, DatasetConfig, stratified_split
 
 
 @dataclass
-class DigitsConfig:
-    seed: int = 0
+class DigitsConfig(DatasetConfig):
     val_fraction: float = 0.15
     test_fraction: float = 0.15
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from nas import hookimpl
-from nas.data import Arrays, BaseDataset, stratified_split
+from nas.data import Arrays, BaseDataset, DatasetConfig, stratified_split
 from nas.errors import ConfigError
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
@@ -31,9 +31,8 @@ _IDX_UBYTE = 0x08
 
 
 @dataclass
-class FashionMnistConfig:
+class FashionMnistConfig(DatasetConfig):
     root: str = DEFAULT_ROOT
-    seed: int = 0
     val_fraction: float = 0.1
     train_subset: int = 0
     test_subset: int = 0

@@ -1,0 +1,119 @@
+"""Static cost of an int8 Bonsai model on a chip, from its shape alone.
+
+Training keeps exactly ``BonsaiShape.nnz(group)`` entries per matrix, so every size below
+is known before training and holds for the trained model.
+
+Flash (``model_bytes``), each matrix stored in the cheaper of two int8 layouts:
+
+- dense: ``rows * cols`` bytes;
+- sparse: per stored entry one value byte and one index byte, plus one count byte per
+  line. ``Z`` is stored by input feature (lines = features, index = row of the projection),
+  so the projection can be accumulated while the input streams in; ``W_k``, ``V_k`` and
+  ``theta_k`` by row (lines = rows, index = column). One-byte indices and counts need
+  ``proj_dim <= 255`` and at most 255 scores, which the space enforces.
+
+plus the int32 projection bias (4 B per row), a fixed-point multiplier (int32 + int8
+shift, 5 B) for ``Z`` and for each ``W_k`` and ``V_k``, and the 256-entry int8 tanh table.
+
+SRAM (``arena_bytes``): int32 projection accumulators (the int8 ``z`` is written over
+them), int32 class scores, and the input: one feature at a time when ``stream_input``
+(the projection reads each feature once), else the whole int8 input.
+
+MACs and latency follow the worst-case path (every path has the same cost, since every
+matrix holds the same number of entries): the projection, ``W_k``, ``V_k`` and the
+``u * tanh`` products at ``depth + 1`` nodes, ``theta_k`` at ``depth`` nodes. Sparse
+matrices use the profile's ``sparse_fully_connected`` entry, dense ones
+``fully_connected``, the table look-up and product ``tanh``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nas.cost import Cost
+from nas.hardware import HardwareProfile
+
+from .model import BonsaiShape
+
+INDEX_BYTES = 1
+COUNT_BYTES = 1
+MULTIPLIER_BYTES = 5  # int32 Q31 multiplier + int8 shift
+BIAS_BYTES = 4
+TANH_TABLE_BYTES = 256
+OP_KINDS = ("fully_connected", "sparse_fully_connected", "tanh")
+
+
+def matrix_layout(shape: BonsaiShape, group: str) -> tuple[str, int]:
+    """(``dense`` or ``sparse``, bytes) of one matrix of ``group``."""
+    rows, cols = shape.matrix_shape(group)
+    lines = cols if group == "Z" else rows
+    dense = rows * cols
+    sparse = shape.nnz(group) * (1 + INDEX_BYTES) + lines * COUNT_BYTES
+    return ("sparse", sparse) if sparse < dense else ("dense", dense)
+
+
+def model_bytes(shape: BonsaiShape) -> int:
+    total = TANH_TABLE_BYTES + BIAS_BYTES * shape.proj_dim + MULTIPLIER_BYTES
+    for group in ("Z", "W", "V", "theta"):
+        total += shape.matrices(group) * matrix_layout(shape, group)[1]
+    return total + 2 * MULTIPLIER_BYTES * shape.nodes
+
+
+def arena_bytes(shape: BonsaiShape, stream_input: bool) -> int:
+    inputs = 1 if stream_input else shape.in_features
+    return 4 * shape.proj_dim + 4 * shape.num_scores + inputs
+
+
+def ops(shape: BonsaiShape) -> list[dict[str, Any]]:
+    """The operations on the worst-case path: kind, MACs and outputs each."""
+
+    def matmul(group: str, name: str) -> dict[str, Any]:
+        layout, _ = matrix_layout(shape, group)
+        rows, cols = shape.matrix_shape(group)
+        macs = shape.nnz(group) if layout == "sparse" else rows * cols
+        kind = "sparse_fully_connected" if layout == "sparse" else "fully_connected"
+        return {"op": name, "kind": kind, "macs": macs, "outputs": rows}
+
+    out = [matmul("Z", "project")]
+    for level in range(shape.depth + 1):
+        out += [matmul("W", f"level{level}.W"), matmul("V", f"level{level}.V")]
+        out.append(
+            {
+                "op": f"level{level}.tanh",
+                "kind": "tanh",
+                "macs": shape.num_scores,
+                "outputs": shape.num_scores,
+            }
+        )
+        if level < shape.depth:
+            out.append(matmul("theta", f"level{level}.theta"))
+    return out
+
+
+def stored_params(shape: BonsaiShape) -> int:
+    """Parameters the chip stores: non-zeros of every matrix plus the bias."""
+    total = shape.proj_dim
+    for group in ("Z", "W", "V", "theta"):
+        total += shape.matrices(group) * shape.nnz(group)
+    return total
+
+
+def estimate(shape: BonsaiShape, hw: HardwareProfile, stream_input: bool = True) -> Cost:
+    """Flash, SRAM, MACs, latency and energy of the int8 model on ``hw``."""
+    scale = hw.cycles_per_instruction * 1000.0 / hw.clock_hz
+    latency = sum(
+        hw.latency_entry(o["kind"]).cycles(o["macs"], o["outputs"]) * scale for o in ops(shape)
+    )
+    mbytes, arena = model_bytes(shape), arena_bytes(shape, stream_input)
+    return Cost(
+        flash_bytes=mbytes + hw.runtime_flash_bytes,
+        sram_bytes=arena + hw.runtime_ram_bytes,
+        model_bytes=mbytes,
+        arena_bytes=arena,
+        arena_head_bytes=arena,
+        arena_tail_bytes=0,
+        macs=sum(o["macs"] for o in ops(shape)),
+        params=stored_params(shape),
+        latency_ms=latency,
+        energy_uj=latency * hw.active_power_mw,
+    )
