@@ -43,7 +43,9 @@ def nas_register_search_spaces() -> list[type[BaseSearchSpace]]:
     """Return search-space classes to make selectable with ``search_space=<name>``.
 
     A search space samples an architecture from an Optuna trial (a plain, JSON-serialisable
-    dict of choices) and builds a ``torch.nn.Module`` from it; see `nas.spaces`.
+    dict of choices) and builds a ``torch.nn.Module`` from it; see `nas.spaces`. A space
+    whose models are not layer graphs overrides ``trace``, ``cost``, ``layers`` and ``fit``
+    and declares the ``backends`` and ``compression`` methods that can handle its models.
 
     :returns: a list of `nas.spaces.BaseSearchSpace` subclasses.
     """
