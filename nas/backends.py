@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from nas.compression import Candidate
 from nas.cost import Cost
+from nas.hardware import HardwareProfile
 
 REQUIRED_METRICS = ("acc_int8", "acc_int8_test")
 
@@ -37,6 +38,10 @@ class BaseBackend(ABC):
     def score(self, candidate: Candidate, cost: Cost) -> dict[str, Any]:
         """Metrics of the quantized ``candidate`` (``candidate.qgraph`` is set). Files to
         keep with the trial go into ``candidate.artifacts``."""
+
+    def check(self, hw: HardwareProfile) -> None:  # noqa: B027 - optional hook
+        """Raise `nas.errors.ConfigError` before the search starts when this backend cannot
+        run on ``hw`` here (a missing compiler or simulator, an unsupported core)."""
 
     def deploy(self, best_dir: Path) -> None:  # noqa: B027 - optional hook
         """Add what a firmware needs to the best trial's folder (default: nothing)."""

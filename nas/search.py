@@ -70,12 +70,14 @@ def build_components(cfg: DictConfig, pm: PluginManager | None = None) -> Compon
     check_supported(
         pm.get("search_space", cfg.search_space.name), cfg.backend.name, [m.name for m in methods]
     )
+    hw, backend = profile_from_cfg(cfg), make("backend", cfg.backend)
+    backend.check(hw)
     return Components(
-        hw=profile_from_cfg(cfg),
+        hw=hw,
         space=make("search_space", cfg.search_space),
         data=load_dataset(make("dataset", cfg.dataset)),
         methods=order(methods),
-        backend=make("backend", cfg.backend),
+        backend=backend,
     )
 
 
@@ -231,7 +233,8 @@ class Objective:
         torch.save(cand.module.state_dict(), out / "model_float.pt")
         assert cand.qgraph is not None
         cand.qgraph.save(out / "model_int8.npz")
-        for name, data in cand.artifacts.items():
+        for name, data in cand.artifacts.items():  # names may hold folders: "c/model.c"
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
             (out / name).write_bytes(data)
 
 

@@ -1,0 +1,131 @@
+"""Build the generated C and run it: on the host (gcc) and on a Cortex-M4 in QEMU.
+
+Host: ``gcc -std=c99 -O2 -Wall -Wextra -Werror``, int8 inputs on stdin, outputs on stdout.
+
+Cortex-M4: ``arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -O2`` with newlib-nano and this
+package's vector table and linker script (``csrc/``), run in ``qemu-system-arm -M
+mps2-an386 -icount shift=0``. With ``shift=0`` QEMU's virtual clock advances exactly 1 ns
+per executed instruction, and the SysTick counter runs from the board's 25 MHz clock, so
+one tick is 40 instructions: ``instructions_measured`` is exact to within 40
+instructions and the same on every run. QEMU counts instructions, not cycles (no
+pipeline, no flash wait states); a profile's ``cycles_per_instruction`` turns one into the
+other. Sizes come from the ELF: flash = ``.text + .rodata + .data`` (the test inputs sit in
+their own section and are not counted), RAM = ``.data + .bss`` + the measured stack
+high-water mark (the firmware paints its stack at reset).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .codegen import CSRC
+
+MPS2_SYSCLK_HZ = 25_000_000  # QEMU hw/arm/mps2.c: SYSCLK_FRQ for AN385/AN386
+INSTRUCTIONS_PER_TICK = 1_000_000_000 // MPS2_SYSCLK_HZ  # icount shift=0: 1 ns / insn
+ARM_TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm")
+ARM_TOOLS_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"  # Debian
+ARM_CFLAGS = ["-std=c99", "-O2", "-mthumb", "-mfloat-abi=soft", "-Wall", "-Wextra"]
+
+
+class ToolError(RuntimeError):
+    """A compiler or simulator failed; the message names the tool and its output."""
+
+
+def _run(cmd: list[str], timeout: float, **kw) -> subprocess.CompletedProcess:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, **kw)
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"{Path(cmd[0]).name}: timed out after {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        err = (proc.stderr or b"").decode(errors="replace").strip().splitlines()
+        tail = " | ".join(err[-3:]) if err else f"exit code {proc.returncode}"
+        raise ToolError(f"{Path(cmd[0]).name} failed: {tail}")
+    return proc
+
+
+def missing(tools: tuple[str, ...]) -> list[str]:
+    return [t for t in tools if shutil.which(t) is None]
+
+
+def run_host(folder: Path, x_q: np.ndarray, output_bytes: int) -> np.ndarray:
+    """Compile ``folder``'s model for the host and run it on int8 inputs ``x_q``."""
+    shutil.copy(CSRC / "host_main.c", folder)
+    exe = folder / "host_model"
+    cflags = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
+    _run(["gcc", *cflags, "-o", str(exe), "host_main.c", "nas_model.c"], 120, cwd=folder)
+    out = _run([str(exe)], 120, input=np.ascontiguousarray(x_q, dtype=np.int8).tobytes()).stdout
+    return np.frombuffer(out, dtype=np.int8).reshape(len(x_q), output_bytes)
+
+
+@dataclass(frozen=True)
+class ArmResult:
+    outputs: np.ndarray  # int8, one row per test input
+    instructions: list[int]  # per inference, to within INSTRUCTIONS_PER_TICK
+    flash_bytes: int
+    ram_bytes: int
+    stack_bytes: int
+    sections: dict[str, int]
+
+
+def _test_data(x_q: np.ndarray) -> str:
+    rows = ",\n".join("{" + ", ".join(str(int(v)) for v in row) + "}" for row in x_q)
+    return (
+        f"#define NAS_TEST_COUNT {len(x_q)}\n"
+        '__attribute__((section(".nas_test"))) static const int8_t '
+        f"nas_test_inputs[{len(x_q)}][NAS_INPUT_BYTES] = {{\n{rows}\n}};\n"
+    )
+
+
+def run_arm(
+    folder: Path, x_q: np.ndarray, output_bytes: int, mcpu: str = "cortex-m4"
+) -> ArmResult:
+    """Cross-compile for Cortex-M, read the ELF's sizes, run in QEMU mps2-an386."""
+    x_q = np.ascontiguousarray(x_q, dtype=np.int8).reshape(len(x_q), -1)
+    (folder / "nas_test_data.h").write_text(_test_data(x_q))
+    for name in ("arm_main.c", "arm.ld"):
+        shutil.copy(CSRC / name, folder)
+    elf = folder / "firmware.elf"
+    _run(
+        [
+            "arm-none-eabi-gcc", f"-mcpu={mcpu}", *ARM_CFLAGS, "-ffunction-sections",
+            "-fdata-sections", "-nostartfiles", "--specs=nano.specs", "-T", "arm.ld",
+            "-Wl,--gc-sections", "-o", str(elf), "arm_main.c", "nas_model.c",
+        ],
+        300,
+        cwd=folder,
+    )  # fmt: skip
+    listing = _run(["arm-none-eabi-size", "-A", str(elf)], 60).stdout.decode()
+    sections = {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r"^(\.\w+)\s+(\d+)\s+\d+\s*$", listing, re.MULTILINE)
+    }
+    qemu = [
+        "qemu-system-arm", "-M", "mps2-an386", "-cpu", "cortex-m4", "-nographic",
+        "-monitor", "none", "-serial", "none", "-semihosting-config",
+        "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf),
+    ]  # fmt: skip
+    proc = _run(qemu, 600)
+    text = (proc.stdout + proc.stderr).decode()  # semihosting writes to stderr
+    rows = re.findall(r"^([0-9a-f]+) ([0-9a-f]{8})$", text, re.MULTILINE)
+    stack = re.search(r"^stack ([0-9a-f]{8})$", text, re.MULTILINE)
+    if len(rows) != len(x_q) or stack is None:
+        raise ToolError(f"qemu-system-arm: unexpected firmware output {text[-200:]!r}")
+    outputs = np.array(
+        [np.frombuffer(bytes.fromhex(r[0]), dtype=np.int8) for r in rows], dtype=np.int8
+    ).reshape(len(x_q), output_bytes)
+    stack_bytes = int(stack.group(1), 16)
+    get = sections.get
+    return ArmResult(
+        outputs=outputs,
+        instructions=[int(r[1], 16) * INSTRUCTIONS_PER_TICK for r in rows],
+        flash_bytes=get(".text", 0) + get(".rodata", 0) + get(".data", 0),
+        ram_bytes=get(".data", 0) + get(".bss", 0) + stack_bytes,
+        stack_bytes=stack_bytes,
+        sections=sections,
+    )
