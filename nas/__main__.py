@@ -35,6 +35,9 @@ commands:
         Compare runs (any targets, backends, storages): comparison.csv, report.md and
         a self-contained report.html with Pareto fronts, optimisation histories and
         per-layer memory and latency of the best model per target.
+  calibrate +hw=<profile> [fit=60] [check=50] [seed=0] [out=DIR]
+        Fit the profile's latency lookup table from instruction counts of generated C
+        in QEMU (Cortex-M4); writes <profile>_c.yaml and calibration.md.
 
 Each run writes study.db, trials.csv, report.md and best/ to its run directory
 (outputs/<date>_<hw> unless hydra.run.dir is given).
@@ -97,13 +100,28 @@ def report_command(args: list[str]) -> int:
     return report_main(args)
 
 
+def calibrate_command(args: list[str]) -> int:
+    try:
+        from nas_backend_c_sim.calibrate import main as calibrate_main
+    except ImportError:
+        raise ConfigError(
+            "calibrate needs the c_sim backend plugin (package nas_backend_c_sim)"
+        ) from None
+    return calibrate_main(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0 if args else 2
     command, rest = args[0], args[1:]
-    commands = {"search": search_command, "list": list_command, "report": report_command}
+    commands = {
+        "search": search_command,
+        "list": list_command,
+        "report": report_command,
+        "calibrate": calibrate_command,
+    }
     try:
         if command not in commands:
             raise ConfigError(f"unknown command '{command}'; valid: {', '.join(commands)}")

@@ -122,6 +122,9 @@ class HardwareConfig:
     pointer_bytes: int = 4
     notes: str = ""
     source_file: str = ""
+    #: Provenance of a latency table fitted by ``python -m nas calibrate`` (tools, date,
+    #: command, fit error); empty for hand-written profiles.
+    calibration: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -16,7 +16,8 @@ model under TensorFlow Lite Micro:
 - ``runtime: c`` profiles (a model compiled to plain C, e.g. for an 8-bit AVR) have no
   tail and no flatbuffer: ``model_bytes`` is weights, biases and requantization constants.
 - ``latency_ms`` = sum over ops of the profile's lookup table
-  (``cycles_per_mac * MACs + cycles_per_output * outputs + cycles_per_op``) times
+  (``cycles_per_mac * executed MACs + cycles_per_output * outputs + cycles_per_op``; see
+  `executed_macs`) times
   ``cycles_per_instruction``, at the profile's clock; ``energy_uj`` = latency x active power.
 
 Fidelity (``benchmarks/tflm_arena_fidelity.py``, 100 random MobileNet-like candidates
@@ -169,13 +170,34 @@ def model_bytes(graph: Graph) -> int:
     return total
 
 
+def _valid_taps(out_size: int, in_size: int, k: int, stride: int, pad: int) -> int:
+    """Kernel taps, summed over the output positions of one axis, that land inside the
+    input rather than on its zero padding."""
+    return sum(sum(0 <= o * stride - pad + t < in_size for t in range(k)) for o in range(out_size))
+
+
+def executed_macs(graph: Graph, op: Op) -> int:
+    """MACs the kernels execute: for a padded convolution, taps that fall on the zero
+    padding are skipped (TFLite Micro's reference kernels, CMSIS-NN's generic kernels and
+    the generated C all bound the tap loops by the input), so a 7x7 kernel on a 4x4 map
+    runs far fewer than ``op.macs``. The latency tables are per executed MAC."""
+    if op.kind not in ("conv2d", "depthwise_conv2d") or not any(op.padding):
+        return op.macs
+    _, ih, iw, cin = graph.tensors[op.inputs[0]].shape
+    _, oh, ow, oc = graph.tensors[op.outputs[0]].shape
+    rows = _valid_taps(oh, ih, op.kernel[0], op.stride, op.padding[0])
+    cols = _valid_taps(ow, iw, op.kernel[1], op.stride, op.padding[2])
+    return rows * cols * oc * (cin if op.kind == "conv2d" else 1)
+
+
 def op_latency_ms(graph: Graph, hw: HardwareProfile) -> list[float]:
-    """Latency of each op from the profile's lookup table."""
+    """Latency of each op from the profile's lookup table (`executed_macs`)."""
     scale = hw.cycles_per_instruction * 1000.0 / hw.clock_hz
     out = []
     for op in graph.ops:
         outputs = graph.tensors[op.outputs[0]].elements
-        out.append(hw.latency_entry(op.lut_kind).cycles(op.macs, outputs) * scale)
+        entry = hw.latency_entry(op.lut_kind)
+        out.append(entry.cycles(executed_macs(graph, op), outputs) * scale)
     return out
 
 

@@ -45,10 +45,13 @@ def test_latency_from_the_lookup_table():
     lut = {
         "fully_connected": LatencyEntry(24.0, 300.0, 200.0),
         "sparse_fully_connected": LatencyEntry(30.0, 300.0, 200.0),
+        "sparse_projection": LatencyEntry(28.0, 310.0, 210.0),
+        "projection": LatencyEntry(1000.0, 0.0, 0.0),  # Z is sparse here: unused
         "tanh": LatencyEntry(12.0, 10.0, 0.0),
+        "stream_input": LatencyEntry(0.0, 7.0, 0.0),
     }
     hw = type(hw)(**{**hw.__dict__, "latency_lut": lut, "cycles_per_instruction": 1.0})
-    project = 30 * 128 + 300 * 8 + 200
+    project = 7 * 64 + 28 * 128 + 310 * 8 + 210  # 64 input features read, then sparse Z
     level = (30 * 16 + 300 * 10 + 200) + (24 * 80 + 300 * 10 + 200) + (12 * 10 + 10 * 10)
     theta = 24 * 8 + 300 * 1 + 200
     cost = bc.estimate(SHAPE, hw)
@@ -157,7 +160,7 @@ def test_search_on_arduino_uno_picks_a_backend_that_runs_bonsai(cli, tmp_path):
 @pytest.mark.slow
 def test_mismatched_backend_or_compression_is_refused(cli, tmp_path):
     for extra, words in (
-        ("backend=tflm", "runs on backend estimate, not 'tflm'"),
+        ("backend=tflm", "runs on backend estimate or c_sim, not 'tflm'"),
         ("compression=[prune,ptq]", "'prune' cannot compress its models"),
     ):
         r = cli(

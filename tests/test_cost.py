@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from nas.cost import estimate, per_op
+from nas.cost import estimate, executed_macs, per_op
 from nas.graph import trace
 from nas.hardware import load_profile
 from nas.planner import Buffer, plan
@@ -38,6 +38,16 @@ def test_graph_shapes_params_macs():
     assert g.params == 36 + 4 + 40 + 10
 
 
+def test_executed_macs_skip_the_zero_padding():
+    net = nn.Sequential(nn.Conv2d(8, 8, 7, padding=3, groups=8), nn.Conv2d(8, 4, 1))
+    g = trace(net, (1, 8, 4, 4))
+    dw, pw = g.ops
+    assert dw.macs == 4 * 4 * 8 * 49
+    # a 7x7 kernel on a 4x4 map: every output sees all 4 rows and 4 columns, 16 taps
+    assert executed_macs(g, dw) == 4 * 4 * 8 * 16
+    assert executed_macs(g, pw) == pw.macs == 4 * 4 * 4 * 8
+
+
 def test_cortex_m4_hand_computed():
     c = estimate(trace(tiny(), (1, 1, 8, 8)), load_profile("cortex_m4"))
     # Head: conv output 256 B at 0, input 64 B at 256, conv im2col scratch
@@ -55,8 +65,10 @@ def test_cortex_m4_hand_computed():
     assert c.model_bytes == 338 + 84 + 625 + 540 + 84 + 64 + 52 + 52 + 8
     assert c.flash_bytes == c.model_bytes + 40000
     assert c.macs == 2600
+    # Latency counts executed MACs: the padded 3x3 conv on 8x8 skips the taps on the zero
+    # border: per axis 2 + 6 * 3 + 2 = 22 valid taps, 22 * 22 * 4 channels = 1936.
     cycles = (
-        (1.631 * 2304 + 86.1 * 256 + 500) + (9.8 * 256 + 300) + 100 + (1.92 * 40 + 20 * 10 + 300)
+        (1.631 * 1936 + 86.1 * 256 + 500) + (9.8 * 256 + 300) + 100 + (1.92 * 40 + 20 * 10 + 300)
     )
     assert c.latency_ms == pytest.approx(cycles / 120e6 * 1e3)
     assert c.energy_uj == pytest.approx(c.latency_ms * 40.0)
@@ -70,10 +82,10 @@ def test_plain_c_runtime_hand_computed():
     # weights + int32 bias + (int32 multiplier + int8 shift) per output channel
     assert c.model_bytes == (36 + 16 + 5 * 4) + (40 + 40 + 5 * 10)
     cycles = (
-        (24.4 * 2304 + 351 * 256 + 200)
+        (24.4 * 1936 + 351 * 256 + 200)  # executed MACs, as above
         + (8 * 256 + 351 * 4 + 200)
         + 0
-        + (24.4 * 40 + 351 * 10 + 200)
+        + (72.89 * 40 + 649.6 * 10 + 0)
     )
     assert c.latency_ms == pytest.approx(cycles / 16e6 * 1e3)
 

@@ -1,20 +1,24 @@
 """``c_sim``: the int8 model as self-contained C99, compiled and run for real.
 
-Every trial's int8 graph is turned into C (`.codegen`: constant weights, one static arena
-planned like TFLite Micro's, the integer kernels of ``csrc/nas_kernels.h``) and:
+Every trial's int8 model is turned into C (`.codegen` for layer graphs: constant weights,
+one static arena planned like TFLite Micro's, the integer kernels of
+``csrc/nas_kernels.h``; `.bonsai_codegen` for Bonsai trees, stored as the Bonsai cost
+model counts them) and:
 
 1. compiled for the host with ``gcc`` and run on the whole validation and test splits:
    ``acc_int8`` and ``acc_int8_test`` are the C program's accuracies, and ``bit_exact`` says
-   whether every output equals the project's int8 reference (`nas.int8.run_int8`);
-2. on a Cortex-M4 profile, cross-compiled with ``arm-none-eabi-gcc`` (newlib-nano) and run
-   in QEMU's ``mps2-an386`` with ``-icount shift=0`` (`.sim`) on ``arm_inputs`` test images:
-   ``flash_bytes_measured`` and ``ram_bytes_measured`` from the ELF and the painted stack,
-   ``instructions_measured`` (mean per inference), ``latency_ms_measured`` (instructions x
-   the profile's ``cycles_per_instruction`` at its clock) and ``arm_bit_exact``.
+   whether every output equals the project's int8 reference;
+2. on a Cortex-M4 profile (layer graphs): cross-compiled with ``arm-none-eabi-gcc``
+   (newlib-nano) and run in QEMU's ``mps2-an386`` with ``-icount shift=0`` (`.sim`):
+   ``instructions_measured`` (mean per inference) and ``arm_bit_exact``;
+3. on an AVR profile (Bonsai models): built with ``avr-gcc -mmcu=atmega328p``, run in
+   simavr: ``cycles_measured`` from Timer1 at the CPU clock and ``avr_bit_exact``.
 
-Debian packages: ``gcc`` for the host; ``gcc-arm-none-eabi``, ``libnewlib-arm-none-eabi``
-and ``qemu-system-arm`` for step 2 (``backend.arm=false`` skips it). The generated C of
-each trial is saved with it under ``c/``.
+Steps 2 and 3 also give ``flash_bytes_measured``, ``ram_bytes_measured`` (sections +
+painted stack), ``stack_bytes_measured`` and ``latency_ms_measured``; they run on
+``sim_inputs`` test images (``backend.simulate=false`` skips them). Debian packages:
+``gcc``; ``gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm`` for Cortex-M4;
+``gcc-avr avr-libc simavr`` for AVR. The generated C of each trial is saved under ``c/``.
 """
 
 from __future__ import annotations
@@ -34,22 +38,29 @@ from nas.errors import ConfigError
 from nas.hardware import HardwareProfile
 from nas.int8 import QGraph, run_int8
 
-from . import codegen, sim
+from . import bonsai_codegen, codegen, sim
 
-#: Profile cores that have a QEMU machine here, and their ``-mcpu``.
+#: Profile cores with a simulator here: QEMU's ``-mcpu`` for Cortex-M4, simavr for AVR.
 QEMU_CORES = {"Cortex-M4F": "cortex-m4", "Cortex-M4": "cortex-m4"}
+AVR_CORES = {"AVR8 ATmega328P": "atmega328p"}
 
 
 @dataclass
 class CSimConfig:
-    #: Run the Cortex-M4 build in QEMU when the profile's core is a Cortex-M4.
-    arm: bool = True
-    #: Test images run in QEMU (each inference is counted).
-    arm_inputs: int = 4
+    #: Run the cross-compiled model in the simulator when the profile's core has one.
+    simulate: bool = True
+    #: Test images run in the simulator (each inference is measured).
+    sim_inputs: int = 4
+
+
+def _is_bonsai(model: Any) -> bool:
+    from nas_space_bonsai.quant import QBonsai
+
+    return isinstance(model, QBonsai)
 
 
 class CSimBackend(BaseBackend):
-    """Generated C, checked bit-exact on the host, measured in a Cortex-M4 simulator."""
+    """Generated C: bit-exact on the host, measured in an instruction-set simulator."""
 
     name = "c_sim"
     Config = CSimConfig
@@ -57,57 +68,89 @@ class CSimBackend(BaseBackend):
     def check(self, hw: HardwareProfile) -> None:
         if sim.missing(("gcc",)):
             raise ConfigError("backend c_sim needs a host C compiler: apt-get install gcc")
-        if self.config.arm and hw.core in QEMU_CORES and sim.missing(sim.ARM_TOOLS):
-            raise ConfigError(
-                f"backend c_sim on {hw.name}: missing {', '.join(sim.missing(sim.ARM_TOOLS))}; "
-                f"apt-get install {sim.ARM_TOOLS_PACKAGES}, or backend.arm=false for "
-                "host-only checks"
-            )
+        if not self.config.simulate:
+            return
+        for cores, tools, packages in (
+            (QEMU_CORES, sim.ARM_TOOLS, sim.ARM_TOOLS_PACKAGES),
+            (AVR_CORES, sim.AVR_TOOLS, sim.AVR_TOOLS_PACKAGES),
+        ):
+            if hw.core in cores and sim.missing(tools):
+                raise ConfigError(
+                    f"backend c_sim on {hw.name}: missing {', '.join(sim.missing(tools))}; "
+                    f"apt-get install {packages}, or backend.simulate=false for host-only "
+                    "checks"
+                )
 
     def score(self, candidate: Candidate, cost: Cost) -> dict[str, Any]:
-        qg, d = candidate.qgraph, candidate.data
-        if not isinstance(qg, QGraph):
-            raise ConfigError("backend c_sim runs layer-graph int8 models (QGraph) only")
-        self.check(candidate.hw)
-        cpu = QEMU_CORES.get(candidate.hw.core) if self.config.arm else None
-        model = codegen.generate(qg)
-        x = {
-            s: qg.input_params.quantize(getattr(d, f"x_{s}").transpose(0, 2, 3, 1))
-            for s in ("val", "test")
-        }
+        qm, d, hw = candidate.qgraph, candidate.data, candidate.hw
+        self.check(hw)
+        splits = {"val": (d.x_val, d.y_val), "test": (d.x_test, d.y_test)}
+        if isinstance(qm, QGraph):
+            model = codegen.generate(qm)
+            x = {
+                s: qm.input_params.quantize(v[0].transpose(0, 2, 3, 1)) for s, v in splits.items()
+            }
+            ref = {s: run_int8(qm, x[s]).reshape(len(x[s]), -1) for s in x}
+        elif _is_bonsai(qm):
+            model = bonsai_codegen.generate(qm)
+            x = {s: qm.input.quantize(v[0].reshape(len(v[0]), -1)) for s, v in splits.items()}
+            ref = {s: qm.scores(x[s]).astype("<i4") for s in x}
+        else:
+            raise ConfigError(f"backend c_sim cannot generate C for {type(qm).__name__}")
+        n = max(1, min(self.config.sim_inputs, len(x["test"])))
         with tempfile.TemporaryDirectory(prefix="nas_c_sim_") as tmp:
             folder = Path(tmp)
-            files = codegen.write(model, folder)
-            for f in files:
+            for f in codegen.write(model, folder):
                 candidate.artifacts[f"c/{f.name}"] = f.read_bytes()
             out = {s: sim.run_host(folder, x[s], model.output_bytes) for s in x}
-            ref = {s: run_int8(qg, x[s]).reshape(len(x[s]), -1) for s in x}
+            if _is_bonsai(qm):
+                out = {s: o.view("<i4") for s, o in out.items()}
             same = np.concatenate([(out[s] == ref[s]).all(axis=1) for s in x])
             metrics: dict[str, Any] = {
-                "acc_int8": float((out["val"].argmax(axis=1) == d.y_val).mean()),
-                "acc_int8_test": float((out["test"].argmax(axis=1) == d.y_test).mean()),
+                "acc_int8": _accuracy(out["val"], d.y_val),
+                "acc_int8_test": _accuracy(out["test"], d.y_test),
                 "bit_exact": bool(same.all()),
                 "bit_exact_fraction": float(same.mean()),
-                "c_arena_bytes": model.arena_bytes,
             }
-            if cpu is not None:
-                n = max(1, min(self.config.arm_inputs, len(x["test"])))
-                arm = sim.run_arm(folder, x["test"][:n], model.output_bytes, cpu)
+            if not self.config.simulate:
+                return metrics
+            if isinstance(qm, QGraph) and hw.core in QEMU_CORES:
+                arm = sim.run_arm(folder, x["test"][:n], model.output_bytes, QEMU_CORES[hw.core])
                 instructions = float(np.mean(arm.instructions))
-                hw = candidate.hw
                 metrics.update(
                     arm_bit_exact=bool((arm.outputs == ref["test"][:n]).all()),
-                    flash_bytes_measured=arm.flash_bytes,
-                    ram_bytes_measured=arm.ram_bytes,
-                    stack_bytes_measured=arm.stack_bytes,
                     instructions_measured=instructions,
                     instructions_per_mac=instructions / max(cost.macs, 1),
                     latency_ms_measured=instructions
                     * hw.cycles_per_instruction
                     * 1000.0
                     / hw.clock_hz,
+                    **_memory(arm),
+                )
+            elif _is_bonsai(qm) and hw.core in AVR_CORES:
+                avr = sim.run_avr(folder, x["test"][:n], model.output_bytes, AVR_CORES[hw.core])
+                cycles = float(np.mean(avr.cycles))
+                metrics.update(
+                    avr_bit_exact=bool((avr.outputs.view("<i4") == ref["test"][:n]).all()),
+                    cycles_measured=cycles,
+                    latency_ms_measured=cycles * 1000.0 / hw.clock_hz,
+                    **_memory(avr),
                 )
         return metrics
+
+
+def _accuracy(outputs: np.ndarray, y: np.ndarray) -> float:
+    """Argmax of the scores, or the sign of a single (binary) score."""
+    pred = (outputs[:, 0] > 0).astype(np.int64) if outputs.shape[1] == 1 else outputs.argmax(1)
+    return float((pred == y).mean())
+
+
+def _memory(result: sim.ArmResult | sim.AvrResult) -> dict[str, int]:
+    return {
+        "flash_bytes_measured": result.flash_bytes,
+        "ram_bytes_measured": result.ram_bytes,
+        "stack_bytes_measured": result.stack_bytes,
+    }
 
 
 @hookimpl

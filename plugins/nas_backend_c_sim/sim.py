@@ -67,6 +67,7 @@ def run_host(folder: Path, x_q: np.ndarray, output_bytes: int) -> np.ndarray:
 class ArmResult:
     outputs: np.ndarray  # int8, one row per test input
     instructions: list[int]  # per inference, to within INSTRUCTIONS_PER_TICK
+    op_instructions: list[list[int]]  # per inference and op, with ``profile`` only
     flash_bytes: int
     ram_bytes: int
     stack_bytes: int
@@ -83,9 +84,16 @@ def _test_data(x_q: np.ndarray) -> str:
 
 
 def run_arm(
-    folder: Path, x_q: np.ndarray, output_bytes: int, mcpu: str = "cortex-m4"
+    folder: Path,
+    x_q: np.ndarray,
+    output_bytes: int,
+    mcpu: str = "cortex-m4",
+    profile: bool = False,
 ) -> ArmResult:
-    """Cross-compile for Cortex-M, read the ELF's sizes, run in QEMU mps2-an386."""
+    """Cross-compile for Cortex-M, read the ELF's sizes, run in QEMU mps2-an386.
+
+    ``profile`` also reads the instructions of every op (``op_instructions``, one list per
+    input; the marks add a few instructions per op to ``instructions``)."""
     x_q = np.ascontiguousarray(x_q, dtype=np.int8).reshape(len(x_q), -1)
     (folder / "nas_test_data.h").write_text(_test_data(x_q))
     for name in ("arm_main.c", "arm.ld"):
@@ -94,6 +102,7 @@ def run_arm(
     _run(
         [
             "arm-none-eabi-gcc", f"-mcpu={mcpu}", *ARM_CFLAGS, "-ffunction-sections",
+            *(["-DNAS_PROFILE"] if profile else []),
             "-fdata-sections", "-nostartfiles", "--specs=nano.specs", "-T", "arm.ld",
             "-Wl,--gc-sections", "-o", str(elf), "arm_main.c", "nas_model.c",
         ],
@@ -120,11 +129,87 @@ def run_arm(
         [np.frombuffer(bytes.fromhex(r[0]), dtype=np.int8) for r in rows], dtype=np.int8
     ).reshape(len(x_q), output_bytes)
     stack_bytes = int(stack.group(1), 16)
+    ops: list[list[int]] = []
+    for line in text.splitlines():
+        if re.fullmatch(r"[0-9a-f]+ [0-9a-f]{8}", line):
+            ops.append([])
+        elif line.startswith("op ") and ops:
+            ops[-1].append(int(line[3:], 16) * INSTRUCTIONS_PER_TICK)
     get = sections.get
     return ArmResult(
         outputs=outputs,
         instructions=[int(r[1], 16) * INSTRUCTIONS_PER_TICK for r in rows],
+        op_instructions=ops if profile else [],
         flash_bytes=get(".text", 0) + get(".rodata", 0) + get(".data", 0),
+        ram_bytes=get(".data", 0) + get(".bss", 0) + stack_bytes,
+        stack_bytes=stack_bytes,
+        sections=sections,
+    )
+
+
+AVR_TOOLS = ("avr-gcc", "avr-size", "simavr")
+AVR_TOOLS_PACKAGES = "gcc-avr avr-libc simavr"  # Debian
+AVR_CLOCK_HZ = 16_000_000
+
+
+@dataclass(frozen=True)
+class AvrResult:
+    outputs: np.ndarray  # int8 bytes, one row per test input
+    cycles: list[int]  # per inference: Timer1 at the CPU clock in simavr
+    flash_bytes: int
+    ram_bytes: int
+    stack_bytes: int
+    sections: dict[str, int]
+
+
+def run_avr(
+    folder: Path, x_q: np.ndarray, output_bytes: int, mcu: str = "atmega328p"
+) -> AvrResult:
+    """Build for AVR with ``avr-gcc -Os``, read sizes with ``avr-size``, run in simavr.
+
+    Flash = ``.text + .data`` less the test inputs (kept in flash, streamed by the model);
+    it includes the harness (UART, timer, C runtime). RAM = ``.data + .bss`` + the painted
+    stack's high-water mark (the model's activations live on the stack). Cycles come from
+    Timer1 counting every CPU cycle; they include its overflow interrupt (a few dozen
+    cycles per 65,536)."""
+    x_q = np.ascontiguousarray(x_q, dtype=np.int8).reshape(len(x_q), -1)
+    rows = ",\n".join("{" + ", ".join(str(int(v)) for v in row) + "}" for row in x_q)
+    (folder / "nas_test_data.h").write_text(
+        f"#define NAS_TEST_COUNT {len(x_q)}\n"
+        f"static const int8_t NAS_ROM nas_test_inputs[{len(x_q)}][NAS_INPUT_BYTES] = "
+        f"{{\n{rows}\n}};\n"
+    )
+    shutil.copy(CSRC / "avr_main.c", folder)
+    elf = folder / "firmware_avr.elf"
+    _run(
+        [
+            "avr-gcc", f"-mmcu={mcu}", "-std=gnu99", "-Os", "-Wall", "-Wextra",
+            "-ffunction-sections", "-fdata-sections", "-Wl,--gc-sections",
+            "-o", str(elf), "avr_main.c", "nas_model.c",
+        ],
+        300,
+        cwd=folder,
+    )  # fmt: skip
+    listing = _run(["avr-size", "-A", str(elf)], 60).stdout.decode()
+    sections = {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r"^(\.\w+)\s+(\d+)\s+\d+\s*$", listing, re.MULTILINE)
+    }
+    proc = _run(["simavr", "-m", mcu, "-f", str(AVR_CLOCK_HZ), str(elf)], 600)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", (proc.stdout + proc.stderr).decode(errors="replace"))
+    found = re.findall(r"out=([0-9a-f]+);cyc=([0-9a-f]{8});", text)
+    stack = re.search(r"stack=([0-9a-f]{8});", text)
+    if len(found) != len(x_q) or stack is None:
+        raise ToolError(f"simavr: unexpected firmware output {text[-200:]!r}")
+    outputs = np.array(
+        [np.frombuffer(bytes.fromhex(o), dtype=np.int8) for o, _ in found], dtype=np.int8
+    ).reshape(len(x_q), output_bytes)
+    stack_bytes = int(stack.group(1), 16)
+    get = sections.get
+    return AvrResult(
+        outputs=outputs,
+        cycles=[int(c, 16) for _, c in found],
+        flash_bytes=get(".text", 0) + get(".data", 0) - x_q.size,
         ram_bytes=get(".data", 0) + get(".bss", 0) + stack_bytes,
         stack_bytes=stack_bytes,
         sections=sections,

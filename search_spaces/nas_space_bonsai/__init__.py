@@ -8,9 +8,10 @@ depth; 0 is a single node), ``z_density``, ``w_density``, ``v_density`` and
 ``sigma`` (sharpness of the node non-linearity ``tanh(sigma V_k z)``) and
 ``path_sigma_end`` (the soft-path sharpness reached at the end of annealing).
 
-Models are scored as int8 (`.quant`) by the ``estimate`` backend; TFLite Micro has no
-operator for a path-dependent tree, so ``backend=tflm`` is refused with a clear message,
-and ``ptq`` is the compression method that applies. A binary one-vs-rest task
+Models are scored as int8 (`.quant`) by the ``estimate`` backend or as generated C by
+``c_sim`` (simavr on the Uno); TFLite Micro has no operator for a path-dependent tree, so
+``backend=tflm`` is refused with a clear message, and ``ptq`` is the compression method
+that applies. A binary one-vs-rest task
 (``dataset.positive_class=3``) gives a tree with one score, whose sign decides.
 """
 
@@ -59,7 +60,7 @@ class BonsaiSearchSpace(BaseSearchSpace):
     name = "bonsai"
     Config = BonsaiConfig
     op_kinds = bonsai_cost.OP_KINDS
-    backends = ("estimate",)
+    backends = ("estimate", "c_sim")
     compression = ("ptq",)
 
     def sample(self, trial: optuna.Trial) -> ArchSpec:

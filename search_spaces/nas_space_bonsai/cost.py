@@ -22,8 +22,11 @@ them), int32 class scores, and the input: one feature at a time when ``stream_in
 MACs and latency follow the worst-case path (every path has the same cost, since every
 matrix holds the same number of entries): the projection, ``W_k``, ``V_k`` and the
 ``u * tanh`` products at ``depth + 1`` nodes, ``theta_k`` at ``depth`` nodes. Sparse
-matrices use the profile's ``sparse_fully_connected`` entry, dense ones
-``fully_connected``, the table look-up and product ``tanh``.
+``W``, ``V``, ``theta`` use the profile's ``sparse_fully_connected`` entry, dense ones
+``fully_connected``; the projection, accumulated column by column while the input
+streams, ``projection`` or ``sparse_projection``; the table look-up and product ``tanh``;
+and reading the input once, feature by feature, ``stream_input`` (its ``outputs`` are
+the input features).
 """
 
 from __future__ import annotations
@@ -40,7 +43,14 @@ COUNT_BYTES = 1
 MULTIPLIER_BYTES = 5  # int32 Q31 multiplier + int8 shift
 BIAS_BYTES = 4
 TANH_TABLE_BYTES = 256
-OP_KINDS = ("fully_connected", "sparse_fully_connected", "tanh")
+OP_KINDS = (
+    "fully_connected",
+    "sparse_fully_connected",
+    "tanh",
+    "stream_input",
+    "projection",
+    "sparse_projection",
+)
 
 
 def matrix_layout(shape: BonsaiShape, group: str) -> tuple[str, int]:
@@ -71,10 +81,17 @@ def ops(shape: BonsaiShape) -> list[dict[str, Any]]:
         layout, _ = matrix_layout(shape, group)
         rows, cols = shape.matrix_shape(group)
         macs = shape.nnz(group) if layout == "sparse" else rows * cols
-        kind = "sparse_fully_connected" if layout == "sparse" else "fully_connected"
+        # Z's loop runs over input features (column by column), the others row by row
+        kind = "projection" if group == "Z" else "fully_connected"
+        kind = f"sparse_{kind}" if layout == "sparse" else kind
         return {"op": name, "kind": kind, "macs": macs, "outputs": rows}
 
-    out = [matmul("Z", "project")]
+    # reading each input feature once (and, sparse, its column's count) costs per feature,
+    # whatever Z holds: "outputs" are the features here
+    out = [
+        {"op": "input", "kind": "stream_input", "macs": 0, "outputs": shape.in_features},
+        matmul("Z", "project"),
+    ]
     for level in range(shape.depth + 1):
         out += [matmul("W", f"level{level}.W"), matmul("V", f"level{level}.V")]
         out.append(

@@ -57,6 +57,16 @@ __attribute__((section(".vectors"), used)) static void (*const vectors[16])(void
     Default_Handler, 0, Default_Handler, Default_Handler,
 };
 
+#ifdef NAS_PROFILE
+#define NAS_MAX_OPS 256
+static uint32_t op_end[NAS_MAX_OPS];
+static int marks;
+void nas_mark(int op) {
+    (void)op;
+    if (marks < NAS_MAX_OPS) op_end[marks++] = SYST_CVR;
+}
+#endif
+
 int main(void) {
     static int8_t out[NAS_OUTPUT_BYTES];
     char line[2 * NAS_OUTPUT_BYTES + 24];
@@ -75,6 +85,17 @@ int main(void) {
         *p++ = '\n';
         *p = 0;
         put(line);
+#ifdef NAS_PROFILE
+        uint32_t prev = start;
+        for (int op = 0; op < marks; ++op) {
+            put("op ");
+            put_hex((prev - op_end[op]) & 0x00FFFFFFu, 8, line);
+            put(line);
+            put("\n");
+            prev = op_end[op];
+        }
+        marks = 0;
+#endif
     }
     uint32_t *w = &_sstack;
     while (w < &_estack && *w == STACK_FILL) ++w;

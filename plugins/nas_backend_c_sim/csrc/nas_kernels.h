@@ -9,15 +9,50 @@
 #include <stdint.h>
 #include <string.h>
 
+#if defined(__ARM_FEATURE_SIMD32)
+#include <arm_acle.h>
+#define NAS_DSP 1 /* Cortex-M4/M7: dual 16-bit multiply-accumulate (SMLAD) */
+#endif
+
+/* acc + sum of (x[i] - zp) * w[i]. With the DSP extension, four products per step: SXTAB16
+ * widens bytes 0 and 2 (and, rotated, 1 and 3) to 16 bits while subtracting the zero
+ * point, SMLAD multiplies both halves and adds them. The sums are exact integers, so the
+ * result is the same with or without it. */
+static inline int32_t nas_dot(const int8_t *x, const int8_t *w, int n, int32_t zp,
+                              int32_t acc) {
+    int i = 0;
+#ifdef NAS_DSP
+    const uint32_t off = ((uint32_t)(uint16_t)(-zp)) * 0x00010001u;
+    for (; i + 4 <= n; i += 4) {
+        uint32_t xv, wv;
+        memcpy(&xv, x + i, 4); /* one unaligned LDR on Cortex-M4 */
+        memcpy(&wv, w + i, 4);
+        const int16x2_t x02 = __sxtab16((int16x2_t)off, (int8x4_t)xv);
+        const int16x2_t x13 = __sxtab16((int16x2_t)off, (int8x4_t)((xv >> 8) | (xv << 24)));
+        const int16x2_t w02 = __sxtb16((int8x4_t)wv);
+        const int16x2_t w13 = __sxtb16((int8x4_t)((wv >> 8) | (wv << 24)));
+        acc = __smlad(x02, w02, acc);
+        acc = __smlad(x13, w13, acc);
+    }
+#endif
+    for (; i < n; ++i) acc += ((int32_t)x[i] - zp) * w[i];
+    return acc;
+}
+
 static inline int32_t nas_srdhm(int32_t a, int32_t b) {
     if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
     int64_t ab = (int64_t)a * (int64_t)b;
-    int64_t nudge = ab >= 0 ? (1ll << 30) : (1 - (1ll << 30));
-    return (int32_t)((ab + nudge) / (1ll << 31)); /* C division truncates toward zero */
+    int64_t t = ab + (ab >= 0 ? (1ll << 30) : (1 - (1ll << 30)));
+    /* t / 2**31 truncated toward zero: |t| >> 31 from its two 32-bit halves (no 64-bit
+     * division or shift routine on 8-bit cores), then the sign */
+    const uint64_t m = (uint64_t)(t >= 0 ? t : -t);
+    const uint32_t hi = (uint32_t)(m >> 32), lo = (uint32_t)m;
+    const int32_t q = (int32_t)((hi << 1) | (lo >> 31));
+    return t >= 0 ? q : -q;
 }
 
-static inline int32_t nas_rdbpot(int32_t x, int exponent) {
-    int32_t mask = (int32_t)((1ll << exponent) - 1);
+static inline int32_t nas_rdbpot(int32_t x, int exponent) { /* exponent in [0, 31] */
+    const int32_t mask = (int32_t)((UINT32_C(1) << exponent) - 1u);
     int32_t remainder = x & mask;
     int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
     return (x >> exponent) + (remainder > threshold ? 1 : 0);
@@ -26,7 +61,7 @@ static inline int32_t nas_rdbpot(int32_t x, int exponent) {
 static inline int32_t nas_requant(int32_t x, int32_t multiplier, int shift) {
     int left = shift > 0 ? shift : 0;
     int right = shift > 0 ? 0 : -shift;
-    return nas_rdbpot(nas_srdhm(x * (1 << left), multiplier), right);
+    return nas_rdbpot(nas_srdhm(x * ((int32_t)1 << left), multiplier), right);
 }
 
 static inline int8_t nas_clamp(int32_t v, int32_t lo, int32_t hi) {
@@ -38,60 +73,75 @@ typedef struct {
     int32_t in_zp, out_zp, act_min, act_max;
 } nas_conv_t;
 
-/* Standard convolution; padding is real zero, so padded taps are skipped. */
+/* Standard convolution; padding is real zero, so padded taps are skipped. The parameters
+ * are copied to locals: int8 stores may alias the struct, which would force reloads. */
 static inline void nas_conv2d(const nas_conv_t *p, const int8_t *in, const int8_t *w,
-                       const int32_t *bias, const int32_t *mult, const int8_t *shift,
-                       int8_t *out) {
-    for (int oy = 0; oy < p->out_h; ++oy) {
-        for (int ox = 0; ox < p->out_w; ++ox) {
-            const int y0 = oy * p->stride - p->pad_top, x0 = ox * p->stride - p->pad_left;
-            for (int o = 0; o < p->out_c; ++o) {
-                int32_t acc = 0;
-                const int8_t *wo = w + (int32_t)o * p->k_h * p->k_w * p->in_c;
-                for (int ky = 0; ky < p->k_h; ++ky) {
-                    const int y = y0 + ky;
-                    if (y < 0 || y >= p->in_h) continue;
-                    for (int kx = 0; kx < p->k_w; ++kx) {
-                        const int x = x0 + kx;
-                        if (x < 0 || x >= p->in_w) continue;
-                        const int8_t *src = in + ((int32_t)y * p->in_w + x) * p->in_c;
-                        const int8_t *wk = wo + (ky * p->k_w + kx) * p->in_c;
-                        for (int i = 0; i < p->in_c; ++i)
-                            acc += ((int32_t)src[i] - p->in_zp) * wk[i];
-                    }
+                              const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                              int8_t *out) {
+    const int in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, out_h = p->out_h;
+    const int out_w = p->out_w, out_c = p->out_c, k_h = p->k_h, k_w = p->k_w;
+    const int stride = p->stride, pad_top = p->pad_top, pad_left = p->pad_left;
+    const int32_t in_zp = p->in_zp, out_zp = p->out_zp;
+    const int32_t act_min = p->act_min, act_max = p->act_max;
+    for (int oy = 0; oy < out_h; ++oy) {
+        for (int ox = 0; ox < out_w; ++ox) {
+            const int y0 = oy * stride - pad_top, x0 = ox * stride - pad_left;
+            /* taps inside the input only: the zero padding adds nothing */
+            const int ky0 = y0 < 0 ? -y0 : 0, ky1 = in_h - y0 < k_h ? in_h - y0 : k_h;
+            const int kx0 = x0 < 0 ? -x0 : 0, kx1 = in_w - x0 < k_w ? in_w - x0 : k_w;
+            if (k_h == 1 && k_w == 1 && ky0 == 0 && kx0 == 0) { /* pointwise: one dot each */
+                const int8_t *px = in + ((int32_t)y0 * in_w + x0) * in_c;
+                for (int o = 0; o < out_c; ++o) {
+                    const int32_t acc = nas_dot(px, w + (int32_t)o * in_c, in_c, in_zp, bias[o]);
+                    *out++ = nas_clamp(nas_requant(acc, mult[o], shift[o]) + out_zp, act_min,
+                                       act_max);
                 }
-                acc = nas_requant(acc + bias[o], mult[o], shift[o]) + p->out_zp;
-                out[((int32_t)oy * p->out_w + ox) * p->out_c + o] =
-                    nas_clamp(acc, p->act_min, p->act_max);
+                continue;
+            }
+            for (int o = 0; o < out_c; ++o) {
+                int32_t acc = bias[o];
+                const int8_t *wo = w + (int32_t)o * k_h * k_w * in_c;
+                for (int ky = ky0; ky < ky1; ++ky) {
+                    const int8_t *row = in + (int32_t)(y0 + ky) * in_w * in_c;
+                    for (int kx = kx0; kx < kx1; ++kx)
+                        acc = nas_dot(row + (x0 + kx) * in_c, wo + (ky * k_w + kx) * in_c, in_c,
+                                      in_zp, acc);
+                }
+                acc = nas_requant(acc, mult[o], shift[o]) + out_zp;
+                *out++ = nas_clamp(acc, act_min, act_max);
             }
         }
     }
 }
 
-/* Depthwise convolution, channel multiplier 1. */
+/* Depthwise convolution, channel multiplier 1. Per output pixel, the taps are walked once
+ * and each tap's channels (contiguous in NHWC) are accumulated into a stack buffer of
+ * int32 sums, one per channel: unit-stride loads in the inner loop. */
 static inline void nas_depthwise(const nas_conv_t *p, const int8_t *in, const int8_t *w,
-                          const int32_t *bias, const int32_t *mult, const int8_t *shift,
-                          int8_t *out) {
-    const int c_n = p->in_c;
-    for (int oy = 0; oy < p->out_h; ++oy) {
-        for (int ox = 0; ox < p->out_w; ++ox) {
-            const int y0 = oy * p->stride - p->pad_top, x0 = ox * p->stride - p->pad_left;
-            for (int c = 0; c < c_n; ++c) {
-                int32_t acc = 0;
-                for (int ky = 0; ky < p->k_h; ++ky) {
-                    const int y = y0 + ky;
-                    if (y < 0 || y >= p->in_h) continue;
-                    for (int kx = 0; kx < p->k_w; ++kx) {
-                        const int x = x0 + kx;
-                        if (x < 0 || x >= p->in_w) continue;
-                        acc += ((int32_t)in[((int32_t)y * p->in_w + x) * c_n + c] - p->in_zp) *
-                               w[(ky * p->k_w + kx) * c_n + c];
-                    }
+                                 const int32_t *bias, const int32_t *mult,
+                                 const int8_t *shift, int8_t *out) {
+    const int in_h = p->in_h, in_w = p->in_w, c_n = p->in_c, out_h = p->out_h;
+    const int out_w = p->out_w, k_h = p->k_h, k_w = p->k_w;
+    const int stride = p->stride, pad_top = p->pad_top, pad_left = p->pad_left;
+    const int32_t in_zp = p->in_zp, out_zp = p->out_zp;
+    const int32_t act_min = p->act_min, act_max = p->act_max;
+    int32_t acc[c_n]; /* C99 variable-length array: 4 bytes per channel of stack */
+    for (int oy = 0; oy < out_h; ++oy) {
+        for (int ox = 0; ox < out_w; ++ox) {
+            const int y0 = oy * stride - pad_top, x0 = ox * stride - pad_left;
+            const int ky0 = y0 < 0 ? -y0 : 0, ky1 = in_h - y0 < k_h ? in_h - y0 : k_h;
+            const int kx0 = x0 < 0 ? -x0 : 0, kx1 = in_w - x0 < k_w ? in_w - x0 : k_w;
+            for (int c = 0; c < c_n; ++c) acc[c] = bias[c];
+            for (int ky = ky0; ky < ky1; ++ky) {
+                for (int kx = kx0; kx < kx1; ++kx) {
+                    const int8_t *px = in + ((int32_t)(y0 + ky) * in_w + x0 + kx) * c_n;
+                    const int8_t *wk = w + (ky * k_w + kx) * c_n;
+                    for (int c = 0; c < c_n; ++c) acc[c] += ((int32_t)px[c] - in_zp) * wk[c];
                 }
-                acc = nas_requant(acc + bias[c], mult[c], shift[c]) + p->out_zp;
-                out[((int32_t)oy * p->out_w + ox) * c_n + c] =
-                    nas_clamp(acc, p->act_min, p->act_max);
             }
+            for (int c = 0; c < c_n; ++c)
+                *out++ = nas_clamp(nas_requant(acc[c], mult[c], shift[c]) + out_zp, act_min,
+                                   act_max);
         }
     }
 }
@@ -102,9 +152,7 @@ static inline void nas_fully_connected(int n_in, int n_out, const int8_t *in, co
                                 int32_t out_zp, int32_t act_min, int32_t act_max,
                                 int8_t *out) {
     for (int o = 0; o < n_out; ++o) {
-        int32_t acc = 0;
-        const int8_t *wo = w + (int32_t)o * n_in;
-        for (int i = 0; i < n_in; ++i) acc += ((int32_t)in[i] - in_zp) * wo[i];
+        int32_t acc = nas_dot(in, w + (int32_t)o * n_in, n_in, in_zp, 0);
         acc = nas_requant(acc + bias[o], mult, shift) + out_zp;
         out[o] = nas_clamp(acc, act_min, act_max);
     }
@@ -137,8 +185,8 @@ typedef struct {
 static inline void nas_add(const nas_add_t *p, int32_t n, const int8_t *a, const int8_t *b,
                     int8_t *out) {
     for (int32_t i = 0; i < n; ++i) {
-        const int32_t x1 = ((int32_t)a[i] - p->zp1) * (1 << 20);
-        const int32_t x2 = ((int32_t)b[i] - p->zp2) * (1 << 20);
+        const int32_t x1 = ((int32_t)a[i] - p->zp1) * ((int32_t)1 << 20);
+        const int32_t x2 = ((int32_t)b[i] - p->zp2) * ((int32_t)1 << 20);
         const int32_t y = nas_requant(x1, p->m1, p->s1) + nas_requant(x2, p->m2, p->s2);
         out[i] = nas_clamp(nas_requant(y, p->mo, p->so) + p->out_zp, p->act_min, p->act_max);
     }

@@ -1,0 +1,338 @@
+"""``python -m nas calibrate +hw=cortex_m4`` (or ``+hw=arduino_uno``): fit a profile's latency
+lookup table from simulator counts of the generated C.
+
+1. Random int8 models (random weights; random batch-norm statistics) are generated as C
+   and run in the simulator: on a Cortex-M4, MobileNet-like candidates in QEMU with a mark
+   after every op (`.sim`, ``profile=True``), so every op is one sample (kind, executed
+   MACs, outputs, instructions), and the candidates' ops are the grid of shapes: kernels
+   3-7, strides 1-2, 1 to 288 channels, 2x2 to 16x16 maps; on an ATmega328P, Bonsai models
+   in simavr, one sample per model (its ops, cycles).
+2. ``count = a * executed MACs + b * outputs + c`` per op kind, by non-negative least
+   squares (`fit`).
+3. Other random models (``check``, 50 by default) are run whole; the table's prediction
+   is compared with the simulated count.
+
+Written to the output folder: ``<hw>_c.yaml``, the profile of the same board running the
+generated C (``runtime: c``, the fitted table, the measured code and stack overheads as
+``runtime_flash_bytes`` / ``runtime_ram_bytes``, and a ``calibration`` block with the
+tools, date, command and fit error), and ``calibration.md`` with the error distribution.
+QEMU counts instructions; ``cycles_per_instruction`` (kept from the source profile, with
+its source) converts them to cycles. simavr counts cycles.
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+import yaml
+from nas_space_bonsai import cost as bonsai_cost
+from scipy.optimize import nnls
+
+from nas.cost import c_model_bytes, executed_macs
+from nas.data import calibration_batch
+from nas.errors import ConfigError
+from nas.graph import trace
+from nas.hardware import LatencyEntry, load_profile
+from nas.int8 import quantize
+from nas.planner import lifetimes, plan
+from nas.plugin_manager import get_plugin_manager
+
+from . import AVR_CORES, QEMU_CORES, bonsai_codegen, codegen, sim
+
+USAGE = """usage: python -m nas calibrate +hw=NAME [fit=60] [check=50] [seed=0] [max_macs=3000000]
+                                  [out=outputs/calibrate_NAME]"""
+DEFAULTS = {"fit": 60, "check": 50, "seed": 0, "max_macs": 3_000_000}
+
+
+def parse_args(args: list[str]) -> dict[str, Any]:
+    opts: dict[str, Any] = dict(DEFAULTS)
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        key = key.lstrip("+")
+        if not sep or key not in (*DEFAULTS, "hw", "out"):
+            raise ConfigError(
+                f"calibrate: unknown argument '{arg}'; valid: +hw=NAME, "
+                + ", ".join(f"{k}=N" for k in DEFAULTS)
+                + ", out=DIR"
+            )
+        if key in DEFAULTS:
+            try:
+                opts[key] = int(value)
+            except ValueError:
+                raise ConfigError(f"calibrate: {key}={value!r} is not an integer") from None
+        else:
+            opts[key] = value
+    if "hw" not in opts:
+        raise ConfigError("calibrate: name the target, e.g. +hw=cortex_m4")
+    if opts["fit"] < 1 or opts["check"] < 1:
+        raise ConfigError("calibrate: fit and check must be at least 1")
+    return opts
+
+
+Ops = list[tuple[str, int, int]]  # (lut kind, executed MACs, outputs) per operation
+
+
+def _random_bn(module: torch.nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+
+
+def random_models(space_name: str, seed: int, max_macs: int) -> Iterator[tuple[Any, Ops, int]]:
+    """Endless random int8 models of a space with at most ``max_macs`` MACs: (int8 model,
+    its ops, the static model bytes)."""
+    space = get_plugin_manager().get("search_space", space_name)()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed))
+    rng = np.random.default_rng(seed)
+    while True:
+        spec = space.sample(sampler.ask())
+        torch.manual_seed(int(rng.integers(2**31)))
+        module = space.build(spec, 1, 10).eval()
+        size = space.resolution(spec)
+        x = rng.random((32, 1, size, size)).astype(np.float32)
+        if space_name == "bonsai":
+            module.threshold(freeze=True)  # exactly the sampled number of entries
+            ops = [(o["kind"], o["macs"], o["outputs"]) for o in bonsai_cost.ops(module.shape)]
+            if sum(o[1] for o in ops) <= max_macs:
+                yield module.quantize_int8(x), ops, bonsai_cost.model_bytes(module.shape)
+            continue
+        _random_bn(module)
+        graph = trace(module, (1, 1, size, size), "calibrate")
+        if graph.macs <= max_macs:
+            ops = [
+                (op.lut_kind, executed_macs(graph, op), graph.tensors[op.outputs[0]].elements)
+                for op in graph.ops
+            ]
+            yield quantize(graph, calibration_batch(x, 32, 0)), ops, c_model_bytes(graph)
+
+
+def simulate(model: Any, core: str, profile: bool = False) -> sim.ArmResult | sim.AvrResult:
+    """One inference of ``model`` in the simulator of ``core`` (zero input)."""
+    source = bonsai_codegen.generate(model) if core in AVR_CORES else codegen.generate(model)
+    x_q = np.zeros((1, source.input_bytes), dtype=np.int8)
+    with tempfile.TemporaryDirectory(prefix="nas_calibrate_") as tmp:
+        codegen.write(source, Path(tmp))
+        if core in AVR_CORES:
+            return sim.run_avr(Path(tmp), x_q, source.output_bytes, AVR_CORES[core])
+        return sim.run_arm(Path(tmp), x_q, source.output_bytes, QEMU_CORES[core], profile)
+
+
+def fit(samples: list[tuple[Ops, float]]) -> dict[str, LatencyEntry]:
+    """Non-negative ``a * MACs + b * outputs + c`` per op kind, from samples of (ops,
+    measured count): single ops when the simulator times each op, whole models otherwise.
+    Least squares weighted by ``1 / sqrt(count)``, between absolute error (big ops
+    dominate) and relative error (small ones do)."""
+    kinds = sorted({k for ops, _ in samples for k, _, _ in ops})
+    col = {k: 3 * i for i, k in enumerate(kinds)}
+    a = np.zeros((len(samples), 3 * len(kinds)))
+    y = np.array([max(m, 1.0) for _, m in samples])
+    for row, (ops, _) in enumerate(samples):
+        for kind, macs, outputs in ops:
+            a[row, col[kind] : col[kind] + 3] += (macs, outputs, 1.0)
+    w = 1.0 / np.sqrt(y)
+    coef, _ = nnls(a * w[:, None], y * w)
+    return {k: LatencyEntry(*(float(v) for v in coef[col[k] : col[k] + 3])) for k in kinds}
+
+
+def predict(ops: Ops, table: dict[str, LatencyEntry]) -> float:
+    """The count the table predicts, the way `nas.cost.op_latency_ms` reads it."""
+    return sum(table[kind].cycles(macs, outputs) for kind, macs, outputs in ops)
+
+
+def _version(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout
+    except OSError:
+        return "not found"
+    return out.splitlines()[0].strip() if out else "unknown"
+
+
+def run(opts: dict[str, Any]) -> Path:
+    hw = load_profile(opts["hw"])
+    if hw.core in QEMU_CORES:
+        space, tools, packages, unit = (
+            "mobilenet",
+            sim.ARM_TOOLS,
+            sim.ARM_TOOLS_PACKAGES,
+            "instructions",
+        )
+    elif hw.core in AVR_CORES:
+        space, tools, packages, unit = "bonsai", sim.AVR_TOOLS, sim.AVR_TOOLS_PACKAGES, "cycles"
+    else:
+        raise ConfigError(
+            f"calibrate: profile '{hw.name}' has core '{hw.core}'; the simulators here run "
+            f"{', '.join(sorted({**QEMU_CORES, **AVR_CORES}))}"
+        )
+    if sim.missing(tools):
+        raise ConfigError(
+            f"calibrate: missing {', '.join(sim.missing(tools))}; apt-get install {packages}"
+        )
+    out = Path(opts.get("out") or f"outputs/calibrate_{hw.name}")
+    out.mkdir(parents=True, exist_ok=True)
+    total = opts["fit"] + opts["check"]
+    models = random_models(space, opts["seed"], opts["max_macs"])
+    samples: list[tuple[Ops, float]] = []
+    flash_extra, ram_extra = 0, 0
+    for k in range(opts["fit"]):
+        model, ops, model_bytes = next(models)
+        result = simulate(model, hw.core, profile=True)
+        if isinstance(result, sim.ArmResult):  # one sample per op
+            samples += [([op], n) for op, n in zip(ops, result.op_instructions[0], strict=True)]
+        else:
+            samples.append((ops, result.cycles[0]))
+        print(f"\rcalibrate {hw.name}: {k + 1}/{total} models", end="", flush=True)
+    table = fit(samples)
+    checks: list[tuple[int, float, int]] = []
+    for k in range(opts["fit"], total):
+        model, ops, model_bytes = next(models)
+        result = simulate(model, hw.core)
+        if isinstance(result, sim.ArmResult):
+            measured, arena = result.instructions[0], plan(lifetimes(model.graph)).head_bytes
+        else:
+            # the cost model's Bonsai arena (on the stack here): projection, scores, input
+            measured, arena = result.cycles[0], 4 * len(model.bias) + 4 * model.num_scores + 1
+        # what the firmware needs beyond the model's constants and planned activations
+        flash_extra = max(flash_extra, result.flash_bytes - model_bytes)
+        ram_extra = max(ram_extra, result.ram_bytes - arena)
+        checks.append((sum(m for _, m, _ in ops), predict(ops, table), measured))
+        print(f"\rcalibrate {hw.name}: {k + 1}/{total} models", end="", flush=True)
+    print()
+    errors = np.array([(p - m) / m for _, p, m in checks])
+    stats = {
+        "median_abs_error": float(np.median(np.abs(errors))),
+        "p90_abs_error": float(np.percentile(np.abs(errors), 90)),
+        "max_abs_error": float(np.abs(errors).max()),
+        "within_10_percent": f"{int((np.abs(errors) <= 0.10).sum())}/{len(errors)}",
+    }
+    command = "python -m nas calibrate " + " ".join(sys.argv[2:])
+    if unit == "instructions":
+        simulator = _version(["qemu-system-arm", "--version"]) + " -M mps2-an386 -icount 0"
+        compiler = _version(["arm-none-eabi-gcc", "--version"]) + " -O2"
+    else:
+        simulator = "simavr (Debian package simavr), Timer1 at the CPU clock"
+        compiler = _version(["avr-gcc", "--version"]) + " -Os"
+    provenance = {
+        "date": datetime.date.today().isoformat(),
+        "command": command,
+        "unit": unit,
+        "simulator": simulator,
+        "compiler": compiler,
+        "space": space,
+        "fit_models": opts["fit"],
+        "fit_samples": len(samples),
+        "check_models": len(checks),
+        **{k: round(v, 4) if isinstance(v, float) else v for k, v in stats.items()},
+        "runtime_flash_bytes": int(flash_extra),
+        "runtime_ram_bytes": int(ram_extra),
+    }
+    write_profile(hw, table, provenance, out / f"{hw.name}_c.yaml")
+    write_report(hw.name, table, samples, checks, provenance, out / "calibration.md")
+    return out
+
+
+def write_profile(hw, table, provenance: dict[str, Any], path: Path) -> None:
+    data = yaml.safe_load(Path(hw.source_file).read_text())
+    lut = dict(data.get("latency_lut", {}))
+    for kind, e in table.items():
+        lut[kind] = {
+            "cycles_per_mac": round(e.cycles_per_mac, 4),
+            "cycles_per_output": round(e.cycles_per_output, 3),
+            "cycles_per_op": round(e.cycles_per_op, 1),
+        }
+    data.update(
+        name=f"{hw.name}_c",
+        runtime="c",
+        kernels="reference",
+        runtime_flash_bytes=provenance["runtime_flash_bytes"],
+        runtime_ram_bytes=provenance["runtime_ram_bytes"],
+        latency_lut=lut,
+        calibration=provenance,
+        notes=(
+            f"The board running the c_sim backend's generated C (no interpreter): the table "
+            f"entries of the op kinds in calibration.space were fitted on {provenance['unit']} "
+            "counted in the simulator; the others are kept from the source profile. "
+            + (
+                "QEMU counts instructions, so with cycles_per_instruction 1.0 latency is a "
+                "lower bound (no pipeline stalls or flash wait states)."
+                if provenance["unit"] == "instructions"
+                else "simavr counts cycles."
+            )
+        ),
+    )
+    sources = dict(data.get("sources", {}))
+    sources["latency_lut"] = (
+        "instructions of the c_sim backend's generated C, fitted in QEMU "
+        f"({provenance['command']}, {provenance['date']}); entries not produced by the C "
+        "backend are kept from the source profile"
+    )
+    sources["runtime_flash_bytes"] = (
+        "largest flash of the simulated firmware beyond the model's constants over the check "
+        "models (kernels, C runtime, test harness)"
+    )
+    sources["runtime_ram_bytes"] = (
+        "largest RAM of the simulated firmware beyond the planned arena over the check "
+        "models (stack high-water mark, C runtime, harness)"
+    )
+    data["sources"] = sources
+    header = (
+        f"# {hw.board} running the c_sim backend's generated C; written by "
+        f"`{provenance['command']}`.\n"
+    )
+    path.write_text(header + yaml.safe_dump(data, sort_keys=False, width=99))
+
+
+def write_report(name, table, samples, checks, provenance, path: Path) -> None:
+    lines = [f"# Latency table calibration: {name}", ""]
+    lines += [f"- {k}: {v}" for k, v in provenance.items()]
+    lines += [
+        f"- machine: {platform.machine()}, Python {platform.python_version()}",
+        "",
+        f"## Fitted table ({provenance['unit']} = a x executed MACs + b x outputs + c)",
+        "",
+        "| op kind | ops fitted | a (per MAC) | b (per output) | c (per op) |",
+        "|---|---|---|---|---|",
+    ]
+    for kind, e in table.items():
+        n = sum(k == kind for ops, _ in samples for k, _, _ in ops)
+        lines.append(
+            f"| {kind} | {n} | {e.cycles_per_mac:.3f} | {e.cycles_per_output:.1f} | "
+            f"{e.cycles_per_op:.0f} |"
+        )
+    errors = sorted((p - m) / m for _, p, m in checks)
+    lines += [
+        "",
+        f"## Whole models: table vs simulator ({len(checks)} random models not used in the fit)",
+        "",
+        "| quantile | 0 | 10% | 25% | 50% | 75% | 90% | 100% |",
+        "|---|---|---|---|---|---|---|---|",
+        "| relative error | "
+        + " | ".join(f"{q:+.2%}" for q in np.quantile(errors, [0, 0.1, 0.25, 0.5, 0.75, 0.9, 1]))
+        + " |",
+        "",
+        f"| executed MACs | predicted {provenance['unit']} | simulated | error |",
+        "|---|---|---|---|",
+    ]
+    for macs, p, m in sorted(checks):
+        lines.append(f"| {macs:,} | {p:,.0f} | {m:,} | {(p - m) / m:+.2%} |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main(args: list[str]) -> int:
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if args else 2
+    out = run(parse_args(args))
+    print(f"written: {out}/calibration.md and the fitted profile in {out}")
+    return 0

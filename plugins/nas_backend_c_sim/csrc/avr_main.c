@@ -1,0 +1,73 @@
+/* ATmega328P firmware for simavr: runs the model on the test inputs kept in flash (the
+ * model streams them with pgm_read_byte), times each run with Timer1 at the CPU clock
+ * (prescaler 1, overflows counted by an interrupt), prints "out=<hex>;cyc=<hex>;" per
+ * input and the stack high-water mark on the UART, then sleeps with interrupts off, which
+ * ends the simulation. */
+#include <avr/interrupt.h>
+#include <avr/io.h>
+#include <avr/sleep.h>
+
+#include "nas_model.h"
+#include "nas_rom.h"
+#include "nas_test_data.h"
+
+#define STACK_FILL 0xA5
+
+extern uint8_t __heap_start;
+static volatile uint16_t overflows;
+
+ISR(TIMER1_OVF_vect) { ++overflows; }
+
+static void put_char(char c) {
+    while (!(UCSR0A & (1 << UDRE0))) {
+    }
+    UDR0 = c;
+}
+
+static void put(const char *s) {
+    while (*s) put_char(*s++);
+}
+
+static void put_hex(uint32_t v, int digits) {
+    for (int i = digits - 1; i >= 0; --i) put_char("0123456789abcdef"[(v >> (4 * i)) & 15u]);
+}
+
+int main(void) {
+    uint8_t *sp = (uint8_t *)SP;
+    for (uint8_t *p = &__heap_start; p < sp - 32; ++p) *p = STACK_FILL;
+    UBRR0H = 0;
+    UBRR0L = 8;
+    UCSR0B = (1 << TXEN0);
+    UCSR0C = (3 << UCSZ00);
+    TCCR1A = 0;
+    TCCR1B = (1 << CS10); /* clk/1: one count per CPU cycle */
+    TIMSK1 = (1 << TOIE1);
+    static int8_t out[NAS_OUTPUT_BYTES];
+    for (int n = 0; n < NAS_TEST_COUNT; ++n) {
+        cli();
+        overflows = 0;
+        TCNT1 = 0;
+        TIFR1 = (1 << TOV1);
+        sei();
+        nas_model_run(nas_test_inputs[n], out);
+        cli();
+        uint16_t t = TCNT1;
+        uint32_t ov = overflows;
+        if ((TIFR1 & (1 << TOV1)) && t < 0x8000u) ++ov; /* overflow not yet serviced */
+        sei();
+        put("out=");
+        for (int i = 0; i < NAS_OUTPUT_BYTES; ++i) put_hex((uint8_t)out[i], 2);
+        put(";cyc=");
+        put_hex((ov << 16) | t, 8);
+        put(";\n");
+    }
+    uint8_t *p = &__heap_start;
+    while (p < (uint8_t *)RAMEND && *p == STACK_FILL) ++p;
+    put("stack=");
+    put_hex((uint32_t)((uint8_t *)RAMEND + 1 - p), 8);
+    put(";\n");
+    cli();
+    sleep_enable();
+    sleep_cpu();
+    return 0;
+}
