@@ -6,6 +6,8 @@ here first and the rest handed to that command's ``@hydra.main``.
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -36,8 +38,9 @@ commands:
         a self-contained report.html with Pareto fronts, optimisation histories and
         per-layer memory and latency of the best model per target.
   calibrate +hw=<profile> [fit=60] [check=50] [seed=0] [out=DIR]
-        Fit the profile's latency lookup table from instruction counts of generated C
-        in QEMU (Cortex-M4); writes <profile>_c.yaml and calibration.md.
+        Fit the profile's latency lookup table from counts of generated C in a simulator
+        (Cortex-M4: QEMU; ATmega328P: simavr); writes <profile>_c.yaml and
+        calibration.md to outputs/calibrate_<profile>.
 
 Each run writes study.db, trials.csv, report.md and best/ to its run directory
 (outputs/<date>_<hw> unless hydra.run.dir is given).
@@ -66,7 +69,13 @@ def _search_app(cfg: DictConfig) -> None:
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         print(f"interrupted: the report of the finished trials is in {run_dir}", file=sys.stderr)
-        raise SystemExit(130) from None
+        # The study and the report are written (search's finally); leave now with 130, so
+        # that interpreter shutdown (joining threads, atexit) cannot be interrupted again
+        # and turn the exit status into a signal.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
 
 
 def search_command(args: list[str]) -> int:

@@ -49,6 +49,15 @@ def _run(cmd: list[str], timeout: float, **kw) -> subprocess.CompletedProcess:
     return proc
 
 
+def section_sizes(size_tool: str, elf: Path) -> dict[str, int]:
+    """Bytes of every section of ``elf``, from binutils' ``size -A``."""
+    listing = _run([size_tool, "-A", str(elf)], 60).stdout.decode()
+    return {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r"^(\.\w+)\s+(\d+)\s+\d+\s*$", listing, re.MULTILINE)
+    }
+
+
 def missing(tools: tuple[str, ...]) -> list[str]:
     return [t for t in tools if shutil.which(t) is None]
 
@@ -109,11 +118,7 @@ def run_arm(
         300,
         cwd=folder,
     )  # fmt: skip
-    listing = _run(["arm-none-eabi-size", "-A", str(elf)], 60).stdout.decode()
-    sections = {
-        m.group(1): int(m.group(2))
-        for m in re.finditer(r"^(\.\w+)\s+(\d+)\s+\d+\s*$", listing, re.MULTILINE)
-    }
+    sections = section_sizes("arm-none-eabi-size", elf)
     qemu = [
         "qemu-system-arm", "-M", "mps2-an386", "-cpu", "cortex-m4", "-nographic",
         "-monitor", "none", "-serial", "none", "-semihosting-config",
@@ -190,11 +195,7 @@ def run_avr(
         300,
         cwd=folder,
     )  # fmt: skip
-    listing = _run(["avr-size", "-A", str(elf)], 60).stdout.decode()
-    sections = {
-        m.group(1): int(m.group(2))
-        for m in re.finditer(r"^(\.\w+)\s+(\d+)\s+\d+\s*$", listing, re.MULTILINE)
-    }
+    sections = section_sizes("avr-size", elf)
     proc = _run(["simavr", "-m", mcu, "-f", str(AVR_CLOCK_HZ), str(elf)], 600)
     text = re.sub(r"\x1b\[[0-9;]*m", "", (proc.stdout + proc.stderr).decode(errors="replace"))
     found = re.findall(r"out=([0-9a-f]+);cyc=([0-9a-f]{8});", text)
