@@ -85,7 +85,7 @@ def test_plain_c_runtime_hand_computed():
         (24.4 * 1936 + 351 * 256 + 200)  # executed MACs, as above
         + (8 * 256 + 351 * 4 + 200)
         + 0
-        + (72.89 * 40 + 649.6 * 10 + 0)
+        + (28.55 * 40 + 123.2 * 10 + 61)
     )
     assert c.latency_ms == pytest.approx(cycles / 16e6 * 1e3)
 

@@ -63,10 +63,13 @@ def generate(qb) -> CModel:
     )
     from nas_space_bonsai.quant import TANH_TABLE
 
+    zp = qb.input.zero_point
+
     consts = [
         _ints("int8_t", "tanh_table", TANH_TABLE),
         _bytes("z_data", z_data),
-        _ints("int32_t", "z_bias", qb.bias),
+        # the input's zero point folded into the bias: the C multiplies raw int8 inputs
+        _ints("int32_t", "z_bias", qb.bias.astype(np.int64) - zp * qb.Z.astype(np.int64).sum(1)),
         _bytes("w_data", w_data),
         _bytes("v_data", v_data),
         _bytes("t_data", t_data),
@@ -80,7 +83,6 @@ def generate(qb) -> CModel:
         "NAS_FEATURES": features,
         "NAS_SCORES": n_scores,
         "NAS_DEPTH": qb.depth,
-        "NAS_IN_ZP": qb.input.zero_point,
         "NAS_Z_MULT": qb.z_mult[0],
         "NAS_Z_SHIFT": qb.z_mult[1],
         "NAS_Z_SPARSE": int(z_sparse),

@@ -118,6 +118,18 @@ def random_models(space_name: str, seed: int, max_macs: int) -> Iterator[tuple[A
             yield quantize(graph, calibration_batch(x, 32, 0)), ops, c_model_bytes(graph)
 
 
+def bonsai_phases(ops: Ops) -> list[Ops]:
+    """Bonsai's ops (`nas_space_bonsai.cost.ops` order) grouped as its C marks them: input
+    and projection, then each level's W, V and tanh, with theta above the leaves."""
+    depth = sum(kind == "tanh" for kind, _, _ in ops) - 1
+    phases, i = [ops[:2]], 2
+    for level in range(depth + 1):
+        n = 4 if level < depth else 3
+        phases.append(ops[i : i + n])
+        i += n
+    return phases
+
+
 def simulate(model: Any, core: str, profile: bool = False) -> sim.ArmResult | sim.AvrResult:
     """One inference of ``model`` in the simulator of ``core`` (zero input)."""
     source = bonsai_codegen.generate(model) if core in AVR_CORES else codegen.generate(model)
@@ -125,7 +137,7 @@ def simulate(model: Any, core: str, profile: bool = False) -> sim.ArmResult | si
     with tempfile.TemporaryDirectory(prefix="nas_calibrate_") as tmp:
         codegen.write(source, Path(tmp))
         if core in AVR_CORES:
-            return sim.run_avr(Path(tmp), x_q, source.output_bytes, AVR_CORES[core])
+            return sim.run_avr(Path(tmp), x_q, source.output_bytes, AVR_CORES[core], profile)
         return sim.run_arm(Path(tmp), x_q, source.output_bytes, QEMU_CORES[core], profile)
 
 
@@ -190,8 +202,9 @@ def run(opts: dict[str, Any]) -> Path:
         result = simulate(model, hw.core, profile=True)
         if isinstance(result, sim.ArmResult):  # one sample per op
             samples += [([op], n) for op, n in zip(ops, result.op_instructions[0], strict=True)]
-        else:
-            samples.append((ops, result.cycles[0]))
+        else:  # one sample per marked phase: the projection, then each tree level
+            phases = bonsai_phases(ops)
+            samples += list(zip(phases, result.op_cycles[0], strict=True))
         print(f"\rcalibrate {hw.name}: {k + 1}/{total} models", end="", flush=True)
     table = fit(samples)
     checks: list[tuple[int, float, int]] = []

@@ -161,6 +161,7 @@ AVR_CLOCK_HZ = 16_000_000
 class AvrResult:
     outputs: np.ndarray  # int8 bytes, one row per test input
     cycles: list[int]  # per inference: Timer1 at the CPU clock in simavr
+    op_cycles: list[list[int]]  # per inference and marked phase, with ``profile`` only
     flash_bytes: int
     ram_bytes: int
     stack_bytes: int
@@ -168,7 +169,11 @@ class AvrResult:
 
 
 def run_avr(
-    folder: Path, x_q: np.ndarray, output_bytes: int, mcu: str = "atmega328p"
+    folder: Path,
+    x_q: np.ndarray,
+    output_bytes: int,
+    mcu: str = "atmega328p",
+    profile: bool = False,
 ) -> AvrResult:
     """Build for AVR with ``avr-gcc -Os``, read sizes with ``avr-size``, run in simavr.
 
@@ -176,7 +181,8 @@ def run_avr(
     it includes the harness (UART, timer, C runtime). RAM = ``.data + .bss`` + the painted
     stack's high-water mark (the model's activations live on the stack). Cycles come from
     Timer1 counting every CPU cycle; they include its overflow interrupt (a few dozen
-    cycles per 65,536)."""
+    cycles per 65,536). ``profile`` also reads the cycles of every phase the model marks
+    (``op_cycles``; Bonsai: the projection, then each tree level)."""
     x_q = np.ascontiguousarray(x_q, dtype=np.int8).reshape(len(x_q), -1)
     rows = ",\n".join("{" + ", ".join(str(int(v)) for v in row) + "}" for row in x_q)
     (folder / "nas_test_data.h").write_text(
@@ -189,6 +195,7 @@ def run_avr(
     _run(
         [
             "avr-gcc", f"-mmcu={mcu}", "-std=gnu99", "-Os", "-Wall", "-Wextra",
+            *(["-DNAS_PROFILE"] if profile else []),
             "-ffunction-sections", "-fdata-sections", "-Wl,--gc-sections",
             "-o", str(elf), "avr_main.c", "nas_model.c",
         ],
@@ -206,10 +213,17 @@ def run_avr(
         [np.frombuffer(bytes.fromhex(o), dtype=np.int8) for o, _ in found], dtype=np.int8
     ).reshape(len(x_q), output_bytes)
     stack_bytes = int(stack.group(1), 16)
+    phases: list[list[int]] = []
+    for m in re.finditer(r"(out=[0-9a-f]+;)|op=([0-9a-f]{8});", text):
+        if m.group(1):
+            phases.append([])
+        elif phases:
+            phases[-1].append(int(m.group(2), 16))
     get = sections.get
     return AvrResult(
         outputs=outputs,
         cycles=[int(c, 16) for _, c in found],
+        op_cycles=phases if profile else [],
         flash_bytes=get(".text", 0) + get(".data", 0) - x_q.size,
         ram_bytes=get(".data", 0) + get(".bss", 0) + stack_bytes,
         stack_bytes=stack_bytes,

@@ -18,6 +18,25 @@ static volatile uint16_t overflows;
 
 ISR(TIMER1_OVF_vect) { ++overflows; }
 
+static uint32_t now(void) { /* cycles since the run started; interrupts must be on */
+    cli();
+    uint16_t t = TCNT1;
+    uint32_t ov = overflows;
+    if ((TIFR1 & (1 << TOV1)) && t < 0x8000u) ++ov; /* overflow not yet serviced */
+    sei();
+    return (ov << 16) | t;
+}
+
+#ifdef NAS_PROFILE
+#define NAS_MAX_MARKS 16
+static uint32_t mark_at[NAS_MAX_MARKS];
+static uint8_t marks;
+void nas_mark(int op) {
+    (void)op;
+    if (marks < NAS_MAX_MARKS) mark_at[marks++] = now();
+}
+#endif
+
 static void put_char(char c) {
     while (!(UCSR0A & (1 << UDRE0))) {
     }
@@ -50,16 +69,22 @@ int main(void) {
         TIFR1 = (1 << TOV1);
         sei();
         nas_model_run(nas_test_inputs[n], out);
-        cli();
-        uint16_t t = TCNT1;
-        uint32_t ov = overflows;
-        if ((TIFR1 & (1 << TOV1)) && t < 0x8000u) ++ov; /* overflow not yet serviced */
-        sei();
+        const uint32_t cycles = now();
         put("out=");
         for (int i = 0; i < NAS_OUTPUT_BYTES; ++i) put_hex((uint8_t)out[i], 2);
         put(";cyc=");
-        put_hex((ov << 16) | t, 8);
+        put_hex(cycles, 8);
         put(";\n");
+#ifdef NAS_PROFILE
+        uint32_t prev = 0;
+        for (uint8_t m = 0; m < marks; ++m) {
+            put("op=");
+            put_hex(mark_at[m] - prev, 8);
+            put(";\n");
+            prev = mark_at[m];
+        }
+        marks = 0;
+#endif
     }
     uint8_t *p = &__heap_start;
     while (p < (uint8_t *)RAMEND && *p == STACK_FILL) ++p;

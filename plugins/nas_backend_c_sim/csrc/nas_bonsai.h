@@ -5,6 +5,18 @@
 #define NAS_BONSAI_H
 #include "nas_kernels.h"
 
+/* int8 x int8 -> int16: on AVR one MULS instruction (2 cycles, whatever the values; the
+ * C expression would call a multiply routine whose time depends on them). */
+static inline int16_t nas_mul8(int8_t a, int8_t b) {
+#ifdef __AVR__
+    int16_t r;
+    __asm__("muls %1, %2\n\tmovw %0, r0\n\tclr r1" : "=r"(r) : "d"(a), "d"(b) : "r0");
+    return r;
+#else
+    return (int16_t)(a * b);
+#endif
+}
+
 /* One row of a stored matrix times z, dense (NAS_PROJ values) or sparse (count, then
  * index/value pairs); advances *pp past the row. */
 static int32_t nas_row(const uint8_t **pp, int sparse, const int8_t *z) {
@@ -12,10 +24,9 @@ static int32_t nas_row(const uint8_t **pp, int sparse, const int8_t *z) {
     int32_t a = 0; /* 8x8 -> 16-bit products (one MUL on AVR), 32-bit sums */
     if (sparse) {
         for (uint8_t n = NAS_RD8(p++); n; --n, p += 2)
-            a += (int16_t)((int8_t)NAS_RD8(p + 1) * (int16_t)z[NAS_RD8(p)]);
+            a += nas_mul8((int8_t)NAS_RD8(p + 1), z[NAS_RD8(p)]);
     } else {
-        for (int c = 0; c < NAS_PROJ; ++c)
-            a += (int16_t)((int8_t)NAS_RD8(p++) * (int16_t)z[c]);
+        for (int c = 0; c < NAS_PROJ; ++c) a += nas_mul8((int8_t)NAS_RD8(p++), z[c]);
     }
     *pp = p;
     return a;
@@ -28,13 +39,14 @@ static void nas_bonsai_run(const int8_t *input, int8_t *output) {
     for (int r = 0; r < NAS_PROJ; ++r) z[r] = NAS_RD32(&z_bias[r]);
     const uint8_t *p = z_data;
     for (int j = 0; j < NAS_FEATURES; ++j) {
-        /* |x| <= 255 and |Z| <= 127: every product fits 16 bits */
-        const int16_t x = (int16_t)((int8_t)NAS_RD8(input + j) - NAS_IN_ZP);
+        /* the raw int8 input: z_bias holds bias - zero_point * (row sum of Z), so every
+         * product is int8 x int8 (one MULS on AVR, the same cost for any value) */
+        const int8_t x = (int8_t)NAS_RD8(input + j);
         if (NAS_Z_SPARSE) {
             for (uint8_t n = NAS_RD8(p++); n; --n, p += 2)
-                z[NAS_RD8(p)] += (int16_t)(x * (int8_t)NAS_RD8(p + 1));
+                z[NAS_RD8(p)] += nas_mul8(x, (int8_t)NAS_RD8(p + 1));
         } else {
-            for (int r = 0; r < NAS_PROJ; ++r) z[r] += (int16_t)(x * (int8_t)NAS_RD8(p++));
+            for (int r = 0; r < NAS_PROJ; ++r) z[r] += nas_mul8(x, (int8_t)NAS_RD8(p++));
         }
     }
     /* int8 z written over the int32 accumulators: byte r of the buffer only overlaps
@@ -43,6 +55,7 @@ static void nas_bonsai_run(const int8_t *input, int8_t *output) {
     for (int r = 0; r < NAS_PROJ; ++r)
         z8[r] = nas_clamp(nas_requant(z[r], NAS_Z_MULT, NAS_Z_SHIFT), -128, 127);
     for (int l = 0; l < NAS_SCORES; ++l) score[l] = 0;
+    NAS_MARK(0); /* input read and projected */
     int node = 0;
     for (int level = 0; level <= NAS_DEPTH; ++level) {
         const uint8_t *pw = w_data + (uint16_t)node * NAS_W_BYTES;
@@ -60,6 +73,7 @@ static void nas_bonsai_run(const int8_t *input, int8_t *output) {
             const uint8_t *pt = t_data + (uint16_t)node * NAS_T_BYTES;
             node = 2 * node + 1 + (nas_row(&pt, NAS_T_SPARSE, z8) > 0 ? 1 : 0);
         }
+        NAS_MARK(level + 1);
     }
     memcpy(output, score, sizeof score); /* little-endian int32 on host and AVR */
 }

@@ -9,6 +9,14 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Profiling builds (-DNAS_PROFILE) let the firmware record the time after each op. */
+#ifdef NAS_PROFILE
+void nas_mark(int op);
+#define NAS_MARK(i) nas_mark(i)
+#else
+#define NAS_MARK(i)
+#endif
+
 #if defined(__ARM_FEATURE_SIMD32)
 #include <arm_acle.h>
 #define NAS_DSP 1 /* Cortex-M4/M7: dual 16-bit multiply-accumulate (SMLAD) */
@@ -39,6 +47,34 @@ static inline int32_t nas_dot(const int8_t *x, const int8_t *w, int n, int32_t z
     return acc;
 }
 
+#ifdef __AVR__
+/* SaturatingRoundingDoublingHighMul on an 8-bit core: |a| * |b| from four 16x16-bit
+ * hardware multiplies summed in 16-bit limbs. avr-libgcc's 64-bit multiply loops over an
+ * operand's bits, so its time depends on the values; this one's does not. Then the same
+ * rounding as the generic version below. */
+static inline int32_t nas_srdhm(int32_t a, int32_t b) {
+    if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
+    const uint8_t neg = (uint8_t)((a < 0) != (b < 0));
+    const uint32_t ua = a < 0 ? 0u - (uint32_t)a : (uint32_t)a;
+    const uint32_t ub = b < 0 ? 0u - (uint32_t)b : (uint32_t)b;
+    const uint16_t a0 = (uint16_t)ua, a1 = (uint16_t)(ua >> 16);
+    const uint16_t b0 = (uint16_t)ub, b1 = (uint16_t)(ub >> 16);
+    const uint32_t p00 = (uint32_t)a0 * b0, p01 = (uint32_t)a0 * b1;
+    const uint32_t p10 = (uint32_t)a1 * b0, p11 = (uint32_t)a1 * b1;
+    /* m = |ab| + 2**30 - neg (the rounding nudge), limb by limb with carries; limb 0
+     * only contributes its carry: + 0xFFFF there and - 1 on limb 1 is - 1 in all */
+    uint32_t t = (p00 & 0xFFFFu) + (neg ? 0xFFFFu : 0u);
+    t = (t >> 16) + (p00 >> 16) + (p01 & 0xFFFFu) + (p10 & 0xFFFFu) + 0x4000u - neg;
+    const uint16_t l1 = (uint16_t)t;
+    t = (t >> 16) + (p01 >> 16) + (p10 >> 16) + (p11 & 0xFFFFu);
+    const uint16_t l2 = (uint16_t)t;
+    t = (t >> 16) + (p11 >> 16);
+    const uint16_t l3 = (uint16_t)t;
+    /* m >> 31 fits 31 bits: |ab| < 2**62 */
+    const int32_t q = (int32_t)(((uint32_t)l3 << 17) | ((uint32_t)l2 << 1) | (l1 >> 15));
+    return neg ? -q : q;
+}
+#else
 static inline int32_t nas_srdhm(int32_t a, int32_t b) {
     if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
     int64_t ab = (int64_t)a * (int64_t)b;
@@ -50,7 +86,43 @@ static inline int32_t nas_srdhm(int32_t a, int32_t b) {
     const int32_t q = (int32_t)((hi << 1) | (lo >> 31));
     return t >= 0 ? q : -q;
 }
+#endif
 
+#ifdef __AVR__
+/* 8-bit cores have no barrel shifter: a variable shift is a loop of one-bit steps, whose
+ * cost would depend on each model's requantization shifts. Shifting by the exponent's
+ * bits (16 and 8 are byte moves) costs nearly the same for every exponent. */
+static inline int32_t nas_asr(int32_t x, uint8_t e) {
+    if (e & 16) x >>= 16;
+    if (e & 8) x >>= 8;
+    if (e & 4) x >>= 4;
+    if (e & 2) x >>= 2;
+    if (e & 1) x >>= 1;
+    return x;
+}
+static inline uint32_t nas_shl(uint32_t x, uint8_t e) {
+    if (e & 16) x <<= 16;
+    if (e & 8) x <<= 8;
+    if (e & 4) x <<= 4;
+    if (e & 2) x <<= 2;
+    if (e & 1) x <<= 1;
+    return x;
+}
+
+static inline int32_t nas_rdbpot(int32_t x, int exponent) { /* exponent in [0, 31] */
+    const int32_t mask = (int32_t)(nas_shl(1u, (uint8_t)exponent) - 1u);
+    int32_t remainder = x & mask;
+    int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return nas_asr(x, (uint8_t)exponent) + (remainder > threshold ? 1 : 0);
+}
+
+static inline int32_t nas_requant(int32_t x, int32_t multiplier, int shift) {
+    int left = shift > 0 ? shift : 0;
+    int right = shift > 0 ? 0 : -shift;
+    return nas_rdbpot(nas_srdhm((int32_t)nas_shl((uint32_t)x, (uint8_t)left), multiplier),
+                      right);
+}
+#else
 static inline int32_t nas_rdbpot(int32_t x, int exponent) { /* exponent in [0, 31] */
     const int32_t mask = (int32_t)((UINT32_C(1) << exponent) - 1u);
     int32_t remainder = x & mask;
@@ -63,6 +135,7 @@ static inline int32_t nas_requant(int32_t x, int32_t multiplier, int shift) {
     int right = shift > 0 ? 0 : -shift;
     return nas_rdbpot(nas_srdhm(x * ((int32_t)1 << left), multiplier), right);
 }
+#endif
 
 static inline int8_t nas_clamp(int32_t v, int32_t lo, int32_t hi) {
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
