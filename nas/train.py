@@ -8,7 +8,7 @@ with a `TrialError` that names the epoch.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from statistics import median
 
@@ -48,6 +48,22 @@ def accuracy(module: nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 256) 
     return correct / max(len(x), 1)
 
 
+def batches(n: int, size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """Indices of one epoch's mini-batches, shuffled by ``gen``."""
+    perm = torch.randperm(n, generator=gen)
+    for s in range(0, n, size):
+        yield perm[s : s + size]
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, epoch: int) -> None:
+    """Backpropagate ``loss`` and step ``opt``; a non-finite loss fails the trial."""
+    if not torch.isfinite(loss):
+        raise TrialError(f"training diverged: loss is {loss.item()} at epoch {epoch}")
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
 def fit(
     module: nn.Module,
     data: Arrays,
@@ -71,15 +87,8 @@ def fit(
     curve: list[float] = []
     for epoch in range(settings.epochs):
         module.train()
-        perm = torch.randperm(len(x), generator=gen)
-        for s in range(0, len(x), settings.batch_size):
-            idx = perm[s : s + settings.batch_size]
-            loss = loss_fn(module(x[idx]), y[idx])
-            if not torch.isfinite(loss):
-                raise TrialError(f"training diverged: loss is {loss.item()} at epoch {epoch}")
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        for idx in batches(len(x), settings.batch_size, gen):
+            optimizer_step(opt, loss_fn(module(x[idx]), y[idx]), epoch)
             sched.step()
         acc = accuracy(module, data.x_val, data.y_val)
         curve.append(acc)

@@ -26,7 +26,7 @@ from nas.compression import BaseCompressionMethod, Candidate
 from nas.data import Arrays
 from nas.errors import ConfigError
 from nas.plugin_manager import get_plugin_manager
-from nas.train import DEFAULT_SETTINGS, TrainSettings, accuracy, fit
+from nas.train import DEFAULT_SETTINGS, TrainSettings, accuracy, batches, fit
 
 TEACHER_SPEC = {
     "stem_channels": 32,
@@ -126,9 +126,7 @@ def distill(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
     for _ in range(cfg.epochs):
         student.train()
-        perm = torch.randperm(len(x), generator=gen)
-        for s in range(0, len(x), settings.batch_size):
-            idx = perm[s : s + settings.batch_size]
+        for idx in batches(len(x), settings.batch_size, gen):
             logits = student(x[idx])
             kd = (
                 F.kl_div(

@@ -30,8 +30,7 @@ import torch
 from torch import nn
 
 from nas.data import Arrays
-from nas.errors import TrialError
-from nas.train import TrainSettings, accuracy
+from nas.train import TrainSettings, accuracy, batches, optimizer_step
 
 GROUPS = ("Z", "W", "V", "theta")
 
@@ -171,11 +170,7 @@ class Bonsai(nn.Module):
 
     def nonzeros(self) -> dict[str, list[int]]:
         """Stored entries per matrix of each group (the mask's support)."""
-        out = {}
-        for group in GROUPS:
-            m = getattr(self, f"mask_{group}")[: self.shape.matrices(group)]
-            out[group] = [int(v) for v in m.reshape(m.shape[0], -1).sum(1)]
-        return out
+        return {g: [int(v) for v in m.reshape(len(m), -1).sum(1)] for g, m in masks(self).items()}
 
 
 def fit_bonsai(
@@ -204,16 +199,9 @@ def fit_bonsai(
         if epoch == iht_end:
             model.threshold(freeze=True)
             model.hard_path = True
-        perm = torch.randperm(len(x), generator=gen)
-        for s in range(0, len(x), settings.batch_size):
+        for idx in batches(len(x), settings.batch_size, gen):
             model.path_sigma.fill_(model.path_sigma_end ** min(1.0, step / anneal_steps))
-            idx = perm[s : s + settings.batch_size]
-            loss = loss_fn(model(x[idx]), y[idx])
-            if not torch.isfinite(loss):
-                raise TrialError(f"training diverged: loss is {loss.item()} at epoch {epoch}")
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            optimizer_step(opt, loss_fn(model(x[idx]), y[idx]), epoch)
             step += 1
             if dense_end <= epoch < iht_end:
                 model.threshold(freeze=False)
