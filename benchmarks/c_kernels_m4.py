@@ -57,7 +57,7 @@ def measure(module: nn.Module, channels: int, side: int) -> tuple[int, int]:
         x_q = np.zeros((1, model.input_bytes), np.int8)
         r = sim.run_arm(Path(tmp), x_q, model.output_bytes, profile=True)
     i = next(k for k, op in enumerate(graph.ops) if op.kind != "reshape")
-    return r.op_instructions[0][i], executed_macs(graph, graph.ops[i])
+    return r.op_counts[0][i], executed_macs(graph, graph.ops[i])
 
 
 def main() -> None:

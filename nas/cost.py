@@ -190,15 +190,20 @@ def executed_macs(graph: Graph, op: Op) -> int:
     return rows * cols * oc * (cin if op.kind == "conv2d" else 1)
 
 
+def lut_terms(graph: Graph) -> list[tuple[str, int, int]]:
+    """What a latency table reads of each op: (kind, executed MACs, outputs)."""
+    return [
+        (op.lut_kind, executed_macs(graph, op), graph.tensors[op.outputs[0]].elements)
+        for op in graph.ops
+    ]
+
+
 def op_latency_ms(graph: Graph, hw: HardwareProfile) -> list[float]:
-    """Latency of each op from the profile's lookup table (`executed_macs`)."""
-    scale = hw.cycles_per_instruction * 1000.0 / hw.clock_hz
-    out = []
-    for op in graph.ops:
-        outputs = graph.tensors[op.outputs[0]].elements
-        entry = hw.latency_entry(op.lut_kind)
-        out.append(entry.cycles(executed_macs(graph, op), outputs) * scale)
-    return out
+    """Latency of each op from the profile's lookup table (`lut_terms`)."""
+    return [
+        hw.instructions_to_ms(hw.latency_entry(kind).cycles(macs, outputs))
+        for kind, macs, outputs in lut_terms(graph)
+    ]
 
 
 def arena_bytes(graph: Graph, kernels: str, pointer_bytes: int) -> tuple[int, int]:

@@ -61,6 +61,10 @@ class HardwareProfile:
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def instructions_to_ms(self, instructions: float) -> float:
+        """Milliseconds that ``instructions`` take: ``cycles_per_instruction`` at the clock."""
+        return instructions * self.cycles_per_instruction * 1000.0 / self.clock_hz
+
     def latency_entry(self, kind: str) -> LatencyEntry:
         """The lookup-table entry for an operator kind, or a clear error naming the file."""
         try:

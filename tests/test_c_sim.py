@@ -86,9 +86,9 @@ def test_cortex_m4_in_qemu_is_bit_exact_and_counted(tmp_path):
     first = sim.run_arm(tmp_path, x_q, model.output_bytes)
     np.testing.assert_array_equal(first.outputs, run_int8(qg, x_q).reshape(3, -1))
     again = sim.run_arm(tmp_path, x_q, model.output_bytes)
-    assert again.instructions == first.instructions  # -icount: deterministic
+    assert again.counts == first.counts  # -icount: deterministic
     macs = sum(op.macs for op in qg.graph.ops)
-    assert macs < first.instructions[0] < 100 * macs
+    assert macs < first.counts[0] < 100 * macs
     assert first.flash_bytes >= qg.weight_bytes()  # the weights are in flash
     assert first.ram_bytes >= model.arena_bytes + first.stack_bytes
     assert 0 < first.stack_bytes < 4096
@@ -110,7 +110,7 @@ def test_instruction_count_is_exact_for_a_known_loop(tmp_path):
         "    output[0] = input[0];\n}\n"
     )
     r = sim.run_arm(tmp_path, np.zeros((1, 1), np.int8), 1)
-    assert r.instructions == [200_000]
+    assert r.counts == [200_000]
 
 
 @pytest.mark.slow
@@ -198,7 +198,7 @@ def test_bonsai_on_atmega328p_in_simavr(tmp_path, bonsai_models):
     codegen.write(model, tmp_path)
     r = sim.run_avr(tmp_path, x_q[:3], model.output_bytes)
     np.testing.assert_array_equal(r.outputs.view("<i4"), qb.scores(x_q[:3]))
-    assert all(10_000 < c < 2_000_000 for c in r.cycles)
+    assert all(10_000 < c < 2_000_000 for c in r.counts)
     assert r.ram_bytes < 2048 and r.flash_bytes < 32 * 1024  # fits the Uno
     # the stack holds the int32 projection and scores, as the cost model counts
     assert r.stack_bytes >= 4 * shape.proj_dim + 4 * shape.num_scores

@@ -116,20 +116,17 @@ class CSimBackend(BaseBackend):
                 return metrics
             if isinstance(qm, QGraph) and hw.core in QEMU_CORES:
                 arm = sim.run_arm(folder, x["test"][:n], model.output_bytes, QEMU_CORES[hw.core])
-                instructions = float(np.mean(arm.instructions))
+                instructions = float(np.mean(arm.counts))
                 metrics.update(
                     arm_bit_exact=bool((arm.outputs == ref["test"][:n]).all()),
                     instructions_measured=instructions,
                     instructions_per_mac=instructions / max(cost.macs, 1),
-                    latency_ms_measured=instructions
-                    * hw.cycles_per_instruction
-                    * 1000.0
-                    / hw.clock_hz,
+                    latency_ms_measured=hw.instructions_to_ms(instructions),
                     **_memory(arm),
                 )
             elif _is_bonsai(qm) and hw.core in AVR_CORES:
                 avr = sim.run_avr(folder, x["test"][:n], model.output_bytes, AVR_CORES[hw.core])
-                cycles = float(np.mean(avr.cycles))
+                cycles = float(np.mean(avr.counts))
                 metrics.update(
                     avr_bit_exact=bool((avr.outputs.view("<i4") == ref["test"][:n]).all()),
                     cycles_measured=cycles,
@@ -145,7 +142,7 @@ def _accuracy(outputs: np.ndarray, y: np.ndarray) -> float:
     return float((pred == y).mean())
 
 
-def _memory(result: sim.ArmResult | sim.AvrResult) -> dict[str, int]:
+def _memory(result: sim.SimResult) -> dict[str, int]:
     return {
         "flash_bytes_measured": result.flash_bytes,
         "ram_bytes_measured": result.ram_bytes,

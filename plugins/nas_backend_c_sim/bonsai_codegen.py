@@ -13,18 +13,9 @@ input once, one byte at a time (on AVR straight from flash). Constants carry ``N
 from __future__ import annotations
 
 import numpy as np
+from nas_space_bonsai import cost as bonsai_cost
 
-from .codegen import CModel
-
-
-def _bytes(name: str, data: list[int]) -> str:
-    body = ", ".join(str(v & 0xFF) for v in data) or "0"
-    return f"static const uint8_t NAS_ROM {name}[{max(len(data), 1)}] = {{{body}}};\n"
-
-
-def _ints(ctype: str, name: str, data) -> str:
-    body = ", ".join(str(int(v)) for v in data) or "0"
-    return f"static const {ctype} NAS_ROM {name}[{max(len(data), 1)}] = {{{body}}};\n"
+from .codegen import CModel, c_array
 
 
 def _layout(matrices: np.ndarray, support: np.ndarray, by_column: bool) -> tuple[bool, list[int]]:
@@ -35,7 +26,7 @@ def _layout(matrices: np.ndarray, support: np.ndarray, by_column: bool) -> tuple
     n, lines, width = matrices.shape
     nnz = {int(s.sum()) for s in support}
     assert len(nnz) <= 1, "every matrix of a group keeps the same number of entries"
-    sparse = n and nnz.pop() * 2 + lines < lines * width
+    sparse = n and bonsai_cost.cheaper_layout(nnz.pop(), lines, width)[0] == "sparse"
     out: list[int] = []
     for m, s in zip(matrices, support, strict=True):
         if sparse:
@@ -46,7 +37,7 @@ def _layout(matrices: np.ndarray, support: np.ndarray, by_column: bool) -> tuple
                     out += [int(j), int(row[j])]
         else:
             out += [int(v) for v in m.reshape(-1)]
-    return bool(sparse), out
+    return bool(sparse), [v & 0xFF for v in out]  # int8 values as their bytes
 
 
 def generate(qb) -> CModel:
@@ -65,18 +56,21 @@ def generate(qb) -> CModel:
 
     zp = qb.input.zero_point
 
+    def rom(ctype: str, name: str, values) -> str:
+        return c_array(ctype, name, values, "NAS_ROM")
+
     consts = [
-        _ints("int8_t", "tanh_table", TANH_TABLE),
-        _bytes("z_data", z_data),
+        rom("int8_t", "tanh_table", TANH_TABLE),
+        rom("uint8_t", "z_data", z_data),
         # the input's zero point folded into the bias: the C multiplies raw int8 inputs
-        _ints("int32_t", "z_bias", qb.bias.astype(np.int64) - zp * qb.Z.astype(np.int64).sum(1)),
-        _bytes("w_data", w_data),
-        _bytes("v_data", v_data),
-        _bytes("t_data", t_data),
-        _ints("int32_t", "w_mult", [m for m, _ in qb.w_mult]),
-        _ints("int8_t", "w_shift", [s for _, s in qb.w_mult]),
-        _ints("int32_t", "v_mult", [m for m, _ in qb.v_mult]),
-        _ints("int8_t", "v_shift", [s for _, s in qb.v_mult]),
+        rom("int32_t", "z_bias", qb.bias.astype(np.int64) - zp * qb.Z.astype(np.int64).sum(1)),
+        rom("uint8_t", "w_data", w_data),
+        rom("uint8_t", "v_data", v_data),
+        rom("uint8_t", "t_data", t_data),
+        rom("int32_t", "w_mult", [m for m, _ in qb.w_mult]),
+        rom("int8_t", "w_shift", [s for _, s in qb.w_mult]),
+        rom("int32_t", "v_mult", [m for m, _ in qb.v_mult]),
+        rom("int8_t", "v_shift", [s for _, s in qb.v_mult]),
     ]
     defines = {
         "NAS_PROJ": proj,

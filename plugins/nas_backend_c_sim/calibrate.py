@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ import yaml
 from nas_space_bonsai import cost as bonsai_cost
 from scipy.optimize import nnls
 
-from nas.cost import c_model_bytes, executed_macs
+from nas.cost import c_model_bytes, lut_terms
 from nas.data import calibration_batch
 from nas.errors import ConfigError
 from nas.graph import trace
@@ -89,9 +90,19 @@ def _random_bn(module: torch.nn.Module) -> None:
             m.running_var.uniform_(0.5, 2.0)
 
 
-def random_models(space_name: str, seed: int, max_macs: int) -> Iterator[tuple[Any, Ops, int]]:
-    """Endless random int8 models of a space with at most ``max_macs`` MACs: (int8 model,
-    its ops, the static model bytes)."""
+@dataclass(frozen=True)
+class RandomModel:
+    """A random int8 model and what the static cost model says of it."""
+
+    model: Any  # QGraph or QBonsai
+    ops: Ops
+    phases: list[Ops]  # the ops between the firmware's marks: one op each for graphs
+    model_bytes: int
+    arena_bytes: int
+
+
+def random_models(space_name: str, seed: int, max_macs: int) -> Iterator[RandomModel]:
+    """Endless random int8 models of a space with at most ``max_macs`` MACs."""
     space = get_plugin_manager().get("search_space", space_name)()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed))
@@ -104,18 +115,28 @@ def random_models(space_name: str, seed: int, max_macs: int) -> Iterator[tuple[A
         x = rng.random((32, 1, size, size)).astype(np.float32)
         if space_name == "bonsai":
             module.threshold(freeze=True)  # exactly the sampled number of entries
-            ops = [(o["kind"], o["macs"], o["outputs"]) for o in bonsai_cost.ops(module.shape)]
+            shape = module.shape
+            ops = [(o["kind"], o["macs"], o["outputs"]) for o in bonsai_cost.ops(shape)]
             if sum(o[1] for o in ops) <= max_macs:
-                yield module.quantize_int8(x), ops, bonsai_cost.model_bytes(module.shape)
+                yield RandomModel(
+                    module.quantize_int8(x),
+                    ops,
+                    bonsai_phases(ops),
+                    bonsai_cost.model_bytes(shape),
+                    bonsai_cost.arena_bytes(shape, stream_input=True),
+                )
             continue
         _random_bn(module)
         graph = trace(module, (1, 1, size, size), "calibrate")
         if graph.macs <= max_macs:
-            ops = [
-                (op.lut_kind, executed_macs(graph, op), graph.tensors[op.outputs[0]].elements)
-                for op in graph.ops
-            ]
-            yield quantize(graph, calibration_batch(x, 32, 0)), ops, c_model_bytes(graph)
+            ops = lut_terms(graph)
+            yield RandomModel(
+                quantize(graph, calibration_batch(x, 32, 0)),
+                ops,
+                [[op] for op in ops],
+                c_model_bytes(graph),
+                plan(lifetimes(graph)).head_bytes,  # the generated C's static arena
+            )
 
 
 def bonsai_phases(ops: Ops) -> list[Ops]:
@@ -130,7 +151,7 @@ def bonsai_phases(ops: Ops) -> list[Ops]:
     return phases
 
 
-def simulate(model: Any, core: str, profile: bool = False) -> sim.ArmResult | sim.AvrResult:
+def simulate(model: Any, core: str, profile: bool = False) -> sim.SimResult:
     """One inference of ``model`` in the simulator of ``core`` (zero input)."""
     source = bonsai_codegen.generate(model) if core in AVR_CORES else codegen.generate(model)
     x_q = np.zeros((1, source.input_bytes), dtype=np.int8)
@@ -196,30 +217,23 @@ def run(opts: dict[str, Any]) -> Path:
     total = opts["fit"] + opts["check"]
     models = random_models(space, opts["seed"], opts["max_macs"])
     samples: list[tuple[Ops, float]] = []
-    flash_extra, ram_extra = 0, 0
     for k in range(opts["fit"]):
-        model, ops, model_bytes = next(models)
-        result = simulate(model, hw.core, profile=True)
-        if isinstance(result, sim.ArmResult):  # one sample per op
-            samples += [([op], n) for op, n in zip(ops, result.op_instructions[0], strict=True)]
-        else:  # one sample per marked phase: the projection, then each tree level
-            phases = bonsai_phases(ops)
-            samples += list(zip(phases, result.op_cycles[0], strict=True))
+        m = next(models)
+        # one sample per op the firmware marks: each op of a graph, each phase of a tree
+        samples += zip(
+            m.phases, simulate(m.model, hw.core, profile=True).op_counts[0], strict=True
+        )
         print(f"\rcalibrate {hw.name}: {k + 1}/{total} models", end="", flush=True)
     table = fit(samples)
     checks: list[tuple[int, float, int]] = []
+    flash_extra, ram_extra = 0, 0
     for k in range(opts["fit"], total):
-        model, ops, model_bytes = next(models)
-        result = simulate(model, hw.core)
-        if isinstance(result, sim.ArmResult):
-            measured, arena = result.instructions[0], plan(lifetimes(model.graph)).head_bytes
-        else:
-            # the cost model's Bonsai arena (on the stack here): projection, scores, input
-            measured, arena = result.cycles[0], 4 * len(model.bias) + 4 * model.num_scores + 1
+        m = next(models)
+        result = simulate(m.model, hw.core)
         # what the firmware needs beyond the model's constants and planned activations
-        flash_extra = max(flash_extra, result.flash_bytes - model_bytes)
-        ram_extra = max(ram_extra, result.ram_bytes - arena)
-        checks.append((sum(m for _, m, _ in ops), predict(ops, table), measured))
+        flash_extra = max(flash_extra, result.flash_bytes - m.model_bytes)
+        ram_extra = max(ram_extra, result.ram_bytes - m.arena_bytes)
+        checks.append((sum(n for _, n, _ in m.ops), predict(m.ops, table), result.counts[0]))
         print(f"\rcalibrate {hw.name}: {k + 1}/{total} models", end="", flush=True)
     print()
     errors = np.array([(p - m) / m for _, p, m in checks])

@@ -29,9 +29,11 @@ class CModel:
     arena_bytes: int
 
 
-def _array(ctype: str, name: str, values: np.ndarray) -> str:
-    flat = ", ".join(str(int(v)) for v in np.asarray(values).reshape(-1))
-    return f"static const {ctype} {name}[{max(values.size, 1)}] = {{{flat}}};\n"
+def c_array(ctype: str, name: str, values, qualifier: str = "") -> str:
+    """A constant C array (one zero when ``values`` is empty: C99 has no empty arrays)."""
+    flat = [str(int(v)) for v in np.asarray(values).reshape(-1)]
+    decl = " ".join(filter(None, ["static const", ctype, qualifier, name]))
+    return f"{decl}[{max(len(flat), 1)}] = {{{', '.join(flat) or '0'}}};\n"
 
 
 def _per_channel(values: np.ndarray, n: int) -> np.ndarray:
@@ -59,12 +61,12 @@ def generate(qg: QGraph) -> CModel:
         if op.kind in ("conv2d", "depthwise_conv2d", "fully_connected"):
             assert q.weight is not None and q.bias is not None
             assert q.multiplier is not None and q.shift is not None
-            consts.append(_array("int8_t", f"w{i}", q.weight))
-            consts.append(_array("int32_t", f"b{i}", q.bias))
+            consts.append(c_array("int8_t", f"w{i}", q.weight))
+            consts.append(c_array("int32_t", f"b{i}", q.bias))
         if op.kind in ("conv2d", "depthwise_conv2d"):
             n = out_shape[-1]
-            consts.append(_array("int32_t", f"m{i}", _per_channel(q.multiplier, n)))
-            consts.append(_array("int8_t", f"s{i}", _per_channel(q.shift, n)))
+            consts.append(c_array("int32_t", f"m{i}", _per_channel(q.multiplier, n)))
+            consts.append(c_array("int8_t", f"s{i}", _per_channel(q.shift, n)))
             fields = [
                 in_shape[1], in_shape[2], in_shape[3], out_shape[1], out_shape[2],
                 out_shape[3], op.kernel[0], op.kernel[1], op.stride, op.padding[0],

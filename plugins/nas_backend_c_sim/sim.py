@@ -73,23 +73,51 @@ def run_host(folder: Path, x_q: np.ndarray, output_bytes: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class ArmResult:
-    outputs: np.ndarray  # int8, one row per test input
-    instructions: list[int]  # per inference, to within INSTRUCTIONS_PER_TICK
-    op_instructions: list[list[int]]  # per inference and op, with ``profile`` only
+class SimResult:
+    """One firmware run in a simulator."""
+
+    outputs: np.ndarray  # int8 bytes, one row per test input
+    counts: list[int]  # per inference: instructions (QEMU) or cycles (simavr)
+    op_counts: list[list[int]]  # per inference and marked op, with ``profile`` only
     flash_bytes: int
     ram_bytes: int
     stack_bytes: int
-    sections: dict[str, int]
 
 
-def _test_data(x_q: np.ndarray) -> str:
+def _write_test_data(folder: Path, x_q: np.ndarray) -> np.ndarray:
+    """``nas_test_data.h``: the inputs as one constant array; each harness defines
+    ``NAS_TEST_DATA`` (where they are kept) before it includes the file."""
+    x_q = np.ascontiguousarray(x_q, dtype=np.int8).reshape(len(x_q), -1)
     rows = ",\n".join("{" + ", ".join(str(int(v)) for v in row) + "}" for row in x_q)
-    return (
+    (folder / "nas_test_data.h").write_text(
         f"#define NAS_TEST_COUNT {len(x_q)}\n"
-        '__attribute__((section(".nas_test"))) static const int8_t '
-        f"nas_test_inputs[{len(x_q)}][NAS_INPUT_BYTES] = {{\n{rows}\n}};\n"
+        f"static const int8_t NAS_TEST_DATA nas_test_inputs[{len(x_q)}][NAS_INPUT_BYTES] = "
+        f"{{\n{rows}\n}};\n"
     )
+    return x_q
+
+
+def _parse_firmware(
+    tool: str, text: str, inputs: int, output_bytes: int, per_tick: int
+) -> tuple[np.ndarray, list[int], list[list[int]], int]:
+    """(outputs, counts, per-op counts, stack bytes) from what every harness prints:
+    ``out=<hex>;cnt=<hex>;`` per input, ``op=<hex>;`` per marked op after it, and
+    ``stack=<hex>;``. Counts are multiplied by ``per_tick``."""
+    runs: list[tuple[str, int]] = []
+    ops: list[list[int]] = []
+    for m in re.finditer(r"out=([0-9a-f]+);cnt=([0-9a-f]{8});|op=([0-9a-f]{8});", text):
+        if m.group(1) is not None:
+            runs.append((m.group(1), int(m.group(2), 16) * per_tick))
+            ops.append([])
+        elif ops:
+            ops[-1].append(int(m.group(3), 16) * per_tick)
+    stack = re.search(r"stack=([0-9a-f]{8});", text)
+    if len(runs) != inputs or stack is None:
+        raise ToolError(f"{tool}: unexpected firmware output {text[-200:]!r}")
+    outputs = np.array(
+        [np.frombuffer(bytes.fromhex(o), dtype=np.int8) for o, _ in runs], dtype=np.int8
+    ).reshape(inputs, output_bytes)
+    return outputs, [c for _, c in runs], ops, int(stack.group(1), 16)
 
 
 def run_arm(
@@ -98,13 +126,11 @@ def run_arm(
     output_bytes: int,
     mcpu: str = "cortex-m4",
     profile: bool = False,
-) -> ArmResult:
-    """Cross-compile for Cortex-M, read the ELF's sizes, run in QEMU mps2-an386.
-
-    ``profile`` also reads the instructions of every op (``op_instructions``, one list per
-    input; the marks add a few instructions per op to ``instructions``)."""
-    x_q = np.ascontiguousarray(x_q, dtype=np.int8).reshape(len(x_q), -1)
-    (folder / "nas_test_data.h").write_text(_test_data(x_q))
+) -> SimResult:
+    """Cross-compile for Cortex-M, read the ELF's sizes, run in QEMU mps2-an386; counts
+    are instructions. ``profile`` also reads the instructions of every op (``op_counts``;
+    the marks add a few instructions per op to ``counts``)."""
+    x_q = _write_test_data(folder, x_q)
     for name in ("arm_main.c", "arm.ld"):
         shutil.copy(CSRC / name, folder)
     elf = folder / "firmware.elf"
@@ -118,7 +144,7 @@ def run_arm(
         300,
         cwd=folder,
     )  # fmt: skip
-    sections = section_sizes("arm-none-eabi-size", elf)
+    size = section_sizes("arm-none-eabi-size", elf).get
     qemu = [
         "qemu-system-arm", "-M", "mps2-an386", "-cpu", "cortex-m4", "-nographic",
         "-monitor", "none", "-serial", "none", "-semihosting-config",
@@ -126,29 +152,16 @@ def run_arm(
     ]  # fmt: skip
     proc = _run(qemu, 600)
     text = (proc.stdout + proc.stderr).decode()  # semihosting writes to stderr
-    rows = re.findall(r"^([0-9a-f]+) ([0-9a-f]{8})$", text, re.MULTILINE)
-    stack = re.search(r"^stack ([0-9a-f]{8})$", text, re.MULTILINE)
-    if len(rows) != len(x_q) or stack is None:
-        raise ToolError(f"qemu-system-arm: unexpected firmware output {text[-200:]!r}")
-    outputs = np.array(
-        [np.frombuffer(bytes.fromhex(r[0]), dtype=np.int8) for r in rows], dtype=np.int8
-    ).reshape(len(x_q), output_bytes)
-    stack_bytes = int(stack.group(1), 16)
-    ops: list[list[int]] = []
-    for line in text.splitlines():
-        if re.fullmatch(r"[0-9a-f]+ [0-9a-f]{8}", line):
-            ops.append([])
-        elif line.startswith("op ") and ops:
-            ops[-1].append(int(line[3:], 16) * INSTRUCTIONS_PER_TICK)
-    get = sections.get
-    return ArmResult(
+    outputs, counts, ops, stack = _parse_firmware(
+        "qemu-system-arm", text, len(x_q), output_bytes, INSTRUCTIONS_PER_TICK
+    )
+    return SimResult(
         outputs=outputs,
-        instructions=[int(r[1], 16) * INSTRUCTIONS_PER_TICK for r in rows],
-        op_instructions=ops if profile else [],
-        flash_bytes=get(".text", 0) + get(".rodata", 0) + get(".data", 0),
-        ram_bytes=get(".data", 0) + get(".bss", 0) + stack_bytes,
-        stack_bytes=stack_bytes,
-        sections=sections,
+        counts=counts,
+        op_counts=ops if profile else [],
+        flash_bytes=size(".text", 0) + size(".rodata", 0) + size(".data", 0),
+        ram_bytes=size(".data", 0) + size(".bss", 0) + stack,
+        stack_bytes=stack,
     )
 
 
@@ -157,39 +170,23 @@ AVR_TOOLS_PACKAGES = "gcc-avr avr-libc simavr"  # Debian
 AVR_CLOCK_HZ = 16_000_000
 
 
-@dataclass(frozen=True)
-class AvrResult:
-    outputs: np.ndarray  # int8 bytes, one row per test input
-    cycles: list[int]  # per inference: Timer1 at the CPU clock in simavr
-    op_cycles: list[list[int]]  # per inference and marked phase, with ``profile`` only
-    flash_bytes: int
-    ram_bytes: int
-    stack_bytes: int
-    sections: dict[str, int]
-
-
 def run_avr(
     folder: Path,
     x_q: np.ndarray,
     output_bytes: int,
     mcu: str = "atmega328p",
     profile: bool = False,
-) -> AvrResult:
-    """Build for AVR with ``avr-gcc -Os``, read sizes with ``avr-size``, run in simavr.
+) -> SimResult:
+    """Build for AVR with ``avr-gcc -Os``, read sizes with ``avr-size``, run in simavr;
+    counts are cycles.
 
     Flash = ``.text + .data`` less the test inputs (kept in flash, streamed by the model);
     it includes the harness (UART, timer, C runtime). RAM = ``.data + .bss`` + the painted
     stack's high-water mark (the model's activations live on the stack). Cycles come from
     Timer1 counting every CPU cycle; they include its overflow interrupt (a few dozen
     cycles per 65,536). ``profile`` also reads the cycles of every phase the model marks
-    (``op_cycles``; Bonsai: the projection, then each tree level)."""
-    x_q = np.ascontiguousarray(x_q, dtype=np.int8).reshape(len(x_q), -1)
-    rows = ",\n".join("{" + ", ".join(str(int(v)) for v in row) + "}" for row in x_q)
-    (folder / "nas_test_data.h").write_text(
-        f"#define NAS_TEST_COUNT {len(x_q)}\n"
-        f"static const int8_t NAS_ROM nas_test_inputs[{len(x_q)}][NAS_INPUT_BYTES] = "
-        f"{{\n{rows}\n}};\n"
-    )
+    (``op_counts``; Bonsai: the projection, then each tree level)."""
+    x_q = _write_test_data(folder, x_q)
     shutil.copy(CSRC / "avr_main.c", folder)
     elf = folder / "firmware_avr.elf"
     _run(
@@ -202,30 +199,15 @@ def run_avr(
         300,
         cwd=folder,
     )  # fmt: skip
-    sections = section_sizes("avr-size", elf)
+    size = section_sizes("avr-size", elf).get
     proc = _run(["simavr", "-m", mcu, "-f", str(AVR_CLOCK_HZ), str(elf)], 600)
     text = re.sub(r"\x1b\[[0-9;]*m", "", (proc.stdout + proc.stderr).decode(errors="replace"))
-    found = re.findall(r"out=([0-9a-f]+);cyc=([0-9a-f]{8});", text)
-    stack = re.search(r"stack=([0-9a-f]{8});", text)
-    if len(found) != len(x_q) or stack is None:
-        raise ToolError(f"simavr: unexpected firmware output {text[-200:]!r}")
-    outputs = np.array(
-        [np.frombuffer(bytes.fromhex(o), dtype=np.int8) for o, _ in found], dtype=np.int8
-    ).reshape(len(x_q), output_bytes)
-    stack_bytes = int(stack.group(1), 16)
-    phases: list[list[int]] = []
-    for m in re.finditer(r"(out=[0-9a-f]+;)|op=([0-9a-f]{8});", text):
-        if m.group(1):
-            phases.append([])
-        elif phases:
-            phases[-1].append(int(m.group(2), 16))
-    get = sections.get
-    return AvrResult(
+    outputs, counts, ops, stack = _parse_firmware("simavr", text, len(x_q), output_bytes, 1)
+    return SimResult(
         outputs=outputs,
-        cycles=[int(c, 16) for _, c in found],
-        op_cycles=phases if profile else [],
-        flash_bytes=get(".text", 0) + get(".data", 0) - x_q.size,
-        ram_bytes=get(".data", 0) + get(".bss", 0) + stack_bytes,
-        stack_bytes=stack_bytes,
-        sections=sections,
+        counts=counts,
+        op_counts=ops if profile else [],
+        flash_bytes=size(".text", 0) + size(".data", 0) - x_q.size,
+        ram_bytes=size(".data", 0) + size(".bss", 0) + stack,
+        stack_bytes=stack,
     )

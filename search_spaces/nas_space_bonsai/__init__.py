@@ -118,13 +118,7 @@ class BonsaiSearchSpace(BaseSearchSpace):
         self, module: nn.Module, graph: Graph | None, hw: HardwareProfile
     ) -> list[dict[str, Any]]:
         assert isinstance(module, Bonsai)
-        scale = hw.cycles_per_instruction * 1000.0 / hw.clock_hz
-        live = bonsai_cost.arena_bytes(module.shape, self.config.stream_input)
-        rows = bonsai_cost.ops(module.shape)
-        for r in rows:
-            r["latency_ms"] = hw.latency_entry(r["kind"]).cycles(r["macs"], r["outputs"]) * scale
-            r.update(live_bytes=live, scratch_bytes=0)
-        return rows
+        return bonsai_cost.per_op(module.shape, hw, self.config.stream_input)
 
     def fit(
         self,

@@ -53,13 +53,19 @@ OP_KINDS = (
 )
 
 
+def cheaper_layout(nnz: int, lines: int, width: int) -> tuple[str, int]:
+    """(``dense`` or ``sparse``, bytes) of an int8 matrix of ``lines`` x ``width`` that
+    keeps ``nnz`` entries, in whichever layout is smaller."""
+    dense = lines * width
+    sparse = nnz * (1 + INDEX_BYTES) + lines * COUNT_BYTES
+    return ("sparse", sparse) if sparse < dense else ("dense", dense)
+
+
 def matrix_layout(shape: BonsaiShape, group: str) -> tuple[str, int]:
     """(``dense`` or ``sparse``, bytes) of one matrix of ``group``."""
     rows, cols = shape.matrix_shape(group)
-    lines = cols if group == "Z" else rows
-    dense = rows * cols
-    sparse = shape.nnz(group) * (1 + INDEX_BYTES) + lines * COUNT_BYTES
-    return ("sparse", sparse) if sparse < dense else ("dense", dense)
+    lines, width = (cols, rows) if group == "Z" else (rows, cols)
+    return cheaper_layout(shape.nnz(group), lines, width)
 
 
 def model_bytes(shape: BonsaiShape) -> int:
@@ -115,12 +121,21 @@ def stored_params(shape: BonsaiShape) -> int:
     return total
 
 
+def per_op(shape: BonsaiShape, hw: HardwareProfile, stream_input: bool) -> list[dict[str, Any]]:
+    """`ops` with each op's ``latency_ms`` from the profile's table, and the SRAM in use
+    while it runs (the whole arena: it is small and live throughout)."""
+    live = arena_bytes(shape, stream_input)
+    rows = ops(shape)
+    for r in rows:
+        cycles = hw.latency_entry(r["kind"]).cycles(r["macs"], r["outputs"])
+        r.update(latency_ms=hw.instructions_to_ms(cycles), live_bytes=live, scratch_bytes=0)
+    return rows
+
+
 def estimate(shape: BonsaiShape, hw: HardwareProfile, stream_input: bool = True) -> Cost:
     """Flash, SRAM, MACs, latency and energy of the int8 model on ``hw``."""
-    scale = hw.cycles_per_instruction * 1000.0 / hw.clock_hz
-    latency = sum(
-        hw.latency_entry(o["kind"]).cycles(o["macs"], o["outputs"]) * scale for o in ops(shape)
-    )
+    rows = per_op(shape, hw, stream_input)
+    latency = sum(r["latency_ms"] for r in rows)
     mbytes, arena = model_bytes(shape), arena_bytes(shape, stream_input)
     return Cost(
         flash_bytes=mbytes + hw.runtime_flash_bytes,
@@ -129,7 +144,7 @@ def estimate(shape: BonsaiShape, hw: HardwareProfile, stream_input: bool = True)
         arena_bytes=arena,
         arena_head_bytes=arena,
         arena_tail_bytes=0,
-        macs=sum(o["macs"] for o in ops(shape)),
+        macs=sum(r["macs"] for r in rows),
         params=stored_params(shape),
         latency_ms=latency,
         energy_uj=latency * hw.active_power_mw,

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "nas_model.h"
+#define NAS_TEST_DATA __attribute__((section(".nas_test"))) /* not model flash */
 #include "nas_test_data.h"
 
 #define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
@@ -68,8 +69,10 @@ void nas_mark(int op) {
 #endif
 
 int main(void) {
+    /* the protocol every harness prints (see sim.py): "out=<hex>;cnt=<hex>;" per input,
+     * "op=<hex>;" per marked op when profiling, then "stack=<hex>;" */
     static int8_t out[NAS_OUTPUT_BYTES];
-    char line[2 * NAS_OUTPUT_BYTES + 24];
+    char line[2 * NAS_OUTPUT_BYTES + 9]; /* the hex outputs, or one 8-digit count */
     SYST_RVR = 0x00FFFFFFu;
     SYST_CVR = 0;
     SYST_CSR = 5u; /* enable, processor clock, no interrupt */
@@ -77,21 +80,20 @@ int main(void) {
         uint32_t start = SYST_CVR;
         nas_model_run(nas_test_inputs[n], out);
         uint32_t ticks = (start - SYST_CVR) & 0x00FFFFFFu;
-        char *p = line;
-        for (int i = 0; i < NAS_OUTPUT_BYTES; ++i, p += 2) put_hex((uint8_t)out[i], 2, p);
-        *p++ = ' ';
-        put_hex(ticks, 8, p);
-        p += 8;
-        *p++ = '\n';
-        *p = 0;
+        for (int i = 0; i < NAS_OUTPUT_BYTES; ++i) put_hex((uint8_t)out[i], 2, line + 2 * i);
+        put("out=");
         put(line);
+        put_hex(ticks, 8, line);
+        put(";cnt=");
+        put(line);
+        put(";\n");
 #ifdef NAS_PROFILE
         uint32_t prev = start;
         for (int op = 0; op < marks; ++op) {
-            put("op ");
+            put("op=");
             put_hex((prev - op_end[op]) & 0x00FFFFFFu, 8, line);
             put(line);
-            put("\n");
+            put(";\n");
             prev = op_end[op];
         }
         marks = 0;
@@ -100,8 +102,8 @@ int main(void) {
     uint32_t *w = &_sstack;
     while (w < &_estack && *w == STACK_FILL) ++w;
     put_hex((uint32_t)((uint8_t *)&_estack - (uint8_t *)w), 8, line);
-    put("stack ");
+    put("stack=");
     put(line);
-    put("\n");
+    put(";\n");
     return 0;
 }

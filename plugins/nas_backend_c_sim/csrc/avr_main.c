@@ -1,14 +1,15 @@
 /* ATmega328P firmware for simavr: runs the model on the test inputs kept in flash (the
  * model streams them with pgm_read_byte), times each run with Timer1 at the CPU clock
- * (prescaler 1, overflows counted by an interrupt), prints "out=<hex>;cyc=<hex>;" per
- * input and the stack high-water mark on the UART, then sleeps with interrupts off, which
- * ends the simulation. */
+ * (prescaler 1, overflows counted by an interrupt), prints the protocol of sim.py on the
+ * UART ("out=<hex>;cnt=<hex>;" per input, "op=<hex>;" per marked phase when profiling,
+ * "stack=<hex>;"), then sleeps with interrupts off, which ends the simulation. */
 #include <avr/interrupt.h>
 #include <avr/io.h>
 #include <avr/sleep.h>
 
 #include "nas_model.h"
 #include "nas_rom.h"
+#define NAS_TEST_DATA NAS_ROM /* streamed from flash like a sensor */
 #include "nas_test_data.h"
 
 #define STACK_FILL 0xA5
@@ -72,7 +73,7 @@ int main(void) {
         const uint32_t cycles = now();
         put("out=");
         for (int i = 0; i < NAS_OUTPUT_BYTES; ++i) put_hex((uint8_t)out[i], 2);
-        put(";cyc=");
+        put(";cnt=");
         put_hex(cycles, 8);
         put(";\n");
 #ifdef NAS_PROFILE
