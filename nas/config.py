@@ -40,6 +40,11 @@ class SearchConfig:
     save_models: bool = True
     workers: int = 1
     report: bool = True
+    #: Architectures to evaluate first, each a dict of the space's choices (its
+    #: ``arch_`` columns), e.g. ``search.enqueue=[{family:cnn,width:16,resolution:28}]``:
+    #: a hand-designed model to compare with, or a found one to train again with another
+    #: recipe (``search.n_trials=1``). A value the space cannot take fails that trial.
+    enqueue: list[Any] = field(default_factory=list)
 
 
 @dataclass

@@ -317,6 +317,8 @@ def run_search(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
     record_settings(study, cfg, comp)
     st = cfg.study
     fail_stale_trials(study, st.grace_s, st.retry_stale)
+    for params in cfg.search.enqueue:
+        study.enqueue_trial(dict(params), skip_if_exists=True)
     n = workers.shares(cfg.search.n_trials, max(1, cfg.search.workers))
     if len(n) > 1:
         torch.set_num_threads(workers.threads_per_worker(len(n)))

@@ -27,13 +27,34 @@ from torch import nn
 from nas.cost import Cost, estimate, per_op
 from nas.data import Arrays
 from nas.errors import ConfigError
-from nas.graph import LUT_KINDS, Graph
+from nas.graph import LUT_KINDS, Graph, same_padding
 from nas.graph import trace as trace_graph
 from nas.hardware import HardwareProfile
 from nas.train import TrainSettings
 from nas.train import fit as fit_module
 
 ArchSpec = dict[str, Any]
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "relu6": nn.ReLU6}
+
+
+def conv_bn(
+    cin: int, cout: int, k: int, stride: int, size: int, groups: int, act: str
+) -> tuple[list[nn.Module], int]:
+    """Conv (TF-SAME padded) + BN (+ ``act``: ``relu``, ``relu6`` or ``none``) as a list of
+    layers, and the output size. Stride-2 convolutions pad the way TensorFlow Lite's
+    ``SAME`` padding does (the extra row/column at the bottom/right), so the exported model
+    computes the same thing."""
+    before, after, out = same_padding(size, k, stride)
+    layers: list[nn.Module] = []
+    if before == after:
+        conv = nn.Conv2d(cin, cout, k, stride, padding=before, groups=groups, bias=False)
+    else:
+        layers.append(nn.ZeroPad2d((before, after, before, after)))
+        conv = nn.Conv2d(cin, cout, k, stride, padding=0, groups=groups, bias=False)
+    layers += [conv, nn.BatchNorm2d(cout)]
+    if act != "none":
+        layers.append(_ACTIVATIONS[act]())
+    return layers, out
 
 
 @dataclass

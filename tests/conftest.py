@@ -31,6 +31,18 @@ def cli():
 
 
 @pytest.fixture
+def real_root():
+    """Where the Debian package ``dataset-fashion-mnist`` put the IDX files."""
+    from nas_dataset_fashion_mnist import DEFAULT_ROOT, FILES
+
+    if not all(os.path.isfile(f"{DEFAULT_ROOT}/{name}.gz") for name in FILES.values()):
+        if os.environ.get("NAS_REQUIRE_DATASETS") == "1":
+            pytest.fail(f"Fashion-MNIST files missing under {DEFAULT_ROOT}")
+        pytest.skip("apt-get install dataset-fashion-mnist to run this test")
+    return DEFAULT_ROOT
+
+
+@pytest.fixture
 def postgres_url():
     """A PostgreSQL URL for the multi-worker tests (``.ci/run`` starts the server)."""
     url = os.environ.get("NAS_TEST_POSTGRES_URL")

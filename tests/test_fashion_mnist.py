@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import gzip
-import os
 import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
-from nas_dataset_fashion_mnist import DEFAULT_ROOT, FILES
+from nas_dataset_fashion_mnist import FILES
 
 import nas
 from nas.errors import ConfigError
-
-HAVE_FILES = all(os.path.isfile(f"{DEFAULT_ROOT}/{name}.gz") for name in FILES.values())
-
-
-@pytest.fixture
-def real_root():
-    if not HAVE_FILES:
-        if os.environ.get("NAS_REQUIRE_DATASETS") == "1":
-            pytest.fail(f"Fashion-MNIST files missing under {DEFAULT_ROOT}")
-        pytest.skip("apt-get install dataset-fashion-mnist to run this test")
-    return DEFAULT_ROOT
 
 
 def test_loads_a_stratified_subset(real_root):

@@ -2,7 +2,9 @@
 global average pooling and a linear classifier.
 
 Choices (one Optuna parameter each, also one ``arch_`` column in ``trials.csv``):
-``resolution`` (input size), ``stem_channels``, and for each stage ``s<i>_width``,
+``resolution`` (input size), ``stem_channels``, ``stem_stride`` (only when
+``stem_strides`` offers more than one: 2 halves a large input at the first convolution,
+as MobileNetV1 and V2 do), and for each stage ``s<i>_width``,
 ``s<i>_depth`` (blocks; stages after the first may be skipped with depth 0),
 ``s<i>_kernel`` (depthwise kernel 3/5/7), ``s<i>_expand`` (expansion ratio; 1 gives a
 depthwise-separable block) and ``s<i>_stride`` (2 downsamples at the stage's first block).
@@ -21,8 +23,7 @@ import optuna
 from torch import nn
 
 from nas import hookimpl
-from nas.graph import same_padding
-from nas.spaces import ArchSpec, BaseSearchSpace
+from nas.spaces import ArchSpec, BaseSearchSpace, conv_bn
 
 
 @dataclass
@@ -31,27 +32,13 @@ class MobileNetConfig:
 
     resolutions: list[int] = field(default_factory=lambda: [8, 12, 16])
     stem_channels: list[int] = field(default_factory=lambda: [4, 8, 16])
+    stem_strides: list[int] = field(default_factory=lambda: [1])
     stages: int = 3
     widths: list[int] = field(default_factory=lambda: [8, 16, 24, 32, 48])
     depths: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
     kernels: list[int] = field(default_factory=lambda: [3, 5, 7])
     expansions: list[int] = field(default_factory=lambda: [1, 2, 4, 6])
     strides: list[int] = field(default_factory=lambda: [1, 2])
-
-
-def conv_bn(cin: int, cout: int, k: int, stride: int, size: int, groups: int, act: bool):
-    """Conv (TF-SAME padded) + BN (+ ReLU6) as a list of layers, and the output size."""
-    before, after, out = same_padding(size, k, stride)
-    layers: list[nn.Module] = []
-    if before == after:
-        conv = nn.Conv2d(cin, cout, k, stride, padding=before, groups=groups, bias=False)
-    else:
-        layers.append(nn.ZeroPad2d((before, after, before, after)))
-        conv = nn.Conv2d(cin, cout, k, stride, padding=0, groups=groups, bias=False)
-    layers += [conv, nn.BatchNorm2d(cout)]
-    if act:
-        layers.append(nn.ReLU6())
-    return layers, out
 
 
 class InvertedResidual(nn.Module):
@@ -62,10 +49,10 @@ class InvertedResidual(nn.Module):
         hidden = cin * expand
         layers: list[nn.Module] = []
         if expand != 1:
-            layers += conv_bn(cin, hidden, 1, 1, size, 1, act=True)[0]
-        dw, out = conv_bn(hidden, hidden, kernel, stride, size, hidden, act=True)
+            layers += conv_bn(cin, hidden, 1, 1, size, 1, act="relu6")[0]
+        dw, out = conv_bn(hidden, hidden, kernel, stride, size, hidden, act="relu6")
         layers += dw
-        layers += conv_bn(hidden, cout, 1, 1, out, 1, act=False)[0]
+        layers += conv_bn(hidden, cout, 1, 1, out, 1, act="none")[0]
         self.body = nn.Sequential(*layers)
         self.residual = stride == 1 and cin == cout
         self.out_size = out
@@ -87,6 +74,8 @@ class MobileNetSearchSpace(BaseSearchSpace):
             "resolution": trial.suggest_categorical("resolution", list(c.resolutions)),
             "stem_channels": trial.suggest_categorical("stem_channels", list(c.stem_channels)),
         }
+        if len(c.stem_strides) > 1:
+            spec["stem_stride"] = trial.suggest_categorical("stem_stride", list(c.stem_strides))
         for i in range(1, c.stages + 1):
             depths = [d for d in c.depths if d > 0] if i == 1 else list(c.depths)
             spec[f"s{i}_width"] = trial.suggest_categorical(f"s{i}_width", list(c.widths))
@@ -101,7 +90,8 @@ class MobileNetSearchSpace(BaseSearchSpace):
 
     def build(self, spec: ArchSpec, in_channels: int, num_classes: int) -> nn.Module:
         size = self.resolution(spec)
-        stem, size = conv_bn(in_channels, spec["stem_channels"], 3, 1, size, 1, act=True)
+        stride = spec.get("stem_stride", self.config.stem_strides[0])
+        stem, size = conv_bn(in_channels, spec["stem_channels"], 3, stride, size, 1, "relu6")
         layers: list[nn.Module] = list(stem)
         cin = spec["stem_channels"]
         i = 1

@@ -1,0 +1,106 @@
+"""The hand-designed reference space, ``search.enqueue``, and the Fashion-MNIST benchmark
+run end to end on its quick settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import pandas as pd
+from conftest import REPO
+from nas_space_reference import FAMILIES, ReferenceSearchSpace
+
+from nas.hardware import load_profile
+
+
+def test_enqueued_references_run_first_and_match_tflm_bit_for_bit(cli, tmp_path):
+    """Every family traces, quantizes and runs in TFLite Micro with outputs identical to the
+    reference kernels; the enqueued architectures are the trials, in order."""
+    specs = [{"family": f, "width": 4, "resolution": 8} for f in FAMILIES]
+    enqueue = ",".join("{" + ",".join(f"{k}:{v}" for k, v in s.items()) + "}" for s in specs)
+    r = cli(
+        "search",
+        "+hw=cortex_m4",
+        "search_space=reference",
+        f"search.enqueue=[{enqueue}]",
+        f"search.n_trials={len(specs)}",
+        "search.epochs=2",
+        "pruner.enabled=false",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert r.returncode == 0, r.stderr
+    df = pd.read_csv(tmp_path / "trials.csv")
+    assert list(df["arch_family"]) == list(FAMILIES)
+    assert (df["state"] == "COMPLETE").all(), df["reason"].tolist()
+    assert df["tflm_ref_identical"].all()
+    assert (df["acc_int8"] > 0.5).all(), df["acc_int8"].tolist()  # digits: 10% is chance
+
+
+def test_enqueued_value_outside_the_space_fails_that_trial_only(cli, tmp_path):
+    r = cli(
+        "search",
+        "+hw=cortex_m4",
+        "search_space=reference",
+        "backend=estimate",
+        "search.enqueue=[{family:resnet,width:4,resolution:8}]",
+        "search.n_trials=2",
+        "search.epochs=1",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert r.returncode == 0, r.stderr
+    df = pd.read_csv(tmp_path / "trials.csv")
+    assert df["state"].tolist()[0] == "FAIL" and "resnet" in df["reason"][0]
+    assert df["state"].tolist()[1] == "COMPLETE"
+
+
+def test_scaled_is_the_largest_version_that_fits():
+    space = ReferenceSearchSpace()
+    uno = load_profile("arduino_uno")
+    for family in FAMILIES:
+        spec, cost = space.scaled(family, uno, 1, 10)
+        assert cost["sram_bytes"] <= uno.sram_bytes and cost["flash_bytes"] <= uno.flash_bytes
+        widths = space.config.widths
+        wider = widths[widths.index(spec["width"]) + 1 :]
+        if wider:  # the next width at the same resolution breaks a limit
+            module = space.build({**spec, "width": wider[0]}, 1, 10)
+            size = spec["resolution"]
+            graph = space.trace(module, (1, 1, size, size), "wider")
+            assert space.cost(module, graph, uno).infeasible_reason(uno)
+    tiny = dataclasses.replace(uno, sram_bytes=300)
+    assert space.scaled("dscnn", tiny, 1, 10) is None
+
+
+def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
+    out, runs = tmp_path / "results", tmp_path / "runs"
+    cmd = [
+        sys.executable,
+        "benchmarks/fashion_mnist/run.py",
+        "--quick",
+        "--budgets",
+        "uno",
+        "--trials",
+        "2",
+        "--out",
+        str(out),
+        "--runs",
+        str(runs),
+    ]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    df = pd.read_csv(out / "results.csv")
+    assert sorted(df["method"]) == sorted(["search", "random", *FAMILIES])
+    assert df["acc_int8_test"].between(0.0, 1.0).all() and df["fits"].all()
+    assert (df["search_cpu_s"][df["method"].isin(["search", "random"])] > 0).all()
+    text = (out / "RESULTS.md").read_text()
+    assert "## uno" in text and "failed" not in text and "search CPU-h" in text
+    for _, row in df.iterrows():
+        saved = out / "models" / "uno" / row["method"] / f"seed{row['seed']}"
+        arch = json.loads((saved / "arch.json").read_text())["arch"]
+        assert (saved / "model_int8.npz").is_file() and arch == json.loads(row["arch"])
+        assert (
+            "search.enqueue="
+            in (runs / "uno" / f"{row['method']}-final-s0" / "command.txt").read_text()
+        )
+    assert (out / "pareto_uno_arena.svg").read_text().count("<circle") >= 6
