@@ -1,5 +1,5 @@
-"""The hand-designed reference space, ``search.enqueue``, and the Fashion-MNIST benchmark
-run end to end on its quick settings."""
+"""The hand-designed reference space, ``search.enqueue``, the MobileNet-like space's stem
+stride, and the Fashion-MNIST benchmark run end to end on its quick settings."""
 
 from __future__ import annotations
 
@@ -8,17 +8,19 @@ import json
 import subprocess
 import sys
 
+import optuna
 import pandas as pd
 from conftest import REPO
 from nas_space_reference import FAMILIES, ReferenceSearchSpace
 
+from nas.graph import trace
 from nas.hardware import load_profile
 
 
 def test_enqueued_references_run_first_and_match_tflm_bit_for_bit(cli, tmp_path):
     """Every family traces, quantizes and runs in TFLite Micro with outputs identical to the
     reference kernels; the enqueued architectures are the trials, in order."""
-    specs = [{"family": f, "width": 4, "resolution": 8} for f in FAMILIES]
+    specs = [{"family": f, "width": 16, "resolution": 8} for f in FAMILIES]
     enqueue = ",".join("{" + ",".join(f"{k}:{v}" for k, v in s.items()) + "}" for s in specs)
     r = cli(
         "search",
@@ -26,7 +28,7 @@ def test_enqueued_references_run_first_and_match_tflm_bit_for_bit(cli, tmp_path)
         "search_space=reference",
         f"search.enqueue=[{enqueue}]",
         f"search.n_trials={len(specs)}",
-        "search.epochs=2",
+        "search.epochs=3",
         "pruner.enabled=false",
         f"hydra.run.dir={tmp_path}",
     )
@@ -35,7 +37,7 @@ def test_enqueued_references_run_first_and_match_tflm_bit_for_bit(cli, tmp_path)
     assert list(df["arch_family"]) == list(FAMILIES)
     assert (df["state"] == "COMPLETE").all(), df["reason"].tolist()
     assert df["tflm_ref_identical"].all()
-    assert (df["acc_int8"] > 0.5).all(), df["acc_int8"].tolist()  # digits: 10% is chance
+    assert (df["acc_int8"] > 0.3).all(), df["acc_int8"].tolist()  # 10 classes: 0.1 is chance
 
 
 def test_enqueued_value_outside_the_space_fails_that_trial_only(cli, tmp_path):
@@ -72,6 +74,23 @@ def test_scaled_is_the_largest_version_that_fits():
     assert space.scaled("dscnn", tiny, 1, 10) is None
 
 
+def test_stem_stride_is_a_choice_only_when_offered():
+    from nas_space_mobilenet import MobileNetConfig, MobileNetSearchSpace
+
+    trial = optuna.trial.FixedTrial
+    base = {"resolution": 16, "stem_channels": 8}
+    for i in (1, 2, 3):
+        base |= {f"s{i}_width": 8, f"s{i}_depth": 1, f"s{i}_kernel": 3, f"s{i}_expand": 1}
+        base[f"s{i}_stride"] = 1
+    default = MobileNetSearchSpace()
+    assert "stem_stride" not in default.sample(trial(base))
+    space = MobileNetSearchSpace(MobileNetConfig(stem_strides=[1, 2]))
+    spec = space.sample(trial({**base, "stem_stride": 2}))
+    graph = trace(space.build(spec, 1, 10), (1, 1, 16, 16))
+    assert spec["stem_stride"] == 2 and graph.ops[0].stride == 2
+    assert graph.tensors[graph.ops[0].outputs[0]].shape == (1, 8, 8, 8)
+
+
 def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
     out, runs = tmp_path / "results", tmp_path / "runs"
     cmd = [
@@ -103,4 +122,10 @@ def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
             "search.enqueue="
             in (runs / "uno" / f"{row['method']}-final-s0" / "command.txt").read_text()
         )
-    assert (out / "pareto_uno_arena.svg").read_text().count("<circle") >= 6
+    assert (out / "pareto_uno_memory.svg").read_text().count("<circle") >= 6
+    # the report again from the runs alone, without training anything
+    first = (out / "RESULTS.md").read_text()
+    (out / "RESULTS.md").unlink()
+    r = subprocess.run([*cmd, "--report-only"], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (out / "RESULTS.md").read_text() == first

@@ -10,7 +10,7 @@ COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#1
 W, H, LEFT, RIGHT, TOP, BOTTOM = 720, 420, 70, 230, 40, 50
 
 
-def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+def _ticks(lo: float, hi: float, n: int = 8) -> list[float]:
     step = (hi - lo) / n or 1.0
     mag = 10 ** math.floor(math.log10(step))
     step = min((m * mag for m in (1, 2, 5, 10) if m * mag >= step), default=step)
@@ -19,9 +19,14 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
 
 def scatter_svg(
-    points: list[tuple[float, float, str]], xlabel: str, ylabel: str, title: str
+    points: list[tuple[float, float, str]],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    limit: float | None = None,
 ) -> str:
-    """``points`` are (x, y, label); x on a log scale (x <= 0 is dropped)."""
+    """``points`` are (x, y, label); x on a log scale (x <= 0 is dropped); ``limit`` draws
+    a dashed vertical line (a budget) at that x."""
     points = [p for p in points if p[0] > 0 and p[1] == p[1]]
     labels = list(dict.fromkeys(p[2] for p in points))
     out = [
@@ -33,6 +38,8 @@ def scatter_svg(
     if points:
         lx = [math.log10(p[0]) for p in points]
         ys = [p[1] for p in points]
+        if limit:
+            lx.append(math.log10(limit))
         x0, x1 = min(lx) - 0.1, max(lx) + 0.1
         pad = max((max(ys) - min(ys)) * 0.1, 0.005)
         y0, y1 = min(ys) - pad, max(ys) + pad
@@ -65,6 +72,15 @@ def scatter_svg(
                 f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + pw}" y2="{y:.1f}" stroke="#eee"/>'
             )
             out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{v:.3g}</text>')
+        if limit:
+            x = sx(limit)
+            out.append(
+                f'<line x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{TOP + ph}" '
+                'stroke="#444" stroke-dasharray="6 4"/>'
+            )
+            out.append(
+                f'<text x="{x - 4:.1f}" y="{TOP + 14}" text-anchor="end">budget {limit:g}</text>'
+            )
         for x, y, label in points:
             colour = COLOURS[labels.index(label) % len(COLOURS)]
             out.append(

@@ -90,12 +90,14 @@ BUDGETS: dict[str, dict[str, Any]] = {
             "search_space.stem_channels=[8,16,24,32]",
         ],
         "backend": "tflm",
+        "memory_plot": ("arena_bytes", "arena bytes (measured)", ARENA_LIMIT),
     },
     "uno": {
         "profile": "arduino_uno",
         "memory": {},
         "space": ["search_space=bonsai", "search_space.resolutions=[8,14,20,28]"],
         "backend": "estimate",
+        "memory_plot": ("sram_bytes", "SRAM bytes (with runtime)", 2048),
     },
 }
 
@@ -429,28 +431,36 @@ def table(df: pd.DataFrame, budget: str) -> list[str]:
     return lines
 
 
-def write_results(
-    df: pd.DataFrame, out: Path, recipe: Recipe, argv: list[str], wall_s: float, day: str
-) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / "results.csv", index=False)
-    commit = (
-        subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+def provenance() -> dict[str, str]:
+    """Date, commit and machine of a run, taken when it starts."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
-        or "unknown"
-    )
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
+
+    dirty = " (with uncommitted changes)" if git("status", "--porcelain") else ""
+    return {
+        "date": datetime.date.today().isoformat(),
+        "commit": (git("rev-parse", "--short", "HEAD") or "unknown") + dirty,
+        "machine": f"{platform.platform()}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}",
+    }
+
+
+def write_results(df: pd.DataFrame, out: Path, run: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("pareto_*.svg"):
+        stale.unlink()
+    df.to_csv(out / "results.csv", index=False)
+    recipe, wall_s = Recipe(**run["recipe"]), run["wall_s"]
     cpu = df.drop_duplicates(["budget", "method", "seed"])
     lines = [
         "# Fashion-MNIST under microcontroller budgets: search vs random vs hand-designed",
         "",
-        f"- Command: `python benchmarks/fashion_mnist/run.py {' '.join(argv)}`".rstrip() + "",
-        f"- Date: {day}; commit {commit}" + (" (with uncommitted changes)" if dirty else ""),
-        f"- Machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}",
+        f"- Command: `{' '.join(['python benchmarks/fashion_mnist/run.py', *run['argv']])}`",
+        f"- Date: {run['date']}; commit {run['commit']}",
+        f"- Machine: {run['machine']}",
         f"- Wall clock {wall_s / 60:.1f} min; CPU time of all searches "
         f"{cpu['search_cpu_s'].sum() / 3600:.2f} h, of all final trainings "
         f"{cpu['final_cpu_s'].sum() / 3600:.2f} h",
@@ -465,25 +475,22 @@ def write_results(
     ]
     for budget in recipe.budgets:
         lines += [f"## {budget}", "", *BUDGET_NOTES[budget], "", *table(df, budget), ""]
-        for kind, col, label in (
-            ("arena", "arena_bytes", "arena bytes"),
-            ("latency", "latency_ms", "latency ms (estimated)"),
+        part = df[(df["budget"] == budget)]
+        part = part[part["acc_int8_test"].notna()] if "acc_int8_test" in part else part[:0]
+        part = part.sort_values("method", key=lambda m: m.map(list(LABELS).index))
+        for kind, col, label, limit in (
+            ("memory", *BUDGETS[budget]["memory_plot"]),
+            ("latency", "latency_ms", "latency ms (estimated)", None),
         ):
-            part = df[(df["budget"] == budget)]
-            if "acc_int8_test" not in part:
-                continue
-            part = part[part["acc_int8_test"].notna()]
             points = [
                 (float(r[col]), float(r["acc_int8_test"]), LABELS[r["method"]])
                 for _, r in part.iterrows()
             ]
             name = f"pareto_{budget}_{kind}.svg"
-            (out / name).write_text(
-                scatter_svg(
-                    points, label, "test accuracy (int8)", f"{budget}: accuracy vs {label}"
-                )
-            )
-            lines.append(f"![{budget} accuracy vs {label}]({name})")
+            title = f"{budget}: test accuracy vs {label}"
+            svg = scatter_svg(points, label, "test accuracy (int8)", title, limit)
+            (out / name).write_text(svg)
+            lines.append(f"![{title}]({name})")
         lines.append("")
     lines += [
         "## Architectures",
@@ -558,27 +565,21 @@ def main(argv: list[str] | None = None) -> int:
     runs = args.runs or ROOT / f"outputs/fashion_mnist_benchmark{suffix}"
     if args.report_only:  # the tables and plots again, from the runs of an earlier call
         run = json.loads((runs / "run.json").read_text())
-        argv, recipe, wall_s, done = (
-            run["argv"],
-            Recipe(**run["recipe"]),
-            run["wall_s"],
-            load_jobs(runs),
-        )
-        day = run["date"]
+        done = load_jobs(runs)
     else:
         if runs.exists():
             shutil.rmtree(runs)
         runs.mkdir(parents=True)
         start = datetime.datetime.now()
-        run = {"argv": argv, "recipe": dataclasses.asdict(recipe), "date": str(start.date())}
-        (runs / "run.json").write_text(json.dumps({**run, "wall_s": 0.0}, indent=1))
+        run = {"argv": argv, "recipe": dataclasses.asdict(recipe), **provenance(), "wall_s": 0}
+        (runs / "run.json").write_text(json.dumps(run, indent=1))
         done = run_all(recipe, runs, max(1, args.jobs))
-        wall_s, day = (datetime.datetime.now() - start).total_seconds(), run["date"]
-        (runs / "run.json").write_text(json.dumps({**run, "wall_s": wall_s}, indent=1))
+        run["wall_s"] = (datetime.datetime.now() - start).total_seconds()
+        (runs / "run.json").write_text(json.dumps(run, indent=1))
     if (out / "models").exists():
         shutil.rmtree(out / "models")
     df = collect(done, out)
-    write_results(df, out, recipe, argv, wall_s, day)
+    write_results(df, out, run)
     print(f"results: {out / 'RESULTS.md'}")
     failed = [j for j in done if j.rc]
     for j in failed:
