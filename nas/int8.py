@@ -27,6 +27,10 @@ from nas.graph import Graph, Op
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 ADD_LEFT_SHIFT = 20  # TFLite's int8 ADD pre-shift
+#: Largest quantized bias allowed: a weight scale is raised until the bias fits in 2**30,
+#: leaving room in the int32 accumulator for the products (TFLite's converter likewise
+#: adjusts weight scales so that the bias scale can represent the bias).
+BIAS_LIMIT = 2**30
 BATCH = 64
 
 
@@ -191,16 +195,19 @@ def activation_range(act: str, qp: QParams) -> tuple[int, int]:
     return lo, hi
 
 
-def _quantize_weights(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 weights; per channel along ``axis`` or per tensor when ``None``."""
+def _quantize_weights(
+    w: np.ndarray, axis: int | None, min_scale: np.ndarray | float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 weights; per channel along ``axis`` or per tensor when ``None``; no
+    scale below ``min_scale`` (per channel, or one value)."""
     if axis is None:
         amax = np.array([np.abs(w).max()])
-        scale = np.maximum(amax / 127.0, 1e-12).astype(np.float32)
+        scale = np.maximum(np.maximum(amax / 127.0, np.max(min_scale)), 1e-12).astype(np.float32)
         q = np.clip(np.round(w / float(scale[0])), -127, 127)
     else:
         moved = np.moveaxis(w, axis, 0)
         amax = np.abs(moved.reshape(moved.shape[0], -1)).max(axis=1)
-        scale = np.maximum(amax / 127.0, 1e-12).astype(np.float32)
+        scale = np.maximum(np.maximum(amax / 127.0, min_scale), 1e-12).astype(np.float32)
         shape = [1] * w.ndim
         shape[axis] = -1
         q = np.clip(np.round(w / scale.astype(np.float64).reshape(shape)), -127, 127)
@@ -295,8 +302,11 @@ def _quantize_op(op: Op, qin: list[QParams], qout: QParams) -> QOp:
     if op.kind in ("conv2d", "depthwise_conv2d", "fully_connected"):
         assert op.weight is not None and op.bias is not None
         axis = {"conv2d": 0, "depthwise_conv2d": 3, "fully_connected": None}[op.kind]
-        q.weight, q.weight_scale = _quantize_weights(op.weight, axis)
         in_scale = np.float64(np.float32(qin[0].scale))
+        # A channel whose weights are (nearly) zero, e.g. after a batch norm with gamma ~ 0,
+        # would need a bias beyond int32: raise its scale so the bias fits.
+        min_scale = np.abs(op.bias.astype(np.float64)) / (in_scale * BIAS_LIMIT)
+        q.weight, q.weight_scale = _quantize_weights(op.weight, axis, min_scale)
         bias_scale = in_scale * q.weight_scale.astype(np.float64)
         q.bias = np.clip(np.round(op.bias / bias_scale), INT32_MIN, INT32_MAX).astype(np.int32)
         out_scale = np.float64(np.float32(qout.scale))

@@ -17,7 +17,7 @@ import nas
 from nas.cost import arena_bytes
 from nas.errors import GraphError
 from nas.graph import OP_KINDS, Graph, Op, Tensor, trace
-from nas.int8 import QGraph, QOp, QParams, quantize, run_int8
+from nas.int8 import BIAS_LIMIT, QGraph, QOp, QParams, quantize, run_int8
 from nas.tflite import BUILTINS, builtin_ops, export
 
 
@@ -94,6 +94,28 @@ def test_every_exported_operator_matches_the_int8_reference(case):
     diff = np.abs(got - ref)
     assert (diff.max(axis=1) == 0).mean() >= 0.99, case
     assert diff.max() <= 1, case
+
+
+def test_channel_with_vanishing_weights_keeps_interpreter_and_reference_equal():
+    """A batch norm with gamma ~ 0 leaves a channel with near-zero weights and a bias that
+    its tiny scale cannot hold in int32: the weight scale is raised so the bias fits, and
+    the interpreter's 32-bit accumulator cannot wrap where the reference's does not."""
+    module = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU6(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    )
+    with torch.no_grad():
+        module[1].weight[0] = 1e-6
+        module[1].bias[0] = 0.5
+    qg, x = _quantized(module)
+    assert np.abs(qg.ops[0].bias).max() <= BIAS_LIMIT
+    x_q = qg.input_params.quantize(x)
+    got = invoke_all(load(export(qg), 1 << 20), x_q)
+    assert np.array_equal(got, run_int8(qg, x_q).reshape(len(x), -1))
 
 
 def test_export_covers_every_graph_op_kind_and_pad():
