@@ -144,7 +144,7 @@ FULL = Recipe(
 )
 QUICK = Recipe(
     seeds=[0],
-    trials={"m4-tight": 3, "uno": 3},
+    trials={"m4-tight": 8, "uno": 3},
     search_epochs=1,
     search_train=2000,
     final_epochs=1,
@@ -530,7 +530,7 @@ BUDGET_NOTES = {
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="1 seed, 3 trials, 1 epoch, subsets")
+    p.add_argument("--quick", action="store_true", help="1 seed, 8 (m4-tight) or 3 (uno) trials, 1 epoch, 2,000 images")
     p.add_argument("--seeds", type=int, nargs="+", help="override the seeds")
     p.add_argument("--trials", type=int, help="override the trials per search")
     p.add_argument("--budgets", nargs="+", choices=list(BUDGETS), help="run only these")
