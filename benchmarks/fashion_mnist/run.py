@@ -530,7 +530,11 @@ BUDGET_NOTES = {
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="1 seed, 8 (m4-tight) or 3 (uno) trials, 1 epoch, 2,000 images")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="1 seed, 8 (m4-tight) or 3 (uno) trials, 1 epoch, 2,000 images",
+    )
     p.add_argument("--seeds", type=int, nargs="+", help="override the seeds")
     p.add_argument("--trials", type=int, help="override the trials per search")
     p.add_argument("--budgets", nargs="+", choices=list(BUDGETS), help="run only these")
