@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -53,8 +54,15 @@ def postgres_url():
     return url
 
 
+def _default_sigint() -> None:
+    # A shell that runs the suite as a background job ignores SIGINT in its children, and
+    # Python then installs no KeyboardInterrupt handler: give the CLI a terminal's Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spawn_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """``python -m nas <args>`` started in the background."""
+    """``python -m nas <args>`` started in the background, Ctrl-C (SIGINT) handled as in a
+    terminal however the test run itself was started."""
     full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "nas", *args],
@@ -63,4 +71,5 @@ def spawn_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen
         text=True,
         env=full_env,
         cwd=REPO,
+        preexec_fn=_default_sigint,
     )
