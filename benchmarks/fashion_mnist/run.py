@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
@@ -196,23 +197,30 @@ def run_job(job: Job, threads: int) -> Job:
     return job
 
 
-def pick(run_dir: Path, backend: str) -> tuple[dict[str, Any], int] | None:
+def arena_fits(measured: Any) -> Any:
+    """Whether a measured arena (a number or a column; NaN where nothing was measured)
+    is within the m4-tight budget."""
+    return np.logical_not(measured > ARENA_LIMIT)
+
+
+def pick(run_dir: Path) -> dict[str, Any] | None:
     """The searched architecture to train again: the highest validation int8 accuracy
-    among completed trials that fit (on TFLM, by the measured arena too); ties go to the
-    lower latency."""
+    among completed trials that fit (by the measured arena too, where TFLM measured it);
+    ties go to the lower latency."""
     csv = run_dir / "trials.csv"
     if not csv.is_file():
         return None
     df = pd.read_csv(csv)
     ok = df[(df["state"] == "COMPLETE") & df["feasible"].astype(bool) & df["acc_int8"].notna()]
-    if backend == "tflm" and "arena_bytes_measured" in ok:
-        ok = ok[ok["arena_bytes_measured"] <= ARENA_LIMIT]
+    if "arena_bytes_measured" in ok:
+        ok = ok[arena_fits(ok["arena_bytes_measured"])]
     if ok.empty:
         return None
     best = ok.sort_values(["acc_int8", "latency_ms"], ascending=[False, True]).iloc[0]
-    number = int(best["number"])
-    info = json.loads((run_dir / "trials" / f"{number:05d}" / "arch.json").read_text())
-    return info["arch"], number
+    info = json.loads(
+        (run_dir / "trials" / f"{int(best['number']):05d}" / "arch.json").read_text()
+    )
+    return info["arch"]
 
 
 def references(budget: str, runs: Path) -> dict[str, dict[str, Any] | None]:
@@ -228,7 +236,6 @@ def references(budget: str, runs: Path) -> dict[str, dict[str, Any] | None]:
     for family in FAMILIES:
         found = space.scaled(family, hw, in_channels=1, num_classes=10)
         out[family] = None if found is None else found[0]
-    runs.mkdir(parents=True, exist_ok=True)
     (runs / f"references_{budget}.json").write_text(json.dumps(out, indent=1))
     return out
 
@@ -286,6 +293,11 @@ def load_jobs(runs: Path) -> list[Job]:
     return [Job(**{**d, "run_dir": Path(d["run_dir"])}) for d in map(json.loads, lines)]
 
 
+def no_final(budget: str, method: str, seed: int, run_dir: Path, why: str) -> Job:
+    """The final model that could not be trained, and why."""
+    return Job(budget, method, seed, "final", [], run_dir, rc=1, error=why)
+
+
 def run_all(recipe: Recipe, runs: Path, jobs: int) -> list[Job]:
     threads = max(1, (os.cpu_count() or 1) // jobs)
     done: list[Job] = []
@@ -304,20 +316,8 @@ def run_all(recipe: Recipe, runs: Path, jobs: int) -> list[Job]:
             for family, spec in references(budget, runs).items():
                 for seed in recipe.seeds:
                     if spec is None:
-                        record(
-                            done,
-                            Job(
-                                budget,
-                                family,
-                                seed,
-                                "final",
-                                [],
-                                runs,
-                                rc=1,
-                                error="no width or resolution fits the budget",
-                            ),
-                            runs,
-                        )
+                        why = "no width or resolution fits the budget"
+                        record(done, no_final(budget, family, seed, runs, why), runs)
                     else:
                         submit(final_job(recipe, runs, budget, family, seed, ref_space, spec))
         while pending:
@@ -327,25 +327,15 @@ def run_all(recipe: Recipe, runs: Path, jobs: int) -> list[Job]:
                 record(done, job, runs)
                 if job.kind != "search" or job.rc:
                     continue
-                picked = pick(job.run_dir, BUDGETS[job.budget]["backend"])
-                if picked is None:
+                arch = pick(job.run_dir)
+                if arch is None:
+                    why = "the search found no model that fits"
                     record(
-                        done,
-                        Job(
-                            job.budget,
-                            job.method,
-                            job.seed,
-                            "final",
-                            [],
-                            job.run_dir,
-                            rc=1,
-                            error="the search found no model that fits",
-                        ),
-                        runs,
+                        done, no_final(job.budget, job.method, job.seed, job.run_dir, why), runs
                     )
                     continue
                 space = BUDGETS[job.budget]["space"]
-                submit(final_job(recipe, runs, job.budget, job.method, job.seed, space, picked[0]))
+                submit(final_job(recipe, runs, job.budget, job.method, job.seed, space, arch))
     return done
 
 
@@ -377,7 +367,7 @@ def collect(done: list[Job], out: Path) -> pd.DataFrame:
                     acc_float_test=t.get("acc_float_test"),
                     arena_bytes=int(arena if arena == arena else t["arena_bytes"]),
                     arena_measured=bool(arena == arena),
-                    fits=bool(t["feasible"]) and not arena > ARENA_LIMIT,
+                    fits=bool(t["feasible"]) and bool(arena_fits(arena)),
                     model_bytes=int(t["model_bytes"]),
                     sram_bytes=int(t["sram_bytes"]),
                     flash_bytes=int(t["flash_bytes"]),
@@ -557,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     base = QUICK if args.quick else FULL
-    recipe = Recipe(**{**base.__dict__})
+    recipe = dataclasses.replace(base)
     if args.seeds:
         recipe.seeds = args.seeds
     if args.trials:
