@@ -45,6 +45,13 @@ class SearchConfig:
     #: a hand-designed model to compare with, or a found one to train again with another
     #: recipe (``search.n_trials=1``). A value the space cannot take fails that trial.
     enqueue: list[Any] = field(default_factory=list)
+    #: What the sampler optimizes: ``[acc_int8, latency_ms]`` (the default: the Pareto
+    #: front of accuracy against latency) or ``[acc_int8]`` (accuracy first: the most
+    #: accurate model that fits, latency only reported). See `nas.search.OBJECTIVES`.
+    objectives: list[str] = field(default_factory=lambda: ["acc_int8", "latency_ms"])
+    #: A latency ceiling (ms, the profile's estimate): slower candidates are infeasible
+    #: like those over the SRAM or flash limit, and are never trained. None: no ceiling.
+    max_latency_ms: float | None = None
 
 
 @dataclass
@@ -62,8 +69,9 @@ class StudyConfig:
 @dataclass
 class PrunerConfig:
     """Stop training a candidate whose validation accuracy is below the median of faster
-    completed candidates at the same epoch (`nas.train.ParetoMedianPruner`), once
-    ``n_startup_trials`` such candidates exist and after ``n_warmup_epochs`` epochs."""
+    completed candidates at the same epoch (`nas.train.ParetoMedianPruner`; of all
+    completed candidates when latency is not an objective), once ``n_startup_trials`` such
+    candidates exist and after ``n_warmup_epochs`` epochs."""
 
     enabled: bool = True
     n_startup_trials: int = 3

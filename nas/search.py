@@ -1,10 +1,12 @@
-"""The search loop: one Optuna multi-objective study over a search space on one chip.
+"""The search loop: one Optuna study over a search space on one chip.
 
 Every trial walks the line of ``shared/DESIGN.md``: sample -> build -> trace -> static
 cost -> (infeasible: stop, no training) -> train -> compression pipeline -> backend score.
-Objectives: maximize ``acc_int8`` (validation accuracy of the int8 model), minimize
-``latency_ms``. SRAM and flash limits are Optuna constraints (``trial.set_constraint``),
-set from the static cost before any training, so the sampler learns what does not fit.
+Objectives (``search.objectives``): maximize ``acc_int8`` (validation accuracy of the int8
+model) and minimize ``latency_ms``, or maximize ``acc_int8`` alone (the most accurate model
+that fits). SRAM and flash limits, and ``search.max_latency_ms`` when set, are Optuna
+constraints (``trial.set_constraint``), set from the static cost before any training, so
+the sampler learns what does not fit.
 Everything a trial produces is a user attribute in the storage; `nas.report` reads them.
 """
 
@@ -38,7 +40,22 @@ from nas.storage import Heartbeat, fail_stale_trials, open_storage, storage_url
 from nas.train import CURVE_ATTR, ParetoMedianPruner, TrainSettings, accuracy
 
 log = logging.getLogger(__name__)
-DIRECTIONS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]  # acc_int8, latency_ms
+#: Each objective a search may optimize, and its direction.
+OBJECTIVES = {"acc_int8": StudyDirection.MAXIMIZE, "latency_ms": StudyDirection.MINIMIZE}
+#: The ``search.objectives`` a search accepts: accuracy vs latency, or accuracy first.
+VALID_OBJECTIVES = (["acc_int8", "latency_ms"], ["acc_int8"])
+
+
+def objectives(cfg: DictConfig) -> list[str]:
+    """The validated ``search.objectives``."""
+    names = [str(n) for n in cfg.search.objectives]
+    if names not in VALID_OBJECTIVES:
+        valid = " or ".join(f"[{','.join(v)}]" for v in VALID_OBJECTIVES)
+        raise ConfigError(f"search.objectives=[{','.join(names)}] is not valid; use {valid}")
+    cap = cfg.search.max_latency_ms
+    if cap is not None and not cap > 0:
+        raise ConfigError(f"search.max_latency_ms={cap} must be a positive number of ms or null")
+    return names
 
 
 @dataclass
@@ -117,9 +134,12 @@ class Objective:
         self.comp = comp
         self.run_dir = run_dir
         self._resized: dict[int, Arrays] = {}
-        p = cfg.pruner
+        self.objectives = objectives(cfg)
+        p, self.by_latency = cfg.pruner, "latency_ms" in self.objectives
         self.pruner = (
-            ParetoMedianPruner(p.n_startup_trials, p.n_warmup_epochs) if p.enabled else None
+            ParetoMedianPruner(p.n_startup_trials, p.n_warmup_epochs, self.by_latency)
+            if p.enabled
+            else None
         )
 
     def data_at(self, size: int) -> Arrays:
@@ -127,7 +147,12 @@ class Objective:
             self._resized[size] = self.comp.data.resized(size)
         return self._resized[size]
 
-    def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
+    def values(self, acc: float, latency_ms: float) -> list[float]:
+        """The trial's objective values, in ``search.objectives`` order."""
+        scores = {"acc_int8": acc, "latency_ms": latency_ms}
+        return [scores[name] for name in self.objectives]
+
+    def __call__(self, trial: optuna.Trial) -> list[float]:
         storage = trial.study._storage  # noqa: SLF001 - heartbeats write to the trial directly
         try:
             with Heartbeat(storage, trial._trial_id, self.cfg.study.heartbeat_s):
@@ -142,7 +167,7 @@ class Objective:
             trial.set_user_attr("fail_reason", reason)
             raise
 
-    def _run(self, trial: optuna.Trial) -> tuple[float, float]:
+    def _run(self, trial: optuna.Trial) -> list[float]:
         comp, s = self.comp, self.cfg.search
         spec = comp.space.sample(trial)
         trial.set_user_attr("arch", spec)
@@ -154,14 +179,19 @@ class Objective:
         cost = comp.space.cost(module, comp.space.trace(module, shape, name), comp.hw)
         for key, value in cost.as_dict().items():
             trial.set_user_attr(key, value)
-        for key, value in cost.violations(comp.hw).items():
+        limits, reason = cost.violations(comp.hw), cost.infeasible_reason(comp.hw)
+        if (cap := s.max_latency_ms) is not None:
+            limits["latency"] = (cost.latency_ms - cap) / cap
+            if cost.latency_ms > cap:
+                over = f"latency {cost.latency_ms:.2f} ms > {cap:g} ms"
+                reason = f"{reason}; {over}" if reason else over
+        for key, value in limits.items():
             trial.set_constraint(key, value)
-        reason = cost.infeasible_reason(comp.hw)
         trial.set_user_attr("feasible", not reason)
         trial.set_user_attr("train_s", 0.0)
         if reason:
             trial.set_user_attr("infeasible_reason", reason)
-            return 0.0, cost.latency_ms
+            return self.values(0.0, cost.latency_ms)
 
         settings = TrainSettings(
             s.epochs, s.batch_size, s.lr, s.weight_decay, s.seed * 1000 + trial.number
@@ -172,7 +202,8 @@ class Objective:
             curve.append(acc)
             trial.set_user_attr(CURVE_ATTR, curve)
             if self.pruner and self.pruner.should_prune(trial.study, epoch, acc, cost.latency_ms):
-                why = f"val acc {acc:.3f} at epoch {epoch} below the median of faster trials"
+                than = "faster trials" if self.by_latency else "completed trials"
+                why = f"val acc {acc:.3f} at epoch {epoch} below the median of {than}"
                 trial.set_user_attr("train_s", time.perf_counter() - t0)
                 trial.set_user_attr("prune_reason", why)
                 raise optuna.TrialPruned(why)
@@ -204,7 +235,7 @@ class Objective:
             trial.set_user_attr(key, value)
         if s.save_models:
             self.save(trial.number, cand, cost, metrics)
-        return float(metrics["acc_int8"]), cost.latency_ms
+        return self.values(float(metrics["acc_int8"]), cost.latency_ms)
 
     def recost(self, trial: optuna.Trial, before: Cost, cand: Candidate) -> Cost:
         """The static cost of the compressed graph; when compression changed it, the trial
@@ -266,22 +297,26 @@ class Progress:
 
 def open_study(cfg: DictConfig, url: str) -> optuna.Study:
     """Create or join the study; refuse one that exists with other objectives."""
+    names = objectives(cfg)
+    directions = [OBJECTIVES[n] for n in names]
     study = optuna.create_study(
         study_name=cfg.study.name,
         storage=open_storage(url),
         sampler=make_sampler(cfg),
-        directions=DIRECTIONS,
+        directions=directions,
         load_if_exists=True,
     )
-    if list(study.directions) != DIRECTIONS:
-        found = ", ".join(d.name.lower() for d in study.directions)
+    found = study.metric_names  # None for a study made elsewhere: compare directions
+    if found != names if found else study.directions != directions:
+        found = found or [d.name.lower() for d in study.directions]
         raise ConfigError(
-            f"study '{cfg.study.name}' in {url} already exists with objectives [{found}]; "
-            "a search needs [maximize acc_int8, minimize latency_ms]: choose another study.name"
+            f"study '{cfg.study.name}' in {url} already exists with objectives "
+            f"[{','.join(found)}], not search.objectives=[{','.join(names)}]: choose another "
+            "study.name or those objectives"
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(["acc_int8", "latency_ms"])
+        study.set_metric_names(names)
     return study
 
 

@@ -107,11 +107,15 @@ class ParetoMedianPruner:
     explored. Optuna's built-in pruners need ``trial.report``, which multi-objective
     studies do not allow; this one reads the per-epoch curves the search stores as a trial
     user attribute (``val_acc_curve``).
+
+    With ``faster_only=False`` (latency is not an objective) every completed candidate
+    counts: the median rule of Optuna's ``MedianPruner``.
     """
 
-    def __init__(self, n_startup_trials: int, n_warmup_epochs: int) -> None:
+    def __init__(self, n_startup_trials: int, n_warmup_epochs: int, faster_only: bool = True):
         self.n_startup_trials = n_startup_trials
         self.n_warmup_epochs = n_warmup_epochs
+        self.faster_only = faster_only
 
     def should_prune(
         self, study: optuna.Study, epoch: int, value: float, latency_ms: float
@@ -122,7 +126,8 @@ class ParetoMedianPruner:
         curves = [
             t.user_attrs[CURVE_ATTR]
             for t in done
-            if CURVE_ATTR in t.user_attrs and t.user_attrs.get("latency_ms", 0.0) <= latency_ms
+            if CURVE_ATTR in t.user_attrs
+            and (not self.faster_only or t.user_attrs.get("latency_ms", 0.0) <= latency_ms)
         ]
         at_epoch = [c[epoch] for c in curves if len(c) > epoch]
         if len(at_epoch) < self.n_startup_trials:

@@ -100,7 +100,7 @@ def combinations(overrides: list[Any]) -> list[list[str]]:
 def check_config(args: list[str]) -> None:
     """Compose the config for ``args`` and validate what Hydra cannot."""
     from nas.config import use_space_backend
-    from nas.search import profile_from_cfg
+    from nas.search import objectives, profile_from_cfg
     from nas.spaces import check_supported
 
     try:
@@ -123,6 +123,7 @@ def check_config(args: list[str]) -> None:
             raise ConfigError(
                 "search.n_trials must be >= 0, search.workers >= 1 and search.epochs >= 1"
             )
+        objectives(cfg)
     except NasError:
         raise
     except Exception as exc:  # an interpolation or value Hydra accepted but cannot resolve

@@ -89,3 +89,53 @@ def test_pruner_compares_only_with_faster_trials():
     assert not pruner.should_prune(study, 1, 0.85, 5.0)
     assert not pruner.should_prune(study, 1, 0.1, 2.5)  # only 2 faster trials: too few
     assert not pruner.should_prune(study, 1, 0.1, 0.5)  # the fastest is never pruned
+
+
+def test_pruner_without_latency_objective_compares_with_all_trials():
+    study = optuna.create_study(direction="maximize")
+    for lat in (1.0, 2.0, 3.0):
+        _trial_single(study, lat, [0.5, 0.8, 0.9])
+    pruner = ParetoMedianPruner(n_startup_trials=3, n_warmup_epochs=1, faster_only=False)
+    assert pruner.should_prune(study, 1, 0.7, 0.5)  # even the fastest, when below the median
+    assert not pruner.should_prune(study, 1, 0.85, 5.0)
+
+
+def _trial_single(study, latency, curve):
+    study.add_trial(
+        optuna.trial.create_trial(
+            value=curve[-1],
+            user_attrs={"latency_ms": latency, CURVE_ATTR: curve},
+            params={},
+            distributions={},
+        )
+    )
+
+
+def test_accuracy_first_search_with_latency_ceiling(tmp_path):
+    """``search.objectives=[acc_int8]``: one maximized objective; candidates over
+    ``search.max_latency_ms`` are infeasible before training, and nothing trained is over."""
+    register_configs()
+    with initialize_config_module("nas.conf", version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                "+hw=cortex_m4",
+                "backend=estimate",
+                "search.objectives=[acc_int8]",
+                "search.max_latency_ms=20",
+                "search.n_trials=8",
+                "search.epochs=1",
+                "search.save_models=false",
+            ],
+        )
+    frame = run_search(cfg, tmp_path)
+    study = optuna.load_study(study_name=cfg.study.name, storage=f"sqlite:///{tmp_path}/study.db")
+    assert study.directions == [optuna.study.StudyDirection.MAXIMIZE]
+    assert study.metric_names == ["acc_int8"]
+    slow = frame[frame.latency_ms > 20]
+    fast = frame[frame.latency_ms <= 20]
+    assert len(slow) and len(fast), frame.latency_ms.tolist()
+    assert (~slow.feasible & ~slow.feasible_latency & (slow.train_s == 0)).all()
+    assert slow.reason.str.contains(r"latency \d+\.\d+ ms > 20 ms").all()
+    assert (fast.feasible & (fast.train_s > 0) & fast.acc_int8.notna()).all()
+    assert study.best_trial.number in set(fast.number)

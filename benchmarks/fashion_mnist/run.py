@@ -23,8 +23,10 @@ Budgets:
 Methods, per budget and seed (every run is ``python -m nas search``, one process each, so
 each step can be rerun by hand from the ``command.txt`` next to its output):
 
-- ``search``: the TPE sampler, ``--trials`` candidates trained with the search recipe;
-- ``random``: Optuna's random sampler, same space, budget and seeds;
+- ``search``: the TPE sampler, ``--trials`` candidates trained with the search recipe,
+  accuracy first (``search.objectives=[acc_int8]``: the question is the most accurate
+  model that fits, so latency is reported but not traded against accuracy);
+- ``random``: Optuna's random sampler, same space, budget, objective, pruner and seeds;
 - ``dscnn``, ``mobilenet_v1``, ``cnn``, ``mlp``: the ``reference`` space's families, each at
   the width and resolution that fits the budget with the most MACs
   (`nas_space_reference.ReferenceSearchSpace.scaled`).
@@ -276,6 +278,7 @@ def search_job(recipe: Recipe, runs: Path, budget: str, method: str, seed: int) 
         *recipe.train_args(final=False),
         f"search.seed={seed}",
         f"search.n_trials={recipe.trials[budget]}",
+        "search.objectives=[acc_int8]",
         "pruner.n_warmup_epochs=2",
     ]
     return Job(budget, method, seed, "search", args, runs / budget / f"{method}-search-s{seed}")
