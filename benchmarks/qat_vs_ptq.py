@@ -12,6 +12,7 @@ differences (qat minus the others, same seed) are what the table reports.
 
     python benchmarks/qat_vs_ptq.py                 # digits, 5 seeds (about 2 minutes)
     python benchmarks/qat_vs_ptq.py --dataset fashion_mnist --train-subset 6000
+    python benchmarks/qat_vs_ptq.py --per-tensor    # one weight scale per convolution
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def one_seed(space, data: Arrays, seed: int, args) -> dict[str, float]:
     calib = calibration_batch(data.x_train, args.calibration, seed)
 
     def int8_acc(m: torch.nn.Module) -> float:
-        qg = quantize(trace(m.eval(), shape, "qat_vs_ptq"), calib)
+        qg = quantize(trace(m.eval(), shape, "qat_vs_ptq"), calib, not args.per_tensor)
         return accuracy_int8(qg, data.x_test, data.y_test)
 
     row = {"float": accuracy(module, data.x_test, data.y_test), "ptq": int8_acc(module)}
@@ -92,7 +93,8 @@ def one_seed(space, data: Arrays, seed: int, args) -> dict[str, float]:
     row["ft+ptq"] = int8_acc(control)
     qat = fold_batchnorm(module)
     torch.manual_seed(seed)
-    qat_finetune(qat, data, tune, QatConfig(epochs=args.tune_epochs, seed=seed))
+    qat_cfg = QatConfig(epochs=args.tune_epochs, seed=seed, per_channel=not args.per_tensor)
+    qat_finetune(qat, data, tune, qat_cfg)
     row["qat"] = int8_acc(qat)
     return row
 
@@ -105,9 +107,17 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--tune-epochs", type=int, default=4)
     p.add_argument("--calibration", type=int, default=256)
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--arch", default="{}", help="JSON changes to the network's choices")
-    p.add_argument("--out", default="benchmarks/results/qat_vs_ptq.md")
+    p.add_argument(
+        "--per-tensor",
+        action="store_true",
+        help="one weight scale per convolution (ptq and qat per_channel=false)",
+    )
+    p.add_argument("--out", help="default benchmarks/results/qat_vs_ptq[_per_tensor].md")
     args = p.parse_args()
+    suffix = "_per_tensor" if args.per_tensor else ""
+    args.out = args.out or f"benchmarks/results/qat_vs_ptq{suffix}.md"
     TIGHT.update(json.loads(args.arch))
 
     pm = get_plugin_manager()
@@ -117,7 +127,7 @@ def main() -> None:
     if args.train_subset:
         cfg = replace(cfg, train_subset=args.train_subset)
     data = _at(ds_cls(cfg).load(), TIGHT["resolution"])
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     start = time.process_time()
     rows = [one_seed(space, data, s, args) for s in range(args.seeds)]
     cpu_s = time.process_time() - start
@@ -130,7 +140,7 @@ def main() -> None:
     ).stdout.strip()
     cols = ["float", "ptq", "ft+ptq", "qat"]
     lines = [
-        "# QAT vs PTQ on a tight network",
+        f"# QAT vs PTQ on a tight network{', per-tensor weights' if args.per_tensor else ''}",
         "",
         f"- command: `python {' '.join(sys.argv)}`",
         f"- date: {datetime.date.today()}, commit {commit}, {platform.machine()} "
@@ -139,7 +149,8 @@ def main() -> None:
         f"- dataset: {args.dataset} (train subset {args.train_subset or 'all'}), "
         f"test accuracy on {len(data.y_test)} samples; {args.epochs} float epochs, "
         f"{args.tune_epochs} fine-tuning epochs at a tenth of the learning rate, "
-        f"{args.calibration} calibration samples",
+        f"{args.calibration} calibration samples; convolution weights "
+        f"{'per tensor' if args.per_tensor else 'per channel'}",
         f"- network: `{TIGHT}`; on cortex_m4: {cost.macs:,} MACs, model "
         f"{cost.model_bytes:,} B, arena {cost.arena_bytes:,} B",
         "",

@@ -196,21 +196,26 @@ def activation_range(act: str, qp: QParams) -> tuple[int, int]:
 
 
 def _quantize_weights(
-    w: np.ndarray, axis: int | None, min_scale: np.ndarray | float = 0.0
+    w: np.ndarray, axis: int | None, min_scale: np.ndarray | float = 0.0, per_channel: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 weights; per channel along ``axis`` or per tensor when ``None``; no
-    scale below ``min_scale`` (per channel, or one value)."""
+    """Symmetric int8 weights: one scale per channel along ``axis``, or one for the whole
+    tensor when ``axis`` is None. No scale below ``min_scale`` (per channel, or one value).
+
+    ``per_channel=False`` gives every channel the whole tensor's scale: per-tensor
+    quantization, still stored per channel so the kernels and the TFLite file are the same.
+    """
+    shape = [1] * w.ndim
     if axis is None:
-        amax = np.array([np.abs(w).max()])
-        scale = np.maximum(np.maximum(amax / 127.0, np.max(min_scale)), 1e-12).astype(np.float32)
-        q = np.clip(np.round(w / float(scale[0])), -127, 127)
+        amax, min_scale = np.array([np.abs(w).max()]), np.max(min_scale)
     else:
         moved = np.moveaxis(w, axis, 0)
         amax = np.abs(moved.reshape(moved.shape[0], -1)).max(axis=1)
-        scale = np.maximum(np.maximum(amax / 127.0, min_scale), 1e-12).astype(np.float32)
-        shape = [1] * w.ndim
+        if not per_channel:
+            amax = np.full_like(amax, amax.max())
+            min_scale = np.full_like(amax, np.max(min_scale))
         shape[axis] = -1
-        q = np.clip(np.round(w / scale.astype(np.float64).reshape(shape)), -127, 127)
+    scale = np.maximum(np.maximum(amax / 127.0, min_scale), 1e-12).astype(np.float32)
+    q = np.clip(np.round(w / scale.astype(np.float64).reshape(shape)), -127, 127)
     return q.astype(np.int8), scale
 
 
@@ -267,8 +272,9 @@ def run_float(graph: Graph, x_nhwc: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- quantization
 
 
-def quantize(graph: Graph, calib_nhwc: np.ndarray) -> QGraph:
-    """Post-training int8 quantization calibrated on min/max of ``calib_nhwc`` activations."""
+def quantize(graph: Graph, calib_nhwc: np.ndarray, per_channel: bool = True) -> QGraph:
+    """Post-training int8 quantization calibrated on min/max of ``calib_nhwc`` activations;
+    convolution weights per output channel, or per tensor with ``per_channel=False``."""
     lo: dict[int, float] = {}
     hi: dict[int, float] = {}
 
@@ -292,11 +298,11 @@ def quantize(graph: Graph, calib_nhwc: np.ndarray) -> QGraph:
             tq[out] = tq[op.inputs[0]]  # the spec keeps the input's scale and zero point
         else:
             tq[out] = QParams.from_range(lo[out], hi[out])
-        qops.append(_quantize_op(op, [tq[t] for t in op.inputs], tq[out]))
+        qops.append(_quantize_op(op, [tq[t] for t in op.inputs], tq[out], per_channel))
     return QGraph(graph, tq, qops)
 
 
-def _quantize_op(op: Op, qin: list[QParams], qout: QParams) -> QOp:
+def _quantize_op(op: Op, qin: list[QParams], qout: QParams, per_channel: bool) -> QOp:
     act_min, act_max = activation_range(op.activation, qout)
     q = QOp(act_min=act_min, act_max=act_max)
     if op.kind in ("conv2d", "depthwise_conv2d", "fully_connected"):
@@ -306,7 +312,7 @@ def _quantize_op(op: Op, qin: list[QParams], qout: QParams) -> QOp:
         # A channel whose weights are (nearly) zero, e.g. after a batch norm with gamma ~ 0,
         # would need a bias beyond int32: raise its scale so the bias fits.
         min_scale = np.abs(op.bias.astype(np.float64)) / (in_scale * BIAS_LIMIT)
-        q.weight, q.weight_scale = _quantize_weights(op.weight, axis, min_scale)
+        q.weight, q.weight_scale = _quantize_weights(op.weight, axis, min_scale, per_channel)
         bias_scale = in_scale * q.weight_scale.astype(np.float64)
         q.bias = np.clip(np.round(op.bias / bias_scale), INT32_MIN, INT32_MAX).astype(np.int32)
         out_scale = np.float64(np.float32(qout.scale))

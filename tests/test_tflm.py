@@ -71,7 +71,7 @@ OPERATOR_CASES = {
 }
 
 
-def _quantized(module: nn.Module, size: int = 10, seed: int = 0):
+def _quantized(module: nn.Module, size: int = 10, seed: int = 0, per_channel: bool = True):
     torch.manual_seed(seed)
     for m in module.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -80,7 +80,7 @@ def _quantized(module: nn.Module, size: int = 10, seed: int = 0):
     module.eval()
     g = trace(module, (1, 2, size, size))
     x = np.random.default_rng(seed).random((128, size, size, 2))
-    return quantize(g, x[:64]), x[64:]
+    return quantize(g, x[:64], per_channel), x[64:]
 
 
 @pytest.mark.parametrize("case", sorted(OPERATOR_CASES))
@@ -94,6 +94,17 @@ def test_every_exported_operator_matches_the_int8_reference(case):
     diff = np.abs(got - ref)
     assert (diff.max(axis=1) == 0).mean() >= 0.99, case
     assert diff.max() <= 1, case
+
+
+def test_per_tensor_weights_run_unchanged_in_the_interpreter():
+    """``ptq.per_channel=false``: one scale per convolution, stored per channel; the
+    interpreter and the reference still agree bit for bit."""
+    qg, x = _quantized(OPERATOR_CASES["depthwise"], per_channel=False)
+    convs = [q for op, q in zip(qg.graph.ops, qg.ops, strict=True) if "conv" in op.kind]
+    assert convs and all(len(set(q.weight_scale.tolist())) == 1 for q in convs)
+    x_q = qg.input_params.quantize(x)
+    got = invoke_all(load(export(qg), 1 << 20), x_q)
+    assert np.array_equal(got, run_int8(qg, x_q).reshape(len(x), -1))
 
 
 def test_channel_with_vanishing_weights_keeps_interpreter_and_reference_equal():

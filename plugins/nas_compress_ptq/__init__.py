@@ -2,7 +2,10 @@
 
 Per-channel symmetric int8 weights, asymmetric int8 activations calibrated on the min/max
 of ``calibration_samples`` training images, int32 biases and fixed-point requantization
-(see `nas.int8`). Sets ``candidate.qgraph``. Models that are not layer graphs (a space's
+(see `nas.int8`). ``per_channel=false`` gives each convolution one weight scale (per-tensor),
+for runtimes that take one requantization scale per layer, such as CMSIS-NN's legacy q7
+functions with their one output shift per layer; it usually costs accuracy, which ``qat``
+can win back. Sets ``candidate.qgraph``. Models that are not layer graphs (a space's
 ``trace`` gives ``None``) quantize themselves with the same calibration batch through
 their ``quantize_int8`` method.
 """
@@ -21,6 +24,7 @@ from nas.int8 import quantize
 class PtqConfig:
     calibration_samples: int = 256
     seed: int = 0
+    per_channel: bool = True
 
 
 class PostTrainingQuantization(BaseCompressionMethod):
@@ -36,7 +40,7 @@ class PostTrainingQuantization(BaseCompressionMethod):
         if candidate.graph is None:  # not a layer graph (Bonsai): the model quantizes itself
             candidate.qgraph = candidate.module.quantize_int8(calib.transpose(0, 3, 1, 2))
         else:
-            candidate.qgraph = quantize(candidate.graph, calib)
+            candidate.qgraph = quantize(candidate.graph, calib, c.per_channel)
         return candidate
 
 

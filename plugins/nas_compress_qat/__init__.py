@@ -2,10 +2,11 @@
 
 1. Batch norm is folded into the preceding convolutions, as the int8 model has it.
 2. For ``epochs``, the network trains with fake quantization in the forward pass (straight-
-   through gradients): weights per output channel, symmetric in [-127, 127] (per tensor for
-   linear layers), and the activations the int8 model stores (the input, every activation
-   output, every convolution not followed by one, every residual sum and the logits) on an
-   asymmetric int8 grid over their running min/max.
+   through gradients): weights symmetric in [-127, 127], per output channel (per tensor
+   for linear layers, and for every layer with ``per_channel=false``, as in ``ptq``), and
+   the activations the int8 model stores (the input, every activation output, every
+   convolution not followed by one, every residual sum and the logits) on an asymmetric
+   int8 grid over their running min/max.
 3. The fine-tuned float network is traced and quantized with `nas.int8.quantize`, the same
    arithmetic and calibration as ``ptq``, so only the weights differ.
 
@@ -37,6 +38,7 @@ class QatConfig:
     calibration_samples: int = 256
     momentum: float = 0.1
     seed: int = 0
+    per_channel: bool = True
 
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:
@@ -112,7 +114,7 @@ def qat_finetune(module: nn.Module, data, settings: TrainSettings, cfg: QatConfi
     handles = []
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            per_channel = isinstance(m, nn.Conv2d)
+            per_channel = isinstance(m, nn.Conv2d) and cfg.per_channel
             handles.append(
                 torch.nn.utils.parametrize.register_parametrization(
                     m, "weight", _WeightFq(per_channel)
@@ -160,13 +162,13 @@ class QuantizationAwareTraining(BaseCompressionMethod):
     def apply(self, candidate: Candidate) -> Candidate:
         c, d = self.config, candidate.data
         calib = calibration_batch(d.x_train, c.calibration_samples, c.seed)
-        ptq_acc = accuracy_int8(quantize(candidate.graph, calib), d.x_val, d.y_val)
+        ptq_acc = accuracy_int8(quantize(candidate.graph, calib, c.per_channel), d.x_val, d.y_val)
         module = fold_batchnorm(candidate.module)
         base = candidate.train or DEFAULT_SETTINGS
         qat_finetune(module, d, replace(base, epochs=c.epochs, lr=base.lr * c.lr_scale), c)
         candidate.module = module
         candidate.retrace()
-        candidate.qgraph = quantize(candidate.graph, calib)
+        candidate.qgraph = quantize(candidate.graph, calib, c.per_channel)
         candidate.metrics.update(
             qat_acc_int8_ptq=ptq_acc,
             qat_acc_int8=accuracy_int8(candidate.qgraph, d.x_val, d.y_val),
