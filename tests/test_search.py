@@ -44,22 +44,18 @@ class SigmoidPlugin:
         return [SigmoidSpace]
 
 
+def _config(*overrides: str):
+    register_configs()
+    with initialize_config_module("nas.conf", version_base="1.3"):
+        return compose("config", overrides=["+hw=cortex_m4", *overrides])
+
+
 def test_unsupported_operator_fails_the_trial_not_the_study(tmp_path):
     pm = PluginManager()
     pm.register(SigmoidPlugin, name="sigmoid_plugin")
     reset_plugin_manager(pm)
     try:
-        register_configs()
-        with initialize_config_module("nas.conf", version_base="1.3"):
-            cfg = compose(
-                "config",
-                overrides=[
-                    "+hw=cortex_m4",
-                    "search_space=sigmoidnet",
-                    "search.n_trials=3",
-                    "search.epochs=1",
-                ],
-            )
+        cfg = _config("search_space=sigmoidnet", "search.n_trials=3", "search.epochs=1")
         frame = run_search(cfg, tmp_path)
     finally:
         reset_plugin_manager(None)
@@ -71,7 +67,7 @@ def test_unsupported_operator_fails_the_trial_not_the_study(tmp_path):
 
 def _trial(study, latency, curve):
     t = optuna.trial.create_trial(
-        values=[curve[-1], latency],
+        values=[curve[-1], latency][: len(study.directions)],
         user_attrs={"latency_ms": latency, CURVE_ATTR: curve},
         params={},
         distributions={},
@@ -94,40 +90,23 @@ def test_pruner_compares_only_with_faster_trials():
 def test_pruner_without_latency_objective_compares_with_all_trials():
     study = optuna.create_study(direction="maximize")
     for lat in (1.0, 2.0, 3.0):
-        _trial_single(study, lat, [0.5, 0.8, 0.9])
+        _trial(study, lat, [0.5, 0.8, 0.9])
     pruner = ParetoMedianPruner(n_startup_trials=3, n_warmup_epochs=1, faster_only=False)
     assert pruner.should_prune(study, 1, 0.7, 0.5)  # even the fastest, when below the median
     assert not pruner.should_prune(study, 1, 0.85, 5.0)
 
 
-def _trial_single(study, latency, curve):
-    study.add_trial(
-        optuna.trial.create_trial(
-            value=curve[-1],
-            user_attrs={"latency_ms": latency, CURVE_ATTR: curve},
-            params={},
-            distributions={},
-        )
-    )
-
-
 def test_accuracy_first_search_with_latency_ceiling(tmp_path):
     """``search.objectives=[acc_int8]``: one maximized objective; candidates over
     ``search.max_latency_ms`` are infeasible before training, and nothing trained is over."""
-    register_configs()
-    with initialize_config_module("nas.conf", version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[
-                "+hw=cortex_m4",
-                "backend=estimate",
-                "search.objectives=[acc_int8]",
-                "search.max_latency_ms=20",
-                "search.n_trials=8",
-                "search.epochs=1",
-                "search.save_models=false",
-            ],
-        )
+    cfg = _config(
+        "backend=estimate",
+        "search.objectives=[acc_int8]",
+        "search.max_latency_ms=20",
+        "search.n_trials=8",
+        "search.epochs=1",
+        "search.save_models=false",
+    )
     frame = run_search(cfg, tmp_path)
     study = optuna.load_study(study_name=cfg.study.name, storage=f"sqlite:///{tmp_path}/study.db")
     assert study.directions == [optuna.study.StudyDirection.MAXIMIZE]
