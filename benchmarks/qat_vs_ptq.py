@@ -128,6 +128,9 @@ def main() -> None:
         cfg = replace(cfg, train_subset=args.train_subset)
     data = _at(ds_cls(cfg).load(), TIGHT["resolution"])
     torch.set_num_threads(args.threads)
+    commit = subprocess.run(  # when the run starts: the code it runs
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     start = time.process_time()
     rows = [one_seed(space, data, s, args) for s in range(args.seeds)]
     cpu_s = time.process_time() - start
@@ -135,9 +138,6 @@ def main() -> None:
     module = space.build(TIGHT, data.in_channels, data.num_classes).eval()
     shape = (1, data.in_channels, TIGHT["resolution"], TIGHT["resolution"])
     cost = estimate(trace(module, shape, "tight"), load_profile("cortex_m4"))
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
     cols = ["float", "ptq", "ft+ptq", "qat"]
     lines = [
         f"# QAT vs PTQ on a tight network{', per-tensor weights' if args.per_tensor else ''}",
