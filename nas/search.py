@@ -307,7 +307,7 @@ def open_study(cfg: DictConfig, url: str) -> optuna.Study:
         load_if_exists=True,
     )
     found = study.metric_names  # None for a study made elsewhere: compare directions
-    if found != names if found else study.directions != directions:
+    if (found != names) if found else (study.directions != directions):
         found = found or [d.name.lower() for d in study.directions]
         raise ConfigError(
             f"study '{cfg.study.name}' in {url} already exists with objectives "
