@@ -83,14 +83,17 @@ def _quantized(module: nn.Module, size: int = 10, seed: int = 0, per_channel: bo
     return quantize(g, x[:64], per_channel), x[64:]
 
 
+def _interpreter_and_reference(qg: QGraph, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Int8 outputs of the exported model in TFLite Micro and of the int8 reference (int32,
+    one row per input)."""
+    x_q = qg.input_params.quantize(x)
+    got = invoke_all(load(export(qg), 1 << 20), x_q).astype(np.int32)
+    return got, run_int8(qg, x_q).reshape(len(x), -1).astype(np.int32)
+
+
 @pytest.mark.parametrize("case", sorted(OPERATOR_CASES))
 def test_every_exported_operator_matches_the_int8_reference(case):
-    qg, x = _quantized(OPERATOR_CASES[case])
-    model = export(qg)
-    interp = load(model, 1 << 20)
-    x_q = qg.input_params.quantize(x)
-    got = invoke_all(interp, x_q).astype(np.int32)
-    ref = run_int8(qg, x_q).reshape(len(x), -1).astype(np.int32)
+    got, ref = _interpreter_and_reference(*_quantized(OPERATOR_CASES[case]))
     diff = np.abs(got - ref)
     assert (diff.max(axis=1) == 0).mean() >= 0.99, case
     assert diff.max() <= 1, case
@@ -102,9 +105,7 @@ def test_per_tensor_weights_run_unchanged_in_the_interpreter():
     qg, x = _quantized(OPERATOR_CASES["depthwise"], per_channel=False)
     convs = [q for op, q in zip(qg.graph.ops, qg.ops, strict=True) if "conv" in op.kind]
     assert convs and all(len(set(q.weight_scale.tolist())) == 1 for q in convs)
-    x_q = qg.input_params.quantize(x)
-    got = invoke_all(load(export(qg), 1 << 20), x_q)
-    assert np.array_equal(got, run_int8(qg, x_q).reshape(len(x), -1))
+    assert np.array_equal(*_interpreter_and_reference(qg, x))
 
 
 def test_channel_with_vanishing_weights_keeps_interpreter_and_reference_equal():
@@ -124,9 +125,7 @@ def test_channel_with_vanishing_weights_keeps_interpreter_and_reference_equal():
         module[1].bias[0] = 0.5
     qg, x = _quantized(module)
     assert np.abs(qg.ops[0].bias).max() <= BIAS_LIMIT
-    x_q = qg.input_params.quantize(x)
-    got = invoke_all(load(export(qg), 1 << 20), x_q)
-    assert np.array_equal(got, run_int8(qg, x_q).reshape(len(x), -1))
+    assert np.array_equal(*_interpreter_and_reference(qg, x))
 
 
 def test_export_covers_every_graph_op_kind_and_pad():
