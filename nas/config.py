@@ -31,6 +31,10 @@ class SearchConfig:
     """How long to search and how to train each candidate."""
 
     n_trials: int = 20
+    #: False: candidates rejected before training (over SRAM, flash or
+    #: ``max_latency_ms``) do not count toward ``n_trials``, which then counts the ones
+    #: trained; sampling stops after ``MAX_SAMPLED_PER_TRIAL`` x ``n_trials`` in any case.
+    count_infeasible: bool = True
     timeout_s: float | None = None
     seed: int = 0
     epochs: int = 15
@@ -69,8 +73,8 @@ class StudyConfig:
 @dataclass
 class PrunerConfig:
     """Stop training a candidate whose validation accuracy is below the median of faster
-    completed candidates at the same epoch (`nas.train.ParetoMedianPruner`; of all
-    completed candidates when latency is not an objective), once ``n_startup_trials`` such
+    candidates at the same epoch, pruned ones included (`nas.train.ParetoMedianPruner`; of
+    all candidates when latency is not an objective), once ``n_startup_trials`` such
     candidates exist and after ``n_warmup_epochs`` epochs."""
 
     enabled: bool = True

@@ -269,14 +269,27 @@ class Objective:
             (out / name).write_bytes(data)
 
 
+#: With ``search.count_infeasible=false``, a process samples at most this many candidates
+#: per trial it is to count, so a budget that nothing fits still ends.
+MAX_SAMPLED_PER_TRIAL = 20
+
+
 class Progress:
     """After each trial: the tqdm bar (trial n/N, best feasible int8 accuracy so far), the
-    observer hook, and the check for trials abandoned by dead workers."""
+    observer hook, and the check for trials abandoned by dead workers.
 
-    def __init__(self, total: int, pm: PluginManager, grace_s: float, retry: bool) -> None:
+    With ``count_infeasible=False`` it counts only candidates that were not rejected
+    before training, and stops the study when ``total`` of them are done (or after
+    ``MAX_SAMPLED_PER_TRIAL * total`` candidates in all)."""
+
+    def __init__(
+        self, total: int, pm: PluginManager, grace_s: float, retry: bool, count_infeasible: bool
+    ) -> None:
         self.bar = tqdm(total=total, desc="trials", unit="trial", dynamic_ncols=True)
         self.pm = pm
         self.grace_s, self.retry = grace_s, retry
+        self.total, self.count_infeasible = total, count_infeasible
+        self.counted = self.sampled = 0
         self.best: tuple[float, float] | None = None
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -291,8 +304,22 @@ class Progress:
             self.bar.write(f"trial {trial.number} failed: {rec['reason']}")
         best = f"{self.best[0]:.3f} @ {self.best[1]:.2f} ms" if self.best else "none yet"
         self.bar.set_postfix_str(f"best feasible acc_int8 {best}")
-        self.bar.update(1)
+        self.sampled += 1
+        rejected = rec["state"] == "COMPLETE" and not rec["feasible"]
+        if self.count_infeasible or not rejected:
+            self.counted += 1
+            self.bar.update(1)
         self.pm.observe_trial(trial.number, rec)
+        if self.count_infeasible:
+            return
+        if self.counted >= self.total:
+            study.stop()
+        elif self.sampled >= MAX_SAMPLED_PER_TRIAL * self.total:
+            self.bar.write(
+                f"stopping: {self.sampled} candidates sampled, only {self.counted} of "
+                f"{self.total} fit the budget (search.count_infeasible=false)"
+            )
+            study.stop()
 
 
 def open_study(cfg: DictConfig, url: str) -> optuna.Study:
@@ -358,12 +385,13 @@ def run_search(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
     if len(n) > 1:
         torch.set_num_threads(workers.threads_per_worker(len(n)))
     procs = workers.spawn(overrides or [], n[1:], cfg.search.seed, url, cfg.study.name, run_dir)
-    progress = Progress(n[0], pm, st.grace_s, st.retry_stale)
+    count_all = cfg.search.count_infeasible
+    progress = Progress(n[0], pm, st.grace_s, st.retry_stale, count_all)
     interrupted = False
     try:
         study.optimize(
             Objective(cfg, comp, run_dir),
-            n_trials=n[0],
+            n_trials=n[0] if count_all else (None if n[0] else 0),
             timeout=cfg.search.timeout_s,
             catch=(Exception,),
             callbacks=[progress],

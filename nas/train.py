@@ -1,7 +1,7 @@
 """Training a candidate, reporting validation accuracy after every epoch.
 
 Per-epoch accuracies go to a callback; the search passes one that stores the curve on the
-Optuna trial and asks `EpochMedianPruner` whether to stop. Non-finite losses stop training
+Optuna trial and asks `ParetoMedianPruner` whether to stop. Non-finite losses stop training
 with a `TrialError` that names the epoch.
 """
 
@@ -100,7 +100,7 @@ def fit(
 
 class ParetoMedianPruner:
     """Stop a candidate whose validation accuracy at an epoch is below the median of the
-    completed candidates that are at least as fast (static ``latency_ms``) at that epoch.
+    candidates that are at least as fast (static ``latency_ms``) at that epoch.
 
     A slow candidate that learns worse than faster ones will not reach the Pareto front;
     the fastest candidates are never pruned, so the low-latency end of the front is
@@ -108,8 +108,12 @@ class ParetoMedianPruner:
     studies do not allow; this one reads the per-epoch curves the search stores as a trial
     user attribute (``val_acc_curve``).
 
-    With ``faster_only=False`` (latency is not an objective) every completed candidate
-    counts: the median rule of Optuna's ``MedianPruner``.
+    With ``faster_only=False`` (latency is not an objective) every candidate counts.
+
+    The median is over every finished candidate that trained to that epoch, pruned ones
+    included. Optuna's ``MedianPruner`` takes completed trials only; those are the ones
+    that passed earlier checks, so their median rises trial after trial and prunes more
+    and more (68-77% of the trained candidates of a 48-trial Fashion-MNIST search).
     """
 
     def __init__(self, n_startup_trials: int, n_warmup_epochs: int, faster_only: bool = True):
@@ -122,7 +126,8 @@ class ParetoMedianPruner:
     ) -> bool:
         if epoch < self.n_warmup_epochs:
             return False
-        done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        done = study.get_trials(deepcopy=False, states=finished)
         curves = [
             t.user_attrs[CURVE_ATTR]
             for t in done

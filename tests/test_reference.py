@@ -111,7 +111,16 @@ def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
     df = pd.read_csv(out / "results.csv")
     assert sorted(df["method"]) == sorted(["search", "random", *FAMILIES])
     assert df["acc_int8_test"].between(0.0, 1.0).all() and df["fits"].all()
-    assert (df["search_cpu_s"][df["method"].isin(["search", "random"])] > 0).all()
+    searched = df["method"].isin(["search", "random"])
+    assert (df["search_cpu_s"][searched] > 0).all()
+    # both trained candidates of each search are retrained; the best by validation counts
+    assert (df["finalists"][searched] == 2).all() and (df["finalists"][~searched] == 1).all()
+    for _, row in df[searched].iterrows():
+        final = pd.read_csv(runs / "uno" / f"{row['method']}-final-s0" / "trials.csv")
+        assert row["acc_int8_val"] == final["acc_int8"].max()
+        assert row["final_trial"] in set(
+            final["number"][final["acc_int8"] == final["acc_int8"].max()]
+        )
     text = (out / "RESULTS.md").read_text()
     assert "## uno" in text and "failed" not in text and "search CPU-h" in text
     for _, row in df.iterrows():

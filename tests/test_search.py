@@ -10,7 +10,7 @@ from torch import nn
 import nas
 from nas.config import register_configs
 from nas.plugin_manager import PluginManager, reset_plugin_manager
-from nas.search import run_search
+from nas.search import MAX_SAMPLED_PER_TRIAL, run_search
 from nas.spaces import BaseSearchSpace
 from nas.train import CURVE_ATTR, ParetoMedianPruner
 
@@ -118,3 +118,43 @@ def test_accuracy_first_search_with_latency_ceiling(tmp_path):
     assert slow.reason.str.contains(r"latency \d+\.\d+ ms > 20 ms").all()
     assert (fast.feasible & (fast.train_s > 0) & fast.acc_int8.notna()).all()
     assert study.best_trial.number in set(fast.number)
+
+
+def test_pruner_median_includes_pruned_trials():
+    """Candidates pruned earlier count at the epochs they reached, so the median does not
+    ratchet up to that of the survivors."""
+    study = optuna.create_study(direction="maximize")
+    for _ in range(2):
+        _trial(study, 1.0, [0.5, 0.9, 0.95])
+    for _ in range(3):
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.PRUNED,
+                user_attrs={"latency_ms": 1.0, CURVE_ATTR: [0.4, 0.6]},
+                params={},
+                distributions={},
+            )
+        )
+    pruner = ParetoMedianPruner(n_startup_trials=3, n_warmup_epochs=1, faster_only=False)
+    assert not pruner.should_prune(study, 1, 0.7, 1.0)  # median of 0.9, 0.9, 0.6 x3 is 0.6
+    assert pruner.should_prune(study, 1, 0.5, 1.0)
+    assert not pruner.should_prune(study, 2, 0.1, 1.0)  # only 2 trials reached epoch 2
+
+
+def test_infeasible_candidates_need_not_count(tmp_path):
+    """``search.count_infeasible=false``: ``n_trials`` counts trained candidates; those
+    rejected before training come on top, and a budget nothing fits still ends."""
+    base = ["backend=estimate", "search.epochs=1", "search.save_models=false"]
+    cfg = _config(
+        *base, "search.max_latency_ms=3", "search.count_infeasible=false", "search.n_trials=3"
+    )
+    frame = run_search(cfg, tmp_path / "some")
+    assert frame.feasible.sum() == 3, frame[["latency_ms", "feasible"]]
+    assert (~frame.feasible).sum() > 0 and (frame[~frame.feasible].train_s == 0).all()
+    assert (frame[frame.feasible].train_s > 0).all()
+
+    cfg = _config(
+        *base, "search.max_latency_ms=0.001", "search.count_infeasible=false", "search.n_trials=2"
+    )
+    frame = run_search(cfg, tmp_path / "none")
+    assert len(frame) == 2 * MAX_SAMPLED_PER_TRIAL and not frame.feasible.any()
