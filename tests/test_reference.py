@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 
@@ -123,6 +124,8 @@ def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
         )
     text = (out / "RESULTS.md").read_text()
     assert "## uno" in text and "failed" not in text and "search CPU-h" in text
+    for method in ("search", "random"):  # the finalists table: one row per finalist
+        assert len(re.findall(rf"\| uno \| {method} \| 0 \| \**\d", text)) == 2
     for _, row in df.iterrows():
         saved = out / "models" / "uno" / row["method"] / f"seed{row['seed']}"
         arch = json.loads((saved / "arch.json").read_text())["arch"]

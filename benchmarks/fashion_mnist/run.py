@@ -410,6 +410,45 @@ def collect(done: list[Job], out: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def finalist_lines(done: list[Job]) -> list[str]:
+    """Each search's finalists: rank and validation accuracy in the search, then validation
+    and test accuracy after the final recipe; the one with the best validation counts."""
+    lines = [
+        "## Finalists",
+        "",
+        "Each search's best candidates by validation accuracy, trained again with the final "
+        "recipe. The one with the highest validation accuracy after it (**bold**) is the "
+        "search's model; the others' test accuracy is shown, not used.",
+        "",
+        "| budget | method | seed | search rank | search val | final val | final test | MACs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    searched = [j for j in done if j.kind == "final" and j.method in ("search", "random")]
+    for job in sorted(searched, key=lambda j: (j.budget, j.method, j.seed)):
+        if job.rc:
+            continue
+        search = ranked(job.run_dir.parent / f"{job.method}-search-s{job.seed}")
+        arch_cols = [c for c in search.columns if c.startswith("arch_")]
+        keys = [tuple(r) for r in search[arch_cols].itertuples(index=False)]
+        final = pd.read_csv(job.run_dir / "trials.csv")
+        best = ranked(job.run_dir)
+        chosen = int(best.iloc[0]["number"]) if not best.empty else -1
+        for _, t in final.sort_values("number").iterrows():
+            key = tuple(t[c] for c in arch_cols)
+            rank = keys.index(key) if key in keys else None
+            cells = [
+                "-" if rank is None else str(rank + 1),
+                "-" if rank is None else f"{search['acc_int8'].iloc[rank]:.4f}",
+                f"{t['acc_int8']:.4f}",
+                f"{t['acc_int8_test']:.4f}",
+                fmt_int(t["macs"]),
+            ]
+            if int(t["number"]) == chosen:
+                cells = [f"**{c}**" for c in cells]
+            lines.append(f"| {job.budget} | {job.method} | {job.seed} | {' | '.join(cells)} |")
+    return [*lines, ""]
+
+
 def fmt_int(v: float) -> str:
     return "-" if v != v else f"{v:,.0f}"
 
@@ -463,7 +502,7 @@ def provenance() -> dict[str, str]:
     }
 
 
-def write_results(df: pd.DataFrame, out: Path, run: dict[str, Any]) -> None:
+def write_results(df: pd.DataFrame, out: Path, run: dict[str, Any], finalists: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("pareto_*.svg"):
         stale.unlink()
@@ -512,6 +551,7 @@ def write_results(df: pd.DataFrame, out: Path, run: dict[str, Any]) -> None:
             lines.append(f"![{title}]({name})")
         lines.append("")
     lines += [
+        *finalists,
         "## Architectures",
         "",
         "Every final model's choices, int8 weights (`model_int8.npz`) and, on m4-tight, the "
@@ -602,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
     if (out / "models").exists():
         shutil.rmtree(out / "models")
     df = collect(done, out)
-    write_results(df, out, run)
+    write_results(df, out, run, finalist_lines(done))
     print(f"results: {out / 'RESULTS.md'}")
     failed = [j for j in done if j.rc]
     for j in failed:
