@@ -26,19 +26,18 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "fashion_mnist"))
 from run import BUDGETS, hw_args  # noqa: E402
 
-from nas.config import plugin_config, register_configs  # noqa: E402
-from nas.plugin_manager import get_plugin_manager  # noqa: E402
-from nas.search import profile_from_cfg  # noqa: E402
+from nas.config import register_configs  # noqa: E402
+from nas.search import build_components  # noqa: E402
 
 
 def sample_costs(budget: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """MACs and feasibility of ``n`` random architectures of the budget's space."""
+    b = BUDGETS[budget]
     register_configs()
     with initialize_config_module("nas.conf", version_base="1.3"):
-        cfg = compose("config", overrides=[*hw_args(budget), *BUDGETS[budget]["space"]])
-    hw = profile_from_cfg(cfg)
-    cls = get_plugin_manager().get("search_space", cfg.search_space.name)
-    space = cls(plugin_config(cls, cfg.search_space))
+        cfg = compose("config", [*hw_args(budget), *b["space"], f"backend={b['backend']}"])
+    comp = build_components(cfg)  # the default dataset, digits, is only loaded
+    hw, space = comp.hw, comp.space
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     macs, feasible = np.zeros(n), np.zeros(n, dtype=bool)

@@ -213,13 +213,17 @@ def arena_fits(measured: Any) -> Any:
     return np.logical_not(measured > ARENA_LIMIT)
 
 
-def ranked(run_dir: Path) -> pd.DataFrame:
+def trials_of(run_dir: Path) -> pd.DataFrame:
+    """A run's ``trials.csv`` (empty when the run wrote none)."""
+    csv = run_dir / "trials.csv"
+    return pd.read_csv(csv) if csv.is_file() else pd.DataFrame()
+
+
+def ranked(df: pd.DataFrame) -> pd.DataFrame:
     """A run's completed trials that fit (by the measured arena too, where TFLM measured
     it), highest validation int8 accuracy first; ties go to the lower latency."""
-    csv = run_dir / "trials.csv"
-    if not csv.is_file():
-        return pd.DataFrame()
-    df = pd.read_csv(csv)
+    if df.empty:
+        return df
     ok = df[(df["state"] == "COMPLETE") & df["feasible"].astype(bool) & df["acc_int8"].notna()]
     if "arena_bytes_measured" in ok:
         ok = ok[arena_fits(ok["arena_bytes_measured"])]
@@ -229,7 +233,7 @@ def ranked(run_dir: Path) -> pd.DataFrame:
 def finalists(run_dir: Path, k: int) -> list[dict[str, Any]]:
     """The ``k`` best distinct architectures of a search, to train again."""
     archs: list[dict[str, Any]] = []
-    for number in ranked(run_dir)["number"] if k else []:
+    for number in ranked(trials_of(run_dir))["number"] if k else []:
         info = json.loads((run_dir / "trials" / f"{int(number):05d}" / "arch.json").read_text())
         if info["arch"] not in archs:
             archs.append(info["arch"])
@@ -367,7 +371,7 @@ def collect(done: list[Job], out: Path) -> pd.DataFrame:
     for job in sorted(
         (j for j in done if j.kind == "final"), key=lambda j: (j.budget, j.method, j.seed)
     ):
-        trials = pd.read_csv(job.run_dir / "trials.csv") if not job.rc else pd.DataFrame()
+        trials = trials_of(job.run_dir) if not job.rc else pd.DataFrame()
         share = job.cpu_s / max(len(trials), 1)
         row: dict[str, Any] = {
             "budget": job.budget,
@@ -379,7 +383,7 @@ def collect(done: list[Job], out: Path) -> pd.DataFrame:
             "error": job.error,
         }
         if not trials.empty:
-            best = ranked(job.run_dir)
+            best = ranked(trials)
             t = best.iloc[0] if not best.empty else trials.iloc[0]
             row["final_trial"] = int(t["number"])
             if t["state"] != "COMPLETE":
@@ -427,11 +431,11 @@ def finalist_lines(done: list[Job]) -> list[str]:
     for job in sorted(searched, key=lambda j: (j.budget, j.method, j.seed)):
         if job.rc:
             continue
-        search = ranked(job.run_dir.parent / f"{job.method}-search-s{job.seed}")
+        search = ranked(trials_of(job.run_dir.parent / f"{job.method}-search-s{job.seed}"))
         arch_cols = [c for c in search.columns if c.startswith("arch_")]
         keys = [tuple(r) for r in search[arch_cols].itertuples(index=False)]
-        final = pd.read_csv(job.run_dir / "trials.csv")
-        best = ranked(job.run_dir)
+        final = trials_of(job.run_dir)
+        best = ranked(final)
         chosen = int(best.iloc[0]["number"]) if not best.empty else -1
         for _, t in final.sort_values("number").iterrows():
             key = tuple(t[c] for c in arch_cols)
