@@ -30,12 +30,16 @@ from nas.config import register_configs  # noqa: E402
 from nas.search import build_components  # noqa: E402
 
 
-def sample_costs(budget: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """MACs and feasibility of ``n`` random architectures of the budget's space."""
+def sample_costs(
+    budget: str, n: int, seed: int, overrides: tuple[str, ...] = ()
+) -> tuple[np.ndarray, np.ndarray]:
+    """MACs and feasibility of ``n`` random architectures of the budget's space, with
+    ``overrides`` (``search_space.widths=[...]`` and the like) on top of its own."""
     b = BUDGETS[budget]
     register_configs()
     with initialize_config_module("nas.conf", version_base="1.3"):
-        cfg = compose("config", [*hw_args(budget), *b["space"], f"backend={b['backend']}"])
+        args = [*hw_args(budget), *b["space"], f"backend={b['backend']}", *overrides]
+        cfg = compose("config", args)
     comp = build_components(cfg)  # the default dataset, digits, is only loaded
     hw, space = comp.hw, comp.space
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -58,9 +62,10 @@ def main() -> int:
     p.add_argument("--n", type=int, default=2000, help="architectures to sample")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reference", type=float, help="MACs of a model to compare with")
+    p.add_argument("overrides", nargs="*", help="search_space.* overrides to try")
     args = p.parse_args()
     torch.set_num_threads(1)
-    macs, feasible = sample_costs(args.budget, args.n, args.seed)
+    macs, feasible = sample_costs(args.budget, args.n, args.seed, tuple(args.overrides))
     fit = macs[feasible]
     share = f"{feasible.mean():.1%}"
     print(f"{args.budget}: {feasible.sum()} of {args.n} random architectures fit ({share})")
@@ -71,8 +76,12 @@ def main() -> int:
         f"MACs of those that fit: median {q[0]:,.0f}, 90th percentile {q[1]:,.0f}, "
         f"99th {q[2]:,.0f}, max {fit.max():,.0f}"
     )
-    for cut in (1e6, 1.5e6, 2e6, *([args.reference] if args.reference else [])):
-        print(f"  more than {cut:,.0f} MACs: {(fit > cut).mean():.1%} of those that fit")
+    for cut in (1e6, 1.2e6, 1.5e6, 2e6, *([args.reference] if args.reference else [])):
+        above = (fit > cut).mean()
+        print(
+            f"  more than {cut:,.0f} MACs: {above:.1%} of those that fit, "
+            f"{above * feasible.mean():.1%} of all"
+        )
     return 0
 
 

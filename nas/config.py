@@ -32,8 +32,9 @@ class SearchConfig:
 
     n_trials: int = 20
     #: False: candidates rejected before training (over SRAM, flash or
-    #: ``max_latency_ms``) do not count toward ``n_trials``, which then counts the ones
-    #: trained; sampling stops after ``MAX_SAMPLED_PER_TRIAL`` x ``n_trials`` in any case.
+    #: ``max_latency_ms``, under ``min_macs``) do not count toward ``n_trials``, which
+    #: then counts the ones trained; sampling stops after ``MAX_SAMPLED_PER_TRIAL`` x
+    #: ``n_trials`` in any case.
     count_infeasible: bool = True
     timeout_s: float | None = None
     seed: int = 0
@@ -56,6 +57,12 @@ class SearchConfig:
     #: A latency ceiling (ms, the profile's estimate): slower candidates are infeasible
     #: like those over the SRAM or flash limit, and are never trained. None: no ceiling.
     max_latency_ms: float | None = None
+    #: A compute floor (MACs): candidates with fewer are rejected before training like
+    #: those that do not fit, to spend training on models that use the chip. Under a
+    #: memory budget most architectures of a space use a small part of the compute the
+    #: budget allows, and more MACs usually buy accuracy (MCUNet, Lin et al. 2020).
+    #: None: no floor.
+    min_macs: int | None = None
 
 
 @dataclass

@@ -4,9 +4,9 @@ Every trial walks the line of ``shared/DESIGN.md``: sample -> build -> trace -> 
 cost -> (infeasible: stop, no training) -> train -> compression pipeline -> backend score.
 Objectives (``search.objectives``): maximize ``acc_int8`` (validation accuracy of the int8
 model) and minimize ``latency_ms``, or maximize ``acc_int8`` alone (the most accurate model
-that fits). SRAM and flash limits, and ``search.max_latency_ms`` when set, are Optuna
-constraints (``trial.set_constraint``), set from the static cost before any training, so
-the sampler learns what does not fit.
+that fits). SRAM and flash limits, and when set ``search.max_latency_ms`` and
+``search.min_macs`` (a compute floor), are Optuna constraints (``trial.set_constraint``),
+set from the static cost before any training, so the sampler learns what does not fit.
 Everything a trial produces is a user attribute in the storage; `nas.report` reads them.
 """
 
@@ -55,6 +55,9 @@ def objectives(cfg: DictConfig) -> list[str]:
     cap = cfg.search.max_latency_ms
     if cap is not None and not cap > 0:
         raise ConfigError(f"search.max_latency_ms={cap} must be a positive number of ms or null")
+    floor = cfg.search.min_macs
+    if floor is not None and not floor > 0:
+        raise ConfigError(f"search.min_macs={floor} must be a positive number of MACs or null")
     return names
 
 
@@ -180,11 +183,16 @@ class Objective:
         for key, value in cost.as_dict().items():
             trial.set_user_attr(key, value)
         limits, reason = cost.violations(comp.hw), cost.infeasible_reason(comp.hw)
+        reasons = [reason] if reason else []
         if (cap := s.max_latency_ms) is not None:
             limits["latency"] = (cost.latency_ms - cap) / cap
             if cost.latency_ms > cap:
-                over = f"latency {cost.latency_ms:.2f} ms > {cap:g} ms"
-                reason = f"{reason}; {over}" if reason else over
+                reasons.append(f"latency {cost.latency_ms:.2f} ms > {cap:g} ms")
+        if (floor := s.min_macs) is not None:
+            limits["macs_floor"] = (floor - cost.macs) / floor
+            if cost.macs < floor:
+                reasons.append(f"{cost.macs:,} MACs < search.min_macs={floor:,}")
+        reason = "; ".join(reasons)
         for key, value in limits.items():
             trial.set_constraint(key, value)
         trial.set_user_attr("feasible", not reason)
@@ -271,7 +279,7 @@ class Objective:
 
 #: With ``search.count_infeasible=false``, a process samples at most this many candidates
 #: per trial it is to count, so a budget that nothing fits still ends.
-MAX_SAMPLED_PER_TRIAL = 20
+MAX_SAMPLED_PER_TRIAL = 50
 
 
 class Progress:

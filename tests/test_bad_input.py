@@ -53,6 +53,7 @@ def _error_line(capsys, args, *needles):
             ["search.objectives=[latency_ms]", "[acc_int8,latency_ms] or [acc_int8]"],
         ),
         (["+hw=cortex_m4", "search.max_latency_ms=0"], ["search.max_latency_ms=0", "positive"]),
+        (["+hw=cortex_m4", "search.min_macs=-5"], ["search.min_macs=-5", "positive"]),
         (["+hw=cortex_m4", "hw.sram_bytes=-5"], ["cortex_m4.yaml", "sram_bytes", "> 0"]),
         (["+hw=cortex_m4", "x=[1,2"], ["cannot parse the overrides"]),
         (["-m", "+hw=cortex_m4,pdp11"], ["unknown hardware profile 'pdp11'"]),

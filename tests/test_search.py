@@ -120,6 +120,27 @@ def test_accuracy_first_search_with_latency_ceiling(tmp_path):
     assert study.best_trial.number in set(fast.number)
 
 
+def test_compute_floor_rejects_small_candidates_before_training(tmp_path):
+    """``search.min_macs``: candidates with fewer MACs are rejected before training, say
+    why, and (``search.count_infeasible=false``) do not use up the trial budget."""
+    floor = 800_000
+    cfg = _config(
+        "backend=estimate",
+        f"search.min_macs={floor}",
+        "search.count_infeasible=false",
+        "search.n_trials=3",
+        "search.epochs=1",
+        "search.save_models=false",
+    )
+    frame = run_search(cfg, tmp_path)
+    small, big = frame[frame.macs < floor], frame[frame.macs >= floor]
+    assert len(small), frame.macs.tolist()
+    assert (~small.feasible & ~small.feasible_macs_floor & (small.train_s == 0)).all()
+    assert small.reason.str.contains(r"[\d,]+ MACs < search.min_macs=800,000").all()
+    trained = big[big.feasible]
+    assert len(trained) == 3 and (trained.train_s > 0).all() and trained.acc_int8.notna().all()
+
+
 def test_pruner_median_includes_pruned_trials():
     """Candidates pruned earlier count at the epochs they reached, so the median does not
     ratchet up to that of the survivors."""
