@@ -8,7 +8,9 @@ per trial; columns documented in `LOAD_COLUMNS` and below); `best_feasible`,
 was infeasible or failed, the static cost (``flash_bytes, sram_bytes, macs, latency_ms,
 energy_uj``...), the scores (``acc_float, acc_int8``...), ``train_s`` and one ``arch_``
 column per architecture choice. ``pareto`` marks the feasible, completed trials no other
-such trial beats on both objectives (``acc_int8`` up, ``latency_ms`` down).
+such trial beats on both objectives (``acc_int8`` up, ``latency_ms`` down). A candidate the
+study had already trained is not trained again: its row copies the results and names the
+trial that trained it in ``duplicate_of``, and stays out of the front.
 """
 
 from __future__ import annotations
@@ -60,19 +62,25 @@ PARETO_COLUMNS = [
     "macs",
     "train_s",
 ]
+#: The user attribute of a repeated candidate (an architecture the study had already
+#: trained): the number of the trial that trained it. Repeats copy its results.
+DUPLICATE_ATTR = "duplicate_of"
 HIDDEN_ATTRS = ("arch", "val_acc_curve", "infeasible_reason", "fail_reason", "prune_reason")
 
 
 def record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """The flat row of one trial."""
     attrs = trial.user_attrs
+    repeat = (
+        f"same architecture as trial {attrs[DUPLICATE_ATTR]}" if DUPLICATE_ATTR in attrs else ""
+    )
     row: dict[str, Any] = {
         "number": trial.number,
         "state": trial.state.name,
         "feasible": bool(attrs.get("feasible", False)),
         "reason": next(
             (attrs[k] for k in ("infeasible_reason", "fail_reason", "prune_reason") if k in attrs),
-            "",
+            repeat,
         ),
     }
     row.update({k: v for k, v in attrs.items() if k not in HIDDEN_ATTRS})
@@ -86,6 +94,8 @@ def record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
 def pareto_mask(df: pd.DataFrame) -> pd.Series:
     """True for feasible completed rows not dominated in (acc_int8 max, latency_ms min)."""
     ok = (df["state"] == "COMPLETE") & df["feasible"].astype(bool)
+    if DUPLICATE_ATTR in df:  # the trial that trained it stands for a repeat
+        ok &= df[DUPLICATE_ATTR].isna()
     if "acc_int8" in df:
         ok &= df["acc_int8"].notna()
     else:
@@ -345,7 +355,9 @@ def load(sources: Iterable[str | Path]) -> pd.DataFrame:
 
 
 def _feasible_done(df: pd.DataFrame) -> pd.DataFrame:
-    return df[(df["state"] == "COMPLETE") & df["feasible"] & df["acc_int8"].notna()]
+    """Completed trials that fit and were trained (repeats left out)."""
+    done = df[(df["state"] == "COMPLETE") & df["feasible"] & df["acc_int8"].notna()]
+    return done[done[DUPLICATE_ATTR].isna()] if DUPLICATE_ATTR in done else done
 
 
 def best_feasible(df: pd.DataFrame, by: str | list[str] = "hw") -> pd.DataFrame:

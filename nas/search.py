@@ -35,8 +35,15 @@ from nas.data import Arrays, one_vs_rest
 from nas.errors import ConfigError, NasError, TrialError
 from nas.hardware import HardwareProfile, profile_from_mapping
 from nas.plugin_manager import PluginManager, get_plugin_manager
+from nas.report import DUPLICATE_ATTR
 from nas.spaces import BaseSearchSpace, check_supported
-from nas.storage import Heartbeat, fail_stale_trials, open_storage, storage_url
+from nas.storage import (
+    HEARTBEAT_ATTR,
+    Heartbeat,
+    fail_stale_trials,
+    open_storage,
+    storage_url,
+)
 from nas.train import CURVE_ATTR, ParetoMedianPruner, TrainSettings, accuracy
 
 log = logging.getLogger(__name__)
@@ -200,6 +207,8 @@ class Objective:
         if reason:
             trial.set_user_attr("infeasible_reason", reason)
             return self.values(0.0, cost.latency_ms)
+        if (twin := trained_twin(trial)) is not None:
+            return self.repeat(trial, twin)
 
         settings = TrainSettings(
             s.epochs, s.batch_size, s.lr, s.weight_decay, s.seed * 1000 + trial.number
@@ -245,6 +254,19 @@ class Objective:
             self.save(trial.number, cand, cost, metrics)
         return self.values(float(metrics["acc_int8"]), cost.latency_ms)
 
+    def repeat(self, trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> list[float]:
+        """A candidate the study already trained: the earlier result again, no training.
+        The sampler sees the repeat as an observation; reports and the trial count skip it."""
+        trial.set_user_attr(DUPLICATE_ATTR, twin.number)
+        if twin.state == optuna.trial.TrialState.PRUNED:
+            why = f"same architecture as trial {twin.number}, which was pruned"
+            trial.set_user_attr("prune_reason", why)
+            raise optuna.TrialPruned(why)
+        for key, value in twin.user_attrs.items():
+            if key not in NOT_REPEATED:
+                trial.set_user_attr(key, value)
+        return list(twin.values)
+
     def recost(self, trial: optuna.Trial, before: Cost, cand: Candidate) -> Cost:
         """The static cost of the compressed graph; when compression changed it, the trial
         records the new figures and keeps the searched ones as ``<name>_uncompressed``."""
@@ -275,6 +297,26 @@ class Objective:
         for name, data in cand.artifacts.items():  # names may hold folders: "c/model.c"
             (out / name).parent.mkdir(parents=True, exist_ok=True)
             (out / name).write_bytes(data)
+
+
+#: What a repeat does not copy from the trial that trained it.
+NOT_REPEATED = {CURVE_ATTR, HEARTBEAT_ATTR, "train_s", "prune_reason", "fail_reason"}
+
+
+def trained_twin(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
+    """The earlier trial of the study that trained the same architecture (completed or
+    pruned; not itself a repeat), or None. Categorical samplers such as TPE propose the
+    same choices again once they settle on a region; training them again is waste."""
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    for t in trial.study.get_trials(deepcopy=False, states=done):
+        if (
+            t.params == trial.params
+            and t.user_attrs.get("feasible")
+            and DUPLICATE_ATTR not in t.user_attrs
+            and (t.state == optuna.trial.TrialState.PRUNED or "acc_int8" in t.user_attrs)
+        ):
+            return t
+    return None
 
 
 #: With ``search.count_infeasible=false``, a process samples at most this many candidates
@@ -314,6 +356,7 @@ class Progress:
         self.bar.set_postfix_str(f"best feasible acc_int8 {best}")
         self.sampled += 1
         rejected = rec["state"] == "COMPLETE" and not rec["feasible"]
+        rejected |= DUPLICATE_ATTR in rec  # a repeat: no training either
         if self.count_infeasible or not rejected:
             self.counted += 1
             self.bar.update(1)
@@ -325,7 +368,8 @@ class Progress:
         elif self.sampled >= MAX_SAMPLED_PER_TRIAL * self.total:
             self.bar.write(
                 f"stopping: {self.sampled} candidates sampled, only {self.counted} of "
-                f"{self.total} fit the budget (search.count_infeasible=false)"
+                f"{self.total} were new architectures that fit the budget "
+                "(search.count_infeasible=false)"
             )
             study.stop()
 

@@ -141,6 +141,35 @@ def test_compute_floor_rejects_small_candidates_before_training(tmp_path):
     assert len(trained) == 3 and (trained.train_s > 0).all() and trained.acc_int8.notna().all()
 
 
+#: The MobileNet-like space with one choice each: every sample is the same architecture.
+ONE_ARCHITECTURE = [
+    "search_space.resolutions=[8]",
+    "search_space.stem_channels=[4]",
+    "search_space.stages=1",
+    "search_space.widths=[8]",
+    "search_space.depths=[1]",
+    "search_space.kernels=[3]",
+    "search_space.expansions=[1]",
+    "search_space.strides=[1]",
+]
+
+
+def test_a_repeated_architecture_is_not_trained_again(tmp_path):
+    """A candidate the study already trained copies the earlier result, says so, stays out
+    of the front and (``search.count_infeasible=false``) does not use up the budget."""
+    base = ["backend=estimate", "search.epochs=1", "search.save_models=false"]
+    frame = run_search(_config(*base, *ONE_ARCHITECTURE, "search.n_trials=3"), tmp_path / "a")
+    first, repeats = frame.iloc[0], frame.iloc[1:]
+    assert first.train_s > 0 and first.pareto and pd.isna(first.duplicate_of)
+    assert (repeats.duplicate_of == 0).all() and (repeats.train_s == 0).all()
+    assert (repeats.acc_int8 == first.acc_int8).all() and not repeats.pareto.any()
+    assert (repeats.reason == "same architecture as trial 0").all()
+
+    cfg = _config(*base, *ONE_ARCHITECTURE, "search.n_trials=2", "search.count_infeasible=false")
+    frame = run_search(cfg, tmp_path / "b")
+    assert len(frame) == 2 * MAX_SAMPLED_PER_TRIAL and (frame.train_s > 0).sum() == 1
+
+
 def test_pruner_median_includes_pruned_trials():
     """Candidates pruned earlier count at the epochs they reached, so the median does not
     ratchet up to that of the survivors."""
