@@ -34,6 +34,7 @@ from nas.cost import Cost
 from nas.data import Arrays, one_vs_rest
 from nas.errors import ConfigError, NasError, TrialError
 from nas.hardware import HardwareProfile, profile_from_mapping
+from nas.interrupt import CTRL_C
 from nas.plugin_manager import PluginManager, get_plugin_manager
 from nas.report import DUPLICATE_ATTR
 from nas.spaces import BaseSearchSpace, check_supported
@@ -216,6 +217,7 @@ class Objective:
         curve: list[float] = []
 
         def on_epoch(epoch: int, acc: float) -> None:
+            CTRL_C.check()
             curve.append(acc)
             trial.set_user_attr(CURVE_ATTR, curve)
             if self.pruner and self.pruner.should_prune(trial.study, epoch, acc, cost.latency_ms):
@@ -343,6 +345,7 @@ class Progress:
         self.best: tuple[float, float] | None = None
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        CTRL_C.check()
         fail_stale_trials(study, self.grace_s, self.retry)
         rec = report.record(trial)
         acc = rec.get("acc_int8")
@@ -441,14 +444,15 @@ def run_search(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
     progress = Progress(n[0], pm, st.grace_s, st.retry_stale, count_all)
     interrupted = False
     try:
-        study.optimize(
-            Objective(cfg, comp, run_dir),
-            n_trials=n[0] if count_all else (None if n[0] else 0),
-            timeout=cfg.search.timeout_s,
-            catch=(Exception,),
-            callbacks=[progress],
-            gc_after_trial=False,
-        )
+        with CTRL_C:
+            study.optimize(
+                Objective(cfg, comp, run_dir),
+                n_trials=n[0] if count_all else (None if n[0] else 0),
+                timeout=cfg.search.timeout_s,
+                catch=(Exception,),
+                callbacks=[progress],
+                gc_after_trial=False,
+            )
     except KeyboardInterrupt:
         interrupted = True
         raise

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 import uuid
+import weakref
 
 import optuna
 import pandas as pd
 import pytest
 from conftest import spawn_cli
+
+from nas.interrupt import CtrlC
 
 FAST = [
     "search_space.resolutions=[8]",
@@ -181,3 +185,22 @@ def test_ctrl_c_records_the_trial_and_writes_the_report(tmp_path):
     last = df.iloc[-1]
     assert last.state == "FAIL" and last.reason == "interrupted (Ctrl-C)"
     assert (run / "report.md").is_file()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_ctrl_c_swallowed_in_a_weakref_callback_is_raised_again():
+    """Python ignores a KeyboardInterrupt raised in a weakref callback; the search must not
+    train on. (A search once ignored Ctrl-C this way in the test above.)"""
+
+    class Thing:
+        pass
+
+    guard = CtrlC()
+    with guard:
+        thing = Thing()
+        ref = weakref.ref(thing, lambda _: os.kill(os.getpid(), signal.SIGINT))
+        del thing  # the callback runs, SIGINT arrives in it, and Python swallows it
+        assert ref() is None
+        with pytest.raises(KeyboardInterrupt):
+            guard.check()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
