@@ -24,7 +24,10 @@ class CtrlC:
 
     def __enter__(self) -> CtrlC:
         self.requested = False
-        if threading.current_thread() is threading.main_thread():
+        # Only in place of Python's own Ctrl-C: a process started with SIGINT ignored (a
+        # background job) or with its own handler keeps it.
+        main = threading.current_thread() is threading.main_thread()
+        if main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             self._previous = signal.signal(signal.SIGINT, self._handler)
         return self
 

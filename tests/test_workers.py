@@ -196,11 +196,20 @@ def test_a_ctrl_c_swallowed_in_a_weakref_callback_is_raised_again():
         pass
 
     guard = CtrlC()
-    with guard:
-        thing = Thing()
-        ref = weakref.ref(thing, lambda _: os.kill(os.getpid(), signal.SIGINT))
-        del thing  # the callback runs, SIGINT arrives in it, and Python swallows it
-        assert ref() is None
-        with pytest.raises(KeyboardInterrupt):
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        with guard:
+            thing = Thing()
+            ref = weakref.ref(thing, lambda _: os.kill(os.getpid(), signal.SIGINT))
+            del thing  # the callback runs, SIGINT arrives in it, and Python swallows it
+            assert ref() is None
+            with pytest.raises(KeyboardInterrupt):
+                guard.check()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a background job: left alone
+        with guard:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
             guard.check()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, outer)
