@@ -105,7 +105,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
             "kernels": "reference",
         },
         # The space and the compute floor follow from the MACs of the architectures that
-        # fit (benchmarks/feasible_macs.py, static costs only; see SPACE_NOTES).
+        # fit (benchmarks/feasible_macs.py, static costs only; see the module docstring).
         "space": [
             "search_space=mobilenet",
             "search_space.resolutions=[20,28]",
