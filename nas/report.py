@@ -91,15 +91,20 @@ def record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     return row
 
 
-def pareto_mask(df: pd.DataFrame) -> pd.Series:
-    """True for feasible completed rows not dominated in (acc_int8 max, latency_ms min)."""
+def trained_mask(df: pd.DataFrame) -> pd.Series:
+    """True for completed rows that fit and were trained and scored; a repeat is left out
+    (the trial that trained its architecture stands for it)."""
     ok = (df["state"] == "COMPLETE") & df["feasible"].astype(bool)
-    if DUPLICATE_ATTR in df:  # the trial that trained it stands for a repeat
+    ok &= df["acc_int8"].notna() if "acc_int8" in df else False
+    if DUPLICATE_ATTR in df:
         ok &= df[DUPLICATE_ATTR].isna()
-    if "acc_int8" in df:
-        ok &= df["acc_int8"].notna()
-    else:
-        ok &= False
+    return ok
+
+
+def pareto_mask(df: pd.DataFrame) -> pd.Series:
+    """True for trained rows (`trained_mask`) not dominated in (acc_int8 max, latency_ms
+    min)."""
+    ok = trained_mask(df)
     mask = pd.Series(False, index=df.index)
     cand = df[ok]
     acc = cand["acc_int8"].to_numpy(dtype=float) if len(cand) else np.array([])
@@ -355,9 +360,7 @@ def load(sources: Iterable[str | Path]) -> pd.DataFrame:
 
 
 def _feasible_done(df: pd.DataFrame) -> pd.DataFrame:
-    """Completed trials that fit and were trained (repeats left out)."""
-    done = df[(df["state"] == "COMPLETE") & df["feasible"] & df["acc_int8"].notna()]
-    return done[done[DUPLICATE_ATTR].isna()] if DUPLICATE_ATTR in done else done
+    return df[trained_mask(df)]
 
 
 def best_feasible(df: pd.DataFrame, by: str | list[str] = "hw") -> pd.DataFrame:

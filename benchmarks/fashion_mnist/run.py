@@ -78,7 +78,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 from plots import scatter_svg  # noqa: E402
 
-from nas.report import DUPLICATE_ATTR  # noqa: E402
+from nas.report import trained_mask  # noqa: E402
 
 ARENA_LIMIT, MODEL_LIMIT = 32 * 1024, 64 * 1024
 FAMILIES = ("dscnn", "mobilenet_v1", "cnn", "mlp")
@@ -245,9 +245,7 @@ def ranked(df: pd.DataFrame) -> pd.DataFrame:
     it), highest validation int8 accuracy first; ties go to the lower latency."""
     if df.empty:
         return df
-    ok = df[(df["state"] == "COMPLETE") & df["feasible"].astype(bool) & df["acc_int8"].notna()]
-    if DUPLICATE_ATTR in ok:  # a repeat of an architecture the search had trained
-        ok = ok[ok[DUPLICATE_ATTR].isna()]
+    ok = df[trained_mask(df)]
     if "arena_bytes_measured" in ok:
         ok = ok[arena_fits(ok["arena_bytes_measured"])]
     return ok.sort_values(["acc_int8", "latency_ms"], ascending=[False, True])
