@@ -7,6 +7,7 @@ A profile file that is malformed fails with one line naming the file and the fie
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from collections.abc import Mapping
@@ -23,7 +24,14 @@ LUT_FIELDS = ("cycles_per_mac", "cycles_per_output", "cycles_per_op")
 RUNTIMES = ("tflm", "c")
 KERNEL_LIBRARIES = ("reference", "cmsis_nn")
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "hardware_profiles"
+#: The built-in profiles: the repository's ``hardware_profiles/`` folder, installed as the
+#: package ``nas_hardware_profiles`` so that a built wheel carries them.
+_spec = importlib.util.find_spec("nas_hardware_profiles")
+BUILTIN_DIR = (
+    Path(_spec.origin).parent
+    if _spec and _spec.origin
+    else Path(__file__).resolve().parent.parent / "hardware_profiles"  # not installed
+)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The built-in hardware profiles (one YAML file per target); see `nas.hardware`."""
