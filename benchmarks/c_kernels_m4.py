@@ -1,5 +1,5 @@
 """Instructions per MAC of the c_sim backend's generated C on a Cortex-M4 (QEMU), at the
-layer shapes of the CMSIS-NN figures in ``shared/REFERENCES.md``.
+layer shapes of the CMSIS-NN figures in ``docs/references.md``.
 
 Each layer is a one-layer network, traced and quantized like a search candidate, generated
 as C and run in QEMU ``mps2-an386 -icount shift=0`` with a mark after every op; the
@@ -69,8 +69,7 @@ def main() -> None:
         "",
         f"- command: `python {' '.join(sys.argv)}`; date {datetime.date.today()}, commit {commit}",
         "- QEMU 7.2 `mps2-an386 -icount shift=0`, arm-none-eabi-gcc 12.2 `-O2 -mcpu=cortex-m4`",
-        "- CMSIS-NN column: `shared/REFERENCES.md` "
-        "(QEMU -icount, CMSIS-NN 99f736a6, gcc 12.2 -O3)",
+        "- CMSIS-NN column: `docs/references.md` (QEMU -icount, CMSIS-NN 99f736a6, gcc 12.2 -O3)",
         "- generated C per executed MAC (taps on the zero padding are skipped, as CMSIS-NN's "
         "kernels skip them too); average pool per input read",
         "",

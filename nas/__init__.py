@@ -1,7 +1,8 @@
 """mcu-nas: hardware-constrained neural architecture search for microcontrollers.
 
-Plugin authors need `hookimpl` and the base classes; users who script the tool use the
-registry helpers (``nas.list_backends("t*")``, ``nas.create_backend("estimate")``).
+Plugin authors need `hookimpl`, `Command` (for ``nas_register_commands``) and the base
+classes; users who script the tool use the registry helpers (``nas.list_backends("t*")``,
+``nas.create_backend("estimate")``).
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from nas.hookspecs import hookimpl
-from nas.plugin_manager import create, get_plugin_manager, list_names
+from nas.plugin_manager import Command, create, get_plugin_manager, list_names
 
 __all__ = [
     "hookimpl",
+    "Command",
     "get_plugin_manager",
     "list_search_spaces",
     "list_datasets",

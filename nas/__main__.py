@@ -1,7 +1,10 @@
-"""Command line: ``python -m nas <command> [overrides...]``.
+"""Command line: ``python -m nas <command> [arguments...]``.
 
 Hydra reads every argument after the command as an override, so the command is popped
-here first and the rest handed to that command's ``@hydra.main``.
+here first and the rest handed to that command's ``@hydra.main``. Plugins add commands
+through the ``nas_register_commands`` hook (``calibrate`` comes from the ``c_sim``
+backend); every command, ``--help`` included, first loads and checks every plugin, so a
+broken one stops the program with one line naming it (exit status 2).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import hydra
@@ -37,19 +41,21 @@ commands:
         Compare runs (any targets, backends, storages): comparison.csv, report.md and
         a self-contained report.html with Pareto fronts, optimisation histories and
         per-layer memory and latency of the best model per target.
-  calibrate +hw=<profile> [fit=60] [check=50] [seed=0] [out=DIR]
-        Fit the profile's latency lookup table from counts of generated C in a simulator
-        (Cortex-M4: QEMU; ATmega328P: simavr); writes <profile>_c.yaml and
-        calibration.md to outputs/calibrate_<profile>.
-
+"""
+FOOTER = """
 Each run writes study.db, trials.csv, report.md and best/ to its run directory
 (outputs/<date>_<hw> unless hydra.run.dir is given).
 """
 
 
+#: Run directories named on the command line -> whether they existed before the command.
+_RUN_DIR_EXISTED: dict[Path, bool] = {}
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def _search_app(cfg: DictConfig) -> None:
     from nas.config import use_space_backend
+    from nas.rundir import RunDir
     from nas.search import run_search
 
     hc = HydraConfig.get()
@@ -62,9 +68,13 @@ def _search_app(cfg: DictConfig) -> None:
             "default backend)",
             file=sys.stderr,
         )
+    guard = RunDir(run_dir, existed=_RUN_DIR_EXISTED.get(run_dir.resolve(), False))
     try:
+        if cfg.search.report:  # the first process; workers leave the user's config alone
+            guard.save_config(cfg)
         run_search(cfg, run_dir, overrides)
     except NasError as exc:
+        guard.restore()
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
@@ -87,6 +97,10 @@ def search_command(args: list[str]) -> int:
         register_configs()
     else:
         args = check_search_args(args)  # registers the configs it validates against
+    for arg in args:  # a run directory the user named, and whether it was there before
+        if arg.startswith("hydra.run.dir="):
+            run_dir = Path(arg.split("=", 1)[1]).resolve()
+            _RUN_DIR_EXISTED[run_dir] = run_dir.exists()
     sys.argv = ["python -m nas search", *args]
     _search_app()
     return 0
@@ -109,29 +123,42 @@ def report_command(args: list[str]) -> int:
     return report_main(args)
 
 
-def calibrate_command(args: list[str]) -> int:
-    try:
-        from nas_backend_c_sim.calibrate import main as calibrate_main
-    except ImportError:
-        raise ConfigError(
-            "calibrate needs the c_sim backend plugin (package nas_backend_c_sim)"
-        ) from None
-    return calibrate_main(args)
+def plugin_commands() -> dict[str, Callable[[list[str]], int]]:
+    """Commands contributed by plugins, after loading and checking every plugin."""
+    from nas.plugin_manager import get_plugin_manager
+
+    pm = get_plugin_manager()
+    pm.validate()
+    return {name: cmd.run for name, cmd in pm.commands().items()}
+
+
+def usage() -> str:
+    """The ``--help`` text: core commands, then each plugin command with its plugin."""
+    from nas.plugin_manager import get_plugin_manager
+
+    pm = get_plugin_manager()
+    lines = []
+    for name, cmd in pm.commands().items():
+        lines.append(f"  {name} {cmd.usage}".rstrip())
+        text = [*cmd.help.strip().splitlines(), f"(plugin {pm.command_owner(name)})"]
+        lines += [" " * 8 + line for line in text]
+    extra = "\nplugin commands:\n" + "\n".join(lines) + "\n" if lines else ""
+    return USAGE + extra + FOOTER
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
-    if not args or args[0] in ("-h", "--help", "help"):
-        print(USAGE)
-        return 0 if args else 2
-    command, rest = args[0], args[1:]
-    commands = {
-        "search": search_command,
-        "list": list_command,
-        "report": report_command,
-        "calibrate": calibrate_command,
-    }
     try:
+        commands: dict[str, Callable[[list[str]], int]] = {
+            "search": search_command,
+            "list": list_command,
+            "report": report_command,
+            **plugin_commands(),
+        }
+        if not args or args[0] in ("-h", "--help", "help"):
+            print(usage())
+            return 0 if args else 2
+        command, rest = args[0], args[1:]
         if command not in commands:
             raise ConfigError(f"unknown command '{command}'; valid: {', '.join(commands)}")
         return commands[command](rest)

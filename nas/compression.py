@@ -21,6 +21,7 @@ from nas.errors import ConfigError, NasError, TrialError
 from nas.graph import Graph, trace
 from nas.hardware import HardwareProfile
 from nas.int8 import QuantizedModel
+from nas.record import check_plugin_metrics
 from nas.train import TrainSettings
 
 STAGES = ("structure", "training", "quantization", "encoding")
@@ -39,7 +40,8 @@ class Candidate:
         data: the dataset at the candidate's input resolution.
         hw: the target profile.
         qgraph: the int8 model, set by the quantization method.
-        metrics: extra numbers methods report (``huffman_bytes``...), merged into the row.
+        metrics: extra numbers methods report (``huffman_bytes``...), merged into the row;
+            never a core column (`nas.record.CORE_COLUMNS`).
         artifacts: files for the trial directory (``model.tflite``...), name -> bytes.
         train: the search's training recipe, for methods that fine-tune.
     """
@@ -98,16 +100,23 @@ def order(methods: Sequence[BaseCompressionMethod]) -> list[BaseCompressionMetho
 
 
 def run_pipeline(methods: Sequence[BaseCompressionMethod], candidate: Candidate) -> Candidate:
-    """Apply ``methods`` in stage order; a method that raises fails the trial with a
-    `TrialError` naming the method and its message."""
+    """Apply ``methods`` in stage order; a method that raises, or that adds a core column
+    to ``metrics``, fails the trial with a `TrialError` naming the method."""
     for method in order(methods):
-        try:
-            candidate = method.apply(candidate)
-        except NasError:
-            raise
-        except Exception as exc:
-            raise TrialError(
-                f"{candidate.name}: compression method '{method.name}' failed: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+        candidate = apply_method(method, candidate)
+        who = f"{candidate.name}: compression method '{method.name}'"
+        check_plugin_metrics(who, candidate.metrics)  # the first method to add one is named
     return candidate
+
+
+def apply_method(method: BaseCompressionMethod, candidate: Candidate) -> Candidate:
+    """``method.apply(candidate)``; any error but a `NasError` becomes a `TrialError`."""
+    try:
+        return method.apply(candidate)
+    except NasError:
+        raise
+    except Exception as exc:
+        raise TrialError(
+            f"{candidate.name}: compression method '{method.name}' failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc

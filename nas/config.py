@@ -8,21 +8,34 @@ The primary config is ``nas/conf/config.yaml``. Groups and where their options c
   fields of its ``Config`` dataclass become the options (``dataset.seed=1``).
 - ``compression``: a list selection (``compression=[ptq]``), each method's options under
   ``compression.<name>``.
-- ``sampler`` (``tpe``, ``nsga2``, ``random``) and ``storage`` (``sqlite``, ``journal``)
-  are defined here.
+- ``sampler`` (`SAMPLERS`: ``tpe``, ``nsga2``, ``random``) and ``storage`` (`STORAGES`:
+  ``sqlite``, ``journal``) are defined here.
+
+Each schema has one source: the search defaults are the dataclasses below (the YAML
+repeats none of them), the ``hw`` schema is derived from the fields of
+`nas.hardware.HardwareProfile`, and the sampler and storage options are the tables
+`SAMPLERS` and `STORAGES`, which `nas.validate` and `nas.search` read too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_origin
 
+import optuna
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 from nas.errors import ProfileError
-from nas.hardware import available_profiles, profile_from_mapping, read_profile_file
+from nas.hardware import (
+    available_profiles,
+    field_type,
+    is_required,
+    profile_fields,
+    profile_from_mapping,
+    read_profile_file,
+)
 from nas.plugin_manager import KINDS, get_plugin_manager
 
 
@@ -80,7 +93,7 @@ class StudyConfig:
 @dataclass
 class PrunerConfig:
     """Stop training a candidate whose validation accuracy is below the median of faster
-    candidates at the same epoch, pruned ones included (`nas.train.ParetoMedianPruner`; of
+    candidates at the same epoch, pruned ones included (`nas.pruner.ParetoMedianPruner`; of
     all candidates when latency is not an objective), once ``n_startup_trials`` such
     candidates exist and after ``n_warmup_epochs`` epochs."""
 
@@ -90,65 +103,97 @@ class PrunerConfig:
 
 
 @dataclass
-class TpeSamplerConfig:
+class SamplerConfig:
+    """Options of a ``sampler``; `build` makes the Optuna sampler."""
+
+    name: str
+
+    def build(self, seed: int) -> optuna.samplers.BaseSampler:
+        """The Optuna sampler with these options and ``seed``."""
+        raise NotImplementedError
+
+
+@dataclass
+class TpeSamplerConfig(SamplerConfig):
     name: str = "tpe"
     n_startup_trials: int = 8
     multivariate: bool = True
 
+    def build(self, seed: int) -> optuna.samplers.BaseSampler:
+        return optuna.samplers.TPESampler(
+            n_startup_trials=self.n_startup_trials, multivariate=self.multivariate, seed=seed
+        )
+
 
 @dataclass
-class Nsga2SamplerConfig:
+class Nsga2SamplerConfig(SamplerConfig):
     name: str = "nsga2"
     population_size: int = 10
 
+    def build(self, seed: int) -> optuna.samplers.BaseSampler:
+        return optuna.samplers.NSGAIISampler(population_size=self.population_size, seed=seed)
+
 
 @dataclass
-class RandomSamplerConfig:
+class RandomSamplerConfig(SamplerConfig):
     name: str = "random"
 
+    def build(self, seed: int) -> optuna.samplers.BaseSampler:
+        return optuna.samplers.RandomSampler(seed=seed)
+
+
+#: The ``sampler`` options: name (the schema's default ``name``) -> schema.
+SAMPLERS: dict[str, type[SamplerConfig]] = {
+    s.name: s for s in (TpeSamplerConfig, Nsga2SamplerConfig, RandomSamplerConfig)
+}
+
 
 @dataclass
-class SqliteStorageConfig:
+class StorageConfig:
+    """Options of a ``storage``: where the study lives (`nas.storage.storage_url`)."""
+
+    name: str
+    url: str | None = None
+
+
+@dataclass
+class SqliteStorageConfig(StorageConfig):
     """``url: null`` puts ``study.db`` (SQLite) in the run directory; any Optuna storage URL
     (``sqlite:///path.db``, ``postgresql://...``) shares one study between runs."""
 
     name: str = "sqlite"
-    url: str | None = None
 
 
 @dataclass
-class JournalStorageConfig:
+class JournalStorageConfig(StorageConfig):
     """An Optuna journal file (``study.log`` in the run directory unless ``url`` names one,
     ``journal:///path/file.log``): safe for many processes on one file system."""
 
     name: str = "journal"
-    url: str | None = None
 
 
-@dataclass
-class HardwareConfig:
-    """Schema of a hardware profile as it appears under ``hw`` (see `nas.hardware`)."""
+#: The ``storage`` options: name -> schema.
+STORAGES: dict[str, type[StorageConfig]] = {
+    s.name: s for s in (SqliteStorageConfig, JournalStorageConfig)
+}
 
-    name: str = MISSING
-    board: str = MISSING
-    core: str = MISSING
-    clock_hz: int = MISSING
-    sram_bytes: int = MISSING
-    flash_bytes: int = MISSING
-    active_power_mw: float = MISSING
-    runtime_ram_bytes: int = MISSING
-    runtime_flash_bytes: int = MISSING
-    latency_lut: dict[str, Any] = MISSING
-    sources: dict[str, str] = MISSING
-    runtime: str = "tflm"
-    kernels: str = "cmsis_nn"
-    cycles_per_instruction: float = 1.0
-    pointer_bytes: int = 4
-    notes: str = ""
-    source_file: str = ""
-    #: Provenance of a latency table fitted by ``python -m nas calibrate`` (tools, date,
-    #: command, fit error); empty for hand-written profiles.
-    calibration: dict[str, Any] = field(default_factory=dict)
+
+def _schema_field(f: dataclasses.Field[Any]) -> tuple[str, Any, Any]:
+    """A `HardwareProfile` field as a Hydra schema field: mappings untyped inside
+    (validation is `nas.hardware.profile_from_mapping`'s), required ones ``MISSING``."""
+    t = field_type(f)
+    t = dict[str, Any] if get_origin(t) is dict else t
+    if f.default_factory is not dataclasses.MISSING:
+        return f.name, t, field(default_factory=f.default_factory)
+    return f.name, t, field(default=MISSING if is_required(f) else f.default)
+
+
+#: Schema of a hardware profile as it appears under ``hw``: the fields of
+#: `nas.hardware.HardwareProfile` a profile file holds, and the file it came from.
+HardwareConfig = dataclasses.make_dataclass(
+    "HardwareConfig",
+    [*(_schema_field(f) for f in profile_fields()), ("source_file", str, field(default=""))],
+)
 
 
 @dataclass
@@ -176,13 +221,21 @@ def _named(cls: type, name: str) -> type:
 
 def _hw_node(path: Any) -> Any:
     """The ConfigStore node of one profile file: typed when valid, raw when not (so that
-    selecting a malformed profile reaches `profile_from_cfg` and its clear error)."""
+    selecting a malformed profile reaches `profile_from_cfg` and its clear error). A null
+    value means the field's default, as in `nas.hardware.profile_from_mapping`; keys the
+    schema does not know are kept untyped (`HardwareProfile.extra`)."""
     try:
         data = read_profile_file(path)
         profile_from_mapping(data, str(path))
     except ProfileError:
         return {"source_file": str(path)}
-    node = OmegaConf.merge(OmegaConf.structured(HardwareConfig), data)
+    known = {f.name for f in dataclasses.fields(HardwareConfig)}
+    given = {k: v for k, v in data.items() if v is not None}
+    node = OmegaConf.merge(
+        OmegaConf.structured(HardwareConfig), {k: v for k, v in given.items() if k in known}
+    )
+    with open_dict(node):
+        node.merge_with({k: v for k, v in given.items() if k not in known})
     node.source_file = str(path)
     return node
 
@@ -191,15 +244,10 @@ def register_configs() -> None:
     """Fill the ConfigStore: schemas, plugin options and hardware profiles."""
     cs = ConfigStore.instance()
     cs.store(name="nas_schema", node=NasConfig)
-    samplers: dict[str, type] = {
-        "tpe": TpeSamplerConfig,
-        "nsga2": Nsga2SamplerConfig,
-        "random": RandomSamplerConfig,
-    }
-    for name, schema in samplers.items():
+    for name, schema in SAMPLERS.items():
         cs.store(group="sampler", name=name, node=schema)
-    cs.store(group="storage", name="sqlite", node=SqliteStorageConfig)
-    cs.store(group="storage", name="journal", node=JournalStorageConfig)
+    for name, storage in STORAGES.items():
+        cs.store(group="storage", name=name, node=storage)
     pm = get_plugin_manager()
     for kind in KINDS:
         for name, cls in pm.registry(kind).items():

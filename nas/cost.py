@@ -3,12 +3,17 @@
 Everything is computed from the graph before any training, the way the chip runs an int8
 model under TensorFlow Lite Micro:
 
-- ``arena_bytes`` = head + tail. The head is planned exactly like TFLM's greedy planner
-  (`nas.planner`) over int8 activations plus per-op kernel scratch (CMSIS-NN's buffer sizes
-  when the profile says ``kernels: cmsis_nn``, none for the reference kernels). The tail
-  counts TFLM's persistent allocations: one ``TfLiteEvalTensor`` per tensor, one
-  ``NodeAndRegistration`` per op, per-channel requantization arrays and kernel op data, at
-  the struct sizes measured for 32-bit Arm (``shared/REFERENCES.md``; doubled on 64-bit).
+- ``arena_bytes`` is the smallest TFLM arena with which the model allocates and runs
+  (`tflm_arena`). That is at least head + tail, what stays allocated: the head is planned
+  exactly like TFLM's greedy planner (`nas.planner`) over int8 activations plus per-op
+  kernel scratch (CMSIS-NN's buffer sizes when the profile says ``kernels: cmsis_nn``, none
+  for the reference kernels); the tail holds TFLM's persistent allocations (one
+  ``TfLiteEvalTensor`` per tensor, one ``NodeAndRegistration`` per op, builtin options,
+  kernel OpData, per-channel requantization arrays, the graph's I/O tensors). While it
+  allocates, TFLM also needs temporary space: the memory planner's working arrays and one
+  ``AllocationInfo`` per tensor, or the tensors a kernel builds in its Prepare. For models
+  with many small tensors that peak, not head + tail, sets the arena
+  (``arena_head_bytes`` and ``arena_tail_bytes`` report head and tail).
 - ``sram_bytes`` = arena + the profile's ``runtime_ram_bytes``.
 - ``model_bytes`` estimates the ``.tflite`` flatbuffer: int8 weights, int32 biases,
   quantization parameters and per-tensor / per-op metadata;
@@ -22,10 +27,20 @@ model under TensorFlow Lite Micro:
 
 Fidelity (``benchmarks/tflm_arena_fidelity.py``, 100 random MobileNet-like candidates
 against the x86-64 ``tflite-micro`` interpreter, results in
-``benchmarks/results/tflm_arena_fidelity.md``): the head is exact on 100/100, the arena
-(head + tail) within 0.21% (median 0.02%), the flatbuffer within 0.13% (median 0.01%).
-On a 32-bit target the tail uses the halved pointer-struct sizes and keeps the 64-bit
-OpData sizes, an upper bound not yet measured on a chip.
+``benchmarks/results/tflm_arena_fidelity.md``): the arena estimate equals, on 100/100, the
+smallest arena in which the interpreter loads, allocates and invokes the model (bisection,
+exact to 1 byte); it is set by what stays allocated on 95, by memory planning on 3, by an
+op's Prepare on 2, and exceeds RecordingMicroAllocator's total after allocation by up to
+1,728 B. The head is exact on 100/100, the flatbuffer within 0.13% (median 0.01%). Two
+constants were fitted, the fixed tail and the fully connected options (the other sizes
+come from RecordingMicroAllocator, TFLM's error messages and struct members), on 216 other
+graphs (random candidates of this space and of the ``reference`` space, single ops); 21
+graphs left out of the fit (chains of 1-5 fully connected layers, 1-200-channel
+convolutions on a 2x2 map, 1-4 residual adds) are exact too. Explicit padding that
+`nas.tflite` exports as a PAD operator is outside the model.
+On a 32-bit target `tflm_arena` uses the 32-bit struct sizes and keeps the 64-bit OpData,
+builtin-option and fixed sizes, an upper bound not yet measured on a chip; CMSIS-NN
+kernels are assumed to allocate like the reference ones, plus their scratch buffers.
 """
 
 from __future__ import annotations
@@ -35,26 +50,58 @@ from typing import Any
 
 from nas.graph import Graph, Op
 from nas.hardware import HardwareProfile
-from nas.planner import align, lifetimes, plan
+from nas.planner import ALIGN, Alloc, align, head_end, lifetimes, plan, tail_start
 
-# Tail (persistent) allocations, in bytes, measured on the x86-64 ``tflite-micro`` wheel
-# with its RecordingMicroAllocator over random candidates (benchmarks/tflm_arena_fidelity.py).
-# Structs made of pointers scale with ``pointer_bytes / 8``: on 32-bit Arm TfLiteEvalTensor
-# is 12 B, NodeAndRegistration 32 B, TfLiteTensor 32 B (shared/REFERENCES.md). Kernel OpData,
-# builtin options and the interpreter's fixed allocations are kept at their 64-bit size: an
-# upper bound on a 32-bit target until measured there.
-EVAL_TENSOR_BYTES = 24  # per tensor, constants included
-NODE_AND_REGISTRATION_BYTES = 64  # per op
-IO_TENSOR_BYTES = 64 + 32  # persistent TfLiteTensor + quantization, per graph input/output
+# TFLM arena model (`tflm_arena`). Sizes of TFLM structs that hold pointers, per pointer
+# width. 64-bit: measured on the x86-64 ``tflite-micro`` wheel (RecordingMicroAllocator's
+# per-category bytes; the sizes its allocation errors print for TfLiteAffineQuantization and
+# the AllocationInfo list). 32-bit: TfLiteEvalTensor, NodeAndRegistration, TfLiteTensor
+# (``TF_LITE_STATIC_MEMORY``) and TfLiteAffineQuantization measured with arm-none-eabi-gcc
+# 12.2; AllocationInfo (size_t, pointer, three int32, bool; ``micro_allocation_info.h``).
+# ScratchBufferRequest (size_t, two int; ``micro_allocator.h``) on both: from its members.
+
+
+@dataclass(frozen=True)
+class Structs:
+    """Bytes of TFLM's pointer-holding structs on one pointer width (alignment: pointer)."""
+
+    pointer: int
+    eval_tensor: int  # TfLiteEvalTensor, one per tensor of the flatbuffer
+    node_and_registration: int  # one per op
+    tensor: int  # TfLiteTensor: persistent for graph I/O, temporary in kernels' Prepare
+    quantization: int  # TfLiteAffineQuantization of such a tensor
+    allocation_info: int  # memory planning: one per tensor and scratch buffer
+    scratch_request: int  # ScratchBufferRequest, kept at the head during Prepare
+
+
+STRUCTS = {8: Structs(8, 24, 64, 64, 24, 32, 16), 4: Structs(4, 12, 32, 32, 12, 24, 12)}
+# Not pointer-sized, measured on the wheel and kept on 32-bit targets (an upper bound there
+# until measured on a chip): the allocator, planner and interpreter objects the arena holds
+# before any model data (FIXED_TAIL_BYTES, fitted), each kernel's OpData (allocated
+# 16-byte aligned in Init; RecordingMicroAllocator's requested bytes) and builtin options
+# (4-byte aligned, parsed from the flatbuffer; from the option structs' members, but
+# fully connected's 32 B, fitted).
+FIXED_TAIL_BYTES = 488
 OPDATA_BYTES = {
     "conv2d": 80,
     "depthwise_conv2d": 80,
+    "fully_connected": 72,
+    "average_pool2d": 32,
     "add": 64,
-    "fully_connected": 64,
-    "average_pool2d": 48,
 }
-BUILTIN_DATA_BYTES = {"conv2d": 28, "depthwise_conv2d": 28, "add": 8}
-FIXED_TAIL_BYTES = 630
+BUILTIN_DATA_BYTES = {
+    "conv2d": 28,
+    "depthwise_conv2d": 28,
+    "fully_connected": 32,
+    "average_pool2d": 40,
+    "add": 8,
+    "reshape": 36,
+}
+# ``greedy_memory_planner.h``: per planned buffer, its requirements (4 int), sorted size and
+# id, list entry (3 int) and offset; ``micro_allocator.cc``: room for 12 scratch-buffer
+# requests per op is kept at the head while ops are prepared.
+PLANNER_BYTES_PER_BUFFER = 40
+SCRATCH_REQUESTS_PER_OP = 12
 # Flatbuffer layout, least-squares fit of the exporter's output (nas.tflite; max error 8 B
 # over 60 random candidates; the benchmark checks it on 100 others): fixed, per activation
 # tensor, per constant tensor, per op, per quantization parameter (float32 scale + int64
@@ -128,19 +175,6 @@ def _const_tensors(graph: Graph) -> int:
     )
 
 
-def tail_bytes(graph: Graph, pointer_bytes: int = 4) -> int:
-    """TFLM persistent (tail) allocations for the graph on a ``pointer_bytes`` target."""
-    k = pointer_bytes / 8
-    total = int(EVAL_TENSOR_BYTES * k) * (len(graph.tensors) + _const_tensors(graph))
-    total += int(NODE_AND_REGISTRATION_BYTES * k) * len(graph.ops)
-    total += int(IO_TENSOR_BYTES * k) * (len(graph.inputs) + len(graph.outputs))
-    for op in graph.ops:
-        total += OPDATA_BYTES.get(op.kind, 0) + BUILTIN_DATA_BYTES.get(op.kind, 0)
-        if op.kind in ("conv2d", "depthwise_conv2d"):
-            total += 2 * align(4 * op.out_channels)  # per-channel multiplier and shift
-    return total + FIXED_TAIL_BYTES
-
-
 def c_model_bytes(graph: Graph) -> int:
     """Constant data of a model compiled to plain C (``runtime: c``): int8 weights, int32
     biases and per-channel requantization (int32 multiplier + int8 shift) in flash."""
@@ -206,22 +240,130 @@ def op_latency_ms(graph: Graph, hw: HardwareProfile) -> list[float]:
     ]
 
 
-def arena_bytes(graph: Graph, kernels: str, pointer_bytes: int) -> tuple[int, int]:
-    """TFLM arena (head, tail) for ``kernels`` (``cmsis_nn`` or ``reference``) on a target
-    with ``pointer_bytes``-byte pointers (8 for the x86-64 ``tflite-micro`` wheel)."""
+@dataclass(frozen=True)
+class Arena:
+    """A TFLM arena, in bytes: what stays allocated and the smallest arena that works."""
+
+    head_bytes: int  # the memory plan: activations and kernel scratch buffers
+    tail_bytes: int  # persistent allocations once allocation is done, alignment included
+    min_bytes: int  # smallest arena with which the model allocates and invokes
+    phase: str  # the step that needs ``min_bytes``: "allocated", "planning", "prepare <op>"
+
+
+def structs(pointer_bytes: int) -> Structs:
+    """The struct sizes for a target with ``pointer_bytes``-byte pointers (a 16-bit target
+    gets the 32-bit sizes, an upper bound)."""
+    return STRUCTS[8 if pointer_bytes > 4 else 4]
+
+
+def _temp_tensor(s: Structs, channels: int) -> list[Alloc]:
+    """A TfLiteTensor built from the flatbuffer: the struct, its quantization and its zero
+    points (an int array: size, then one entry per quantization channel)."""
+    return [(s.tensor, s.pointer), (s.quantization, s.pointer), (4 + 4 * channels, 4)]
+
+
+def _prepare_temps(op: Op, s: Structs) -> list[Alloc]:
+    """Temporary tensors the op's Prepare builds, in order, as quantization channels (the
+    reference kernels: ``conv_common.cc`` and ``depthwise_conv_common.cc`` build output,
+    input and filter, then input, filter, bias and output again; ``fully_connected.cc``
+    input, filter, bias and output; add two inputs and the output; the others input and
+    output). None is released before the op's Prepare ends."""
+    c = op.out_channels
+    channels = {
+        "conv2d": [1, 1, c, 1, c, c, 1],
+        "depthwise_conv2d": [1, 1, c, 1, c, c, 1],
+        "fully_connected": [1, 1, 1, 1],
+        "add": [1, 1, 1],
+    }.get(op.kind, [1, 1])
+    return [alloc for n in channels for alloc in _temp_tensor(s, n)]
+
+
+def _prepare_persistent(op: Op) -> list[Alloc]:
+    """What the op's Prepare keeps: per-channel requantization multipliers and shifts."""
+    if op.kind in ("conv2d", "depthwise_conv2d"):
+        return [(4 * op.out_channels, ALIGN)] * 2
+    return []
+
+
+def _io_tensors(graph: Graph, s: Structs) -> list[Alloc]:
+    """What the interpreter keeps for the graph's inputs, then its outputs, once planning is
+    done: an array of pointers, then a TfLiteTensor with quantization per tensor."""
+    allocs: list[Alloc] = []
+    for tensors in (graph.inputs, graph.outputs):
+        allocs.append((s.pointer * len(tensors), ALIGN))
+        for _ in tensors:
+            allocs += _temp_tensor(s, 1)
+    return allocs
+
+
+def _model_tail(graph: Graph, s: Structs, tensors: int) -> list[Alloc]:
+    """Persistent allocations made before any op is prepared, in order: the fixed objects,
+    the eval tensors, the nodes, every op's builtin options, then every op's OpData."""
+    tail: list[Alloc] = [
+        (FIXED_TAIL_BYTES, s.pointer),
+        (s.eval_tensor * tensors, s.pointer),
+        (s.node_and_registration * len(graph.ops), s.pointer),
+    ]
+    tail += [(BUILTIN_DATA_BYTES[op.kind], 4) for op in graph.ops if op.kind in BUILTIN_DATA_BYTES]
+    tail += [(OPDATA_BYTES[op.kind], ALIGN) for op in graph.ops if op.kind in OPDATA_BYTES]
+    return tail
+
+
+def _planning_end(s: Structs, tensors: int, requests: int, buffers: int) -> int:
+    """Where the head must reach while the greedy planner runs (``micro_allocator.cc``
+    ``CommitStaticMemoryPlan``): the scratch-buffer requests, one subgraph offset and one
+    AllocationInfo per tensor and request, then the planner's arrays, 16-byte aligned."""
+    info = [(s.pointer, s.pointer), (s.allocation_info * (tensors + requests), s.pointer)]
+    info_end = head_end(info, s.scratch_request * (requests + SCRATCH_REQUESTS_PER_OP))
+    return align(info_end) + align(PLANNER_BYTES_PER_BUFFER * buffers)
+
+
+def tflm_arena(graph: Graph, kernels: str, pointer_bytes: int) -> Arena:
+    """The TFLM arena of ``graph`` with ``kernels`` (``cmsis_nn`` or ``reference``) on a
+    target with ``pointer_bytes``-byte pointers (8 for the x86-64 ``tflite-micro`` wheel).
+
+    Replays, in TFLM's order, every allocation ``MicroInterpreter::AllocateTensors`` makes
+    (`nas.planner.tail_start`) and takes the largest of three needs:
+
+    - *allocated*: the persistent tail (fixed objects, one TfLiteEvalTensor per tensor, one
+      NodeAndRegistration per op, builtin options, OpData, per-channel arrays, scratch
+      buffer handles, the graph I/O tensors) above the planned head;
+    - *planning*: while the greedy planner runs, the head holds the scratch-buffer requests,
+      one AllocationInfo per tensor and scratch buffer, and the planner's 40 B per buffer;
+    - *prepare <op>*: while an op is prepared, the temporary tensors it builds.
+    """
+    s = structs(pointer_bytes)
     scratch = [scratch_bytes(graph, op, kernels) for op in graph.ops]
-    return plan(lifetimes(graph, scratch)).head_bytes, tail_bytes(graph, pointer_bytes)
+    buffers = lifetimes(graph, scratch)
+    head = plan(buffers).head_bytes
+    tensors = len(graph.tensors) + _const_tensors(graph)
+    tail = _model_tail(graph, s, tensors)
+    needs: dict[str, int] = {}
+    requests = 0
+    for op, nbytes in zip(graph.ops, scratch, strict=True):
+        tail += _prepare_persistent(op)
+        start = s.scratch_request * (requests + SCRATCH_REQUESTS_PER_OP)
+        needs[f"prepare {op.name}"] = tail_start(tail, head_end(_prepare_temps(op, s), start))
+        requests += nbytes > 0
+    if requests:
+        tail.append((s.pointer * requests, s.pointer))  # ScratchBufferHandle per request
+    needs["planning"] = tail_start(tail, _planning_end(s, tensors, requests, len(buffers)))
+    allocated = tail_start(tail + _io_tensors(graph, s), head)
+    needs = {"allocated": allocated, **needs}  # on a tie, the usual case names the phase
+    phase = max(needs, key=lambda k: needs[k])
+    return Arena(head, allocated - head, needs[phase], phase)
 
 
 def estimate(graph: Graph, hw: HardwareProfile) -> Cost:
     """Static cost of ``graph`` on ``hw``; raises `ProfileError` for a missing LUT entry."""
     if hw.runtime == "c":  # generated C: no interpreter structures, no flatbuffer
-        head, _ = arena_bytes(graph, hw.kernels, hw.pointer_bytes)
-        tail, mbytes = 0, c_model_bytes(graph)
+        scratch = [scratch_bytes(graph, op, hw.kernels) for op in graph.ops]
+        head = plan(lifetimes(graph, scratch)).head_bytes
+        arena, tail, mbytes = head, 0, c_model_bytes(graph)
     else:
-        head, tail = arena_bytes(graph, hw.kernels, hw.pointer_bytes)
+        tflm = tflm_arena(graph, hw.kernels, hw.pointer_bytes)
+        arena, head, tail = tflm.min_bytes, tflm.head_bytes, tflm.tail_bytes
         mbytes = model_bytes(graph)
-    arena = head + tail
     latency = sum(op_latency_ms(graph, hw))
     return Cost(
         flash_bytes=mbytes + hw.runtime_flash_bytes,

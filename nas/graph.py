@@ -37,7 +37,6 @@ OP_KINDS = (
 )
 #: Latency lookup-table keys: the op kinds plus ``pointwise_conv2d`` (a 1x1 ``conv2d``).
 LUT_KINDS = (*OP_KINDS, "pointwise_conv2d")
-ACTIVATIONS = ("none", "relu", "relu6")
 
 
 @dataclass
@@ -110,10 +109,6 @@ class Graph:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return self.tensors[self.inputs[0]].shape
-
-    @property
-    def output_shape(self) -> tuple[int, ...]:
-        return self.tensors[self.outputs[0]].shape
 
     def describe(self) -> list[dict[str, Any]]:
         """One plain row per op (for reports and JSON): no weights, just shapes and counts."""

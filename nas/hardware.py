@@ -3,24 +3,26 @@
 Profiles live in the repository's ``hardware_profiles/`` folder; users add their own chips
 by pointing ``NAS_HARDWARE_PROFILES`` (``os.pathsep``-separated folders) at more YAML files.
 A profile file that is malformed fails with one line naming the file and the field.
+The fields of `HardwareProfile` are the one schema of a profile file: the validation here
+and the Hydra schema of ``hw`` (`nas.config.HardwareConfig`) are derived from them.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
 from nas.errors import ProfileError
 
-#: Operator kinds a latency lookup table can hold (see `nas.graph.OP_KINDS`).
-LUT_FIELDS = ("cycles_per_mac", "cycles_per_output", "cycles_per_op")
+#: The runtimes a profile may name, and the kernel libraries.
 RUNTIMES = ("tflm", "c")
 KERNEL_LIBRARIES = ("reference", "cmsis_nn")
 
@@ -46,27 +48,48 @@ class LatencyEntry:
         return self.cycles_per_mac * macs + self.cycles_per_output * outputs + self.cycles_per_op
 
 
+#: The keys of one latency lookup-table entry (the fields of `LatencyEntry`).
+LUT_FIELDS = tuple(f.name for f in fields(LatencyEntry))
+#: Field metadata: the range a number must lie in, or the values a string may take.
+_POSITIVE = {"min": 0, "inclusive": False}
+_NON_NEGATIVE = {"min": 0, "inclusive": True}
+
+
+def _one_of(values: tuple[str, ...]) -> dict[str, Any]:
+    """Field metadata: the string must be one of ``values``."""
+    return {"one_of": values}
+
+
 @dataclass(frozen=True)
 class HardwareProfile:
-    """A target chip: memories, clock, power, runtime overheads and a latency lookup table."""
+    """A target chip: memories, clock, power, runtime overheads and a latency lookup table.
+
+    The fields are the schema of a profile file: fields without a default are required,
+    their types and metadata (range, valid values) are what `profile_from_mapping`
+    checks, and `nas.config` derives the Hydra schema of ``hw`` from them. ``source_file``
+    and ``extra`` (the file's other keys) are filled in by the loader.
+    """
 
     name: str
     board: str
     core: str
-    clock_hz: int
-    sram_bytes: int
-    flash_bytes: int
-    active_power_mw: float
-    runtime_ram_bytes: int
-    runtime_flash_bytes: int
+    clock_hz: int = field(metadata=_POSITIVE)
+    sram_bytes: int = field(metadata=_POSITIVE)
+    flash_bytes: int = field(metadata=_POSITIVE)
+    active_power_mw: float = field(metadata=_NON_NEGATIVE)
+    runtime_ram_bytes: int = field(metadata=_NON_NEGATIVE)
+    runtime_flash_bytes: int = field(metadata=_NON_NEGATIVE)
     latency_lut: dict[str, LatencyEntry]
     sources: dict[str, str]
-    runtime: str = "tflm"
-    kernels: str = "cmsis_nn"
-    cycles_per_instruction: float = 1.0
-    pointer_bytes: int = 4
-    source_file: str = ""
+    runtime: str = field(default="tflm", metadata=_one_of(RUNTIMES))
+    kernels: str = field(default="cmsis_nn", metadata=_one_of(KERNEL_LIBRARIES))
+    cycles_per_instruction: float = field(default=1.0, metadata=_POSITIVE)
+    pointer_bytes: int = field(default=4, metadata=_POSITIVE)
     notes: str = ""
+    #: Provenance of a latency table fitted by ``python -m nas calibrate`` (tools, date,
+    #: command, fit error); empty for hand-written profiles.
+    calibration: dict[str, Any] = field(default_factory=dict)
+    source_file: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def instructions_to_ms(self, instructions: float) -> float:
@@ -84,28 +107,35 @@ class HardwareProfile:
             ) from None
 
 
-_REQUIRED: dict[str, type | tuple[type, ...]] = {
-    "name": str,
-    "board": str,
-    "core": str,
-    "clock_hz": int,
-    "sram_bytes": int,
-    "flash_bytes": int,
-    "active_power_mw": (int, float),
-    "runtime_ram_bytes": int,
-    "runtime_flash_bytes": int,
-    "latency_lut": Mapping,
-    "sources": Mapping,
-}
-_OPTIONAL: dict[str, type | tuple[type, ...]] = {
-    "runtime": str,
-    "kernels": str,
-    "cycles_per_instruction": (int, float),
-    "pointer_bytes": int,
-    "notes": str,
-}
-_POSITIVE = ("clock_hz", "sram_bytes", "flash_bytes", "cycles_per_instruction", "pointer_bytes")
-_NON_NEGATIVE = ("active_power_mw", "runtime_ram_bytes", "runtime_flash_bytes")
+#: Fields of `HardwareProfile` the loader fills in rather than reads from the file.
+LOADER_FIELDS = ("source_file", "extra")
+
+
+def profile_fields() -> list[Field[Any]]:
+    """The fields of `HardwareProfile` a profile file holds, in declaration order."""
+    return [f for f in fields(HardwareProfile) if f.name not in LOADER_FIELDS]
+
+
+def field_type(f: Field[Any]) -> Any:
+    """The type a `HardwareProfile` field is declared with (annotations are strings)."""
+    return _type_hints()[f.name]
+
+
+@functools.cache
+def _type_hints() -> dict[str, Any]:
+    return get_type_hints(HardwareProfile)
+
+
+def is_required(f: Field[Any]) -> bool:
+    """Whether a profile file must give the field (it has no default)."""
+    return f.default is MISSING and f.default_factory is MISSING
+
+
+def _accepted(t: Any) -> type | tuple[type, ...]:
+    """The Python types a YAML value of declared type ``t`` may have."""
+    if get_origin(t) is dict:
+        return Mapping
+    return (int, float) if t is float else t
 
 
 def _type_name(t: type | tuple[type, ...]) -> str:
@@ -122,71 +152,69 @@ def _check_type(where: str, key: str, value: Any, t: type | tuple[type, ...]) ->
         raise ProfileError(f"{where}: field '{key}' must be a {_type_name(t)}, got {value!r}")
 
 
+def _check_rule(where: str, f: Field[Any], value: Any) -> None:
+    """The range or set of values the field's metadata allows."""
+    rule = f.metadata
+    if "one_of" in rule and value not in rule["one_of"]:
+        raise ProfileError(f"{where}: field '{f.name}' must be one of {rule['one_of']}")
+    if "min" in rule:
+        low, inclusive = rule["min"], rule["inclusive"]
+        if value < low or (value == low and not inclusive):
+            op = ">=" if inclusive else ">"
+            raise ProfileError(f"{where}: field '{f.name}' must be {op} {low}, got {value!r}")
+
+
+def _latency_entry(source: str, where: str, entry: Any) -> LatencyEntry:
+    """One validated lookup-table entry (``where``: ``latency_lut.<kind>``)."""
+    if not isinstance(entry, Mapping):
+        raise ProfileError(f"{source}: field '{where}' must be a mapping of {LUT_FIELDS}")
+    unknown = set(entry) - set(LUT_FIELDS)
+    if unknown:
+        raise ProfileError(
+            f"{source}: field '{where}' has unknown key(s) {sorted(unknown)}; "
+            f"valid: {', '.join(LUT_FIELDS)}"
+        )
+    if "cycles_per_mac" not in entry:
+        raise ProfileError(f"{source}: missing required field '{where}.cycles_per_mac'")
+    values = {}
+    for f in LUT_FIELDS:
+        if f in entry:
+            _check_type(source, f"{where}.{f}", entry[f], (int, float))
+            if entry[f] < 0:
+                raise ProfileError(f"{source}: field '{where}.{f}' must be >= 0")
+            values[f] = float(entry[f])
+    return LatencyEntry(**values)
+
+
+def _convert(source: str, key: str, t: Any, value: Any) -> Any:
+    """A checked YAML value as the field's declared type ``t``."""
+    if get_origin(t) is not dict:
+        return t(value)
+    item = get_args(t)[1]
+    if item is LatencyEntry:
+        return {str(k): _latency_entry(source, f"{key}.{k}", v) for k, v in value.items()}
+    return {str(k): item(v) if item is str else v for k, v in value.items()}
+
+
 def profile_from_mapping(data: Any, source: str) -> HardwareProfile:
     """Validate a parsed profile; every error names ``source`` and the offending field."""
     if not isinstance(data, Mapping):
         raise ProfileError(f"{source}: a hardware profile must be a mapping of fields")
-    data = dict(data)
-    data.pop("source_file", None)
-    for key, t in _REQUIRED.items():
-        if key not in data or data[key] is None:
-            raise ProfileError(f"{source}: missing required field '{key}'")
-        _check_type(source, key, data[key], t)
-    for key, t in _OPTIONAL.items():
-        if key in data and data[key] is not None:
-            _check_type(source, key, data[key], t)
-    for key in _POSITIVE:
-        if data.get(key) is not None and data[key] <= 0:
-            raise ProfileError(f"{source}: field '{key}' must be > 0, got {data[key]!r}")
-    for key in _NON_NEGATIVE:
-        if data[key] < 0:
-            raise ProfileError(f"{source}: field '{key}' must be >= 0, got {data[key]!r}")
-    if data.get("runtime", "tflm") not in RUNTIMES:
-        raise ProfileError(f"{source}: field 'runtime' must be one of {RUNTIMES}")
-    if data.get("kernels", "cmsis_nn") not in KERNEL_LIBRARIES:
-        raise ProfileError(f"{source}: field 'kernels' must be one of {KERNEL_LIBRARIES}")
-    lut: dict[str, LatencyEntry] = {}
-    for kind, entry in data["latency_lut"].items():
-        where = f"latency_lut.{kind}"
-        if not isinstance(entry, Mapping):
-            raise ProfileError(f"{source}: field '{where}' must be a mapping of {LUT_FIELDS}")
-        unknown = set(entry) - set(LUT_FIELDS)
-        if unknown:
-            raise ProfileError(
-                f"{source}: field '{where}' has unknown key(s) {sorted(unknown)}; "
-                f"valid: {', '.join(LUT_FIELDS)}"
-            )
-        if "cycles_per_mac" not in entry:
-            raise ProfileError(f"{source}: missing required field '{where}.cycles_per_mac'")
-        values = {}
-        for f in LUT_FIELDS:
-            if f in entry:
-                _check_type(source, f"{where}.{f}", entry[f], (int, float))
-                if entry[f] < 0:
-                    raise ProfileError(f"{source}: field '{where}.{f}' must be >= 0")
-                values[f] = float(entry[f])
-        lut[str(kind)] = LatencyEntry(**values)
-    known = set(_REQUIRED) | set(_OPTIONAL)
-    return HardwareProfile(
-        name=data["name"],
-        board=data["board"],
-        core=data["core"],
-        clock_hz=int(data["clock_hz"]),
-        sram_bytes=int(data["sram_bytes"]),
-        flash_bytes=int(data["flash_bytes"]),
-        active_power_mw=float(data["active_power_mw"]),
-        runtime_ram_bytes=int(data["runtime_ram_bytes"]),
-        runtime_flash_bytes=int(data["runtime_flash_bytes"]),
-        latency_lut=lut,
-        sources={str(k): str(v) for k, v in data["sources"].items()},
-        runtime=data.get("runtime") or "tflm",
-        kernels=data.get("kernels") or "cmsis_nn",
-        cycles_per_instruction=float(data.get("cycles_per_instruction") or 1.0),
-        pointer_bytes=int(data.get("pointer_bytes") or 4),
-        source_file=source,
-        notes=str(data.get("notes") or ""),
-        extra={k: v for k, v in data.items() if k not in known},
-    )
+    data = {k: v for k, v in data.items() if k != "source_file"}
+    values: dict[str, Any] = {}
+    for f in profile_fields():
+        value = data.get(f.name)
+        if value is None:
+            if is_required(f):
+                raise ProfileError(f"{source}: missing required field '{f.name}'")
+            continue  # the default
+        t = field_type(f)
+        _check_type(source, f.name, value, _accepted(t))
+        _check_rule(source, f, value)
+        values[f.name] = _convert(source, f.name, t, value)
+    known = {f.name for f in profile_fields()}
+    extra = {k: v for k, v in data.items() if k not in known}
+    return HardwareProfile(**values, source_file=source, extra=extra)
 
 
 def profile_dirs() -> list[Path]:

@@ -10,12 +10,21 @@ The built-in plugins under ``plugins/`` and ``search_spaces/`` register exactly 
 Hooks are called with keyword arguments only; an implementation may accept any subset of
 a hook's arguments, so hooks grow by gaining arguments without breaking old plugins.
 
-Registrar hooks return classes. Every class carries a unique ``name`` (what users type on
-the command line, e.g. ``backend=tflm``) and a ``Config`` dataclass whose fields become the
-validated Hydra options of that choice (``search_space.widths=[8,16]``). Two classes with
+Registrar hooks return lists of classes (``nas_register_commands``: of `Command` objects).
+Every class carries a unique ``name`` (what users type on the command line, e.g.
+``backend=tflm``) and a ``Config`` dataclass whose fields become the validated Hydra
+options of that choice (``search_space.widths=[8,16]``). Two classes (or commands) with
 the same name are refused with a message naming both plugins. Set
 ``NAS_DISABLE_PLUGINS=name1,name2`` to block plugins by entry-point name, and
 ``NAS_DISABLE_PLUGIN_AUTOLOAD=1`` to load none from entry points (tests register their own).
+
+A broken plugin stops every command (``--help`` included) with one line naming it, exit
+status 2 (`nas.plugin_manager.PluginError`): a module that fails to import, a marked
+function whose name is no hook below (a typo: the message suggests the closest hook), a
+function named ``nas_*`` that lacks ``@nas.hookimpl`` (the prefix is reserved for hooks),
+an implementation asking for an argument its hook does not pass, and a registrar that
+raises or returns something other than a list. Observer hooks are the exception: each
+implementation runs on its own, and one that raises is logged with its plugin's name.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ if TYPE_CHECKING:
     from nas.backends import BaseBackend
     from nas.compression import BaseCompressionMethod
     from nas.data import BaseDataset
+    from nas.plugin_manager import Command
     from nas.spaces import BaseSearchSpace
 
 PROJECT = "nas"
@@ -46,6 +56,8 @@ def nas_register_search_spaces() -> list[type[BaseSearchSpace]]:
     dict of choices) and builds a ``torch.nn.Module`` from it; see `nas.spaces`. A space
     whose models are not layer graphs overrides ``trace``, ``cost``, ``layers`` and ``fit``
     and declares the ``backends`` and ``compression`` methods that can handle its models.
+    Its int8 model may implement `nas.backends.CExportable` (``to_c``, ``c_inputs``,
+    ``c_outputs``), so that C backends such as ``c_sim`` can compile and run it.
 
     :returns: a list of `nas.spaces.BaseSearchSpace` subclasses.
     """
@@ -86,6 +98,24 @@ def nas_register_backends() -> list[type[BaseBackend]]:
     """
 
 
+@hookspec
+def nas_register_commands() -> list[Command]:
+    """Return subcommands of ``python -m nas``, such as ``c_sim``'s ``calibrate``.
+
+    Each is a `nas.plugin_manager.Command` (also ``nas.Command``): a ``name`` (what users
+    type after ``python -m nas``), a one-line ``usage`` and a short ``help`` (both shown by
+    ``python -m nas --help``, under "plugin commands" with the plugin's name), and
+    ``run(args) -> int``, called with the arguments after the name. ``run`` handles
+    ``--help`` itself and raises `nas.errors.ConfigError` for a bad argument, which the
+    user sees as one line with exit status 2. A command may not reuse a core command's name
+    (``search``, ``list``, ``report``) or another plugin's. Import heavy modules inside
+    ``run``, not at the top of the plugin: every command, ``--help`` included, loads every
+    plugin.
+
+    :returns: a list of `nas.plugin_manager.Command`.
+    """
+
+
 # --------------------------------------------------------------------------- observers
 
 
@@ -96,7 +126,9 @@ def nas_observe_trial(trial_number: int, record: dict[str, Any]) -> None:
     ``record`` holds ``state`` (Optuna's: ``COMPLETE``, ``PRUNED`` or ``FAIL``), ``feasible``
     (whether the static cost fits the chip; infeasible trials complete without training),
     ``reason``, the static cost, the metrics and the ``arch_`` choices. Use it to log or
-    stream results; do not modify it. An exception here fails nothing: it is logged.
+    stream results; each implementation gets its own copy. Implementations run one at a
+    time: an exception in one is logged as a warning naming its plugin, and the others
+    still run; the trial is not affected.
 
     :param trial_number: the Optuna trial number.
     :param record: the trial's flat record.
@@ -106,6 +138,9 @@ def nas_observe_trial(trial_number: int, record: dict[str, Any]) -> None:
 @hookspec
 def nas_observe_study(run_dir: str, trials: Any) -> None:
     """Called once when a search ends, with its run directory and the trials DataFrame.
+
+    As for `nas_observe_trial`, an exception is logged naming the plugin and the other
+    observers still run; do not modify ``trials``.
 
     :param run_dir: the run directory (holds ``trials.csv``, ``report.md``, ``best/``).
     :param trials: a ``pandas.DataFrame`` with one row per trial.

@@ -1,7 +1,7 @@
 """Int8 quantization and the project's reference interpreters (float and int8).
 
-Follows the TensorFlow Lite int8 specification (``quantization_spec.md``, see
-``shared/REFERENCES.md``): ``real = (q - zero_point) * scale``; weights int8 in [-127, 127],
+Follows the TensorFlow Lite int8 specification (TensorFlow's ``quantization_spec.md``;
+``docs/references.md``): ``real = (q - zero_point) * scale``; weights int8 in [-127, 127],
 symmetric, zero point 0, per output channel for convolutions and per tensor for fully
 connected layers; activations int8 per tensor with any zero point; bias int32 with scale
 ``input_scale * weight_scale[c]``. Requantization uses a Q31 multiplier and a shift from

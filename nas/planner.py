@@ -1,16 +1,26 @@
 """TensorFlow Lite Micro's arena planning, re-implemented from its rules.
 
-Lifetimes follow ``micro_allocation_info.cc``: graph inputs are created at scope 0, op ``i``
-is scope ``i + 1`` (its outputs are created there, and it is the last use of its inputs and
-outputs so far), graph outputs live to the end, scratch buffers live for their op only.
-Placement follows ``GreedyMemoryPlanner``: buffers sorted largest first (equal sizes:
-higher index first), each put into the first gap, in offset order, among the buffers whose
-lifetimes overlap (touching lifetimes overlap), else after the last. Every buffer is
-rounded up to 16 bytes (``micro_arena_constants.h``). Sources: ``shared/REFERENCES.md``.
+Sources are files of the TFLM repository (github.com/tensorflow/tflite-micro, under
+``tensorflow/lite/micro/``), read, not copied:
+
+- Lifetimes follow ``micro_allocation_info.cc``: graph inputs are created at scope 0, op
+  ``i`` is scope ``i + 1`` (its outputs are created there, and it is the last use of its
+  inputs and outputs so far), graph outputs live to the end, scratch buffers live for
+  their op only.
+- Placement follows ``memory_planner/greedy_memory_planner.cc``: buffers sorted largest
+  first (equal sizes: higher index first), each put into the first gap, in offset order,
+  among the buffers whose lifetimes overlap (touching lifetimes overlap), else after the
+  last. Every buffer is rounded up to 16 bytes (``micro_arena_constants.h``).
+- The arena is one block (``arena_allocator/single_arena_buffer_allocator.cc``): the
+  planned buffers (the *head*) and temporary allocations grow up from its 16-byte-aligned
+  start, persistent allocations (the *tail*) grow down from its end, each one placed at
+  the next lower multiple of its alignment. `tail_start` and `head_end` replay such
+  sequences; `nas.cost.tflm_arena` says which allocations TFLM makes, in which order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nas.graph import Graph
@@ -18,8 +28,37 @@ from nas.graph import Graph
 ALIGN = 16
 
 
+#: One arena allocation: (bytes, alignment).
+Alloc = tuple[int, int]
+
+
 def align(n: int, to: int = ALIGN) -> int:
+    """``n`` rounded up to a multiple of ``to``."""
     return (n + to - 1) // to * to
+
+
+def tail_start(allocs: Sequence[Alloc], floor: int) -> int:
+    """The smallest arena end (bytes from the arena's start) from which the persistent
+    allocations ``allocs``, made in this order downwards, each at the next lower multiple
+    of its alignment, all stay at or above ``floor``.
+
+    Placing ``n`` bytes below ``p`` gives ``align_down(p - n, a)``, which is at least ``q``
+    exactly when ``p >= align(q, a) + n``: replayed from the last allocation back to the
+    first, that bound is exact, not an estimate.
+    """
+    end = floor
+    for nbytes, alignment in reversed(allocs):
+        end = align(end, alignment) + nbytes
+    return end
+
+
+def head_end(allocs: Sequence[Alloc], start: int) -> int:
+    """Where the temporary allocations ``allocs``, made upwards from ``start`` in this
+    order, each at the next multiple of its alignment, end."""
+    end = start
+    for nbytes, alignment in allocs:
+        end = align(end, alignment) + nbytes
+    return end
 
 
 @dataclass(frozen=True)

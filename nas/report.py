@@ -10,7 +10,9 @@ energy_uj``...), the scores (``acc_float, acc_int8``...), ``train_s`` and one ``
 column per architecture choice. ``pareto`` marks the feasible, completed trials no other
 such trial beats on both objectives (``acc_int8`` up, ``latency_ms`` down). A candidate the
 study had already trained is not trained again: its row copies the results and names the
-trial that trained it in ``duplicate_of``, and stays out of the front.
+trial that trained it in ``duplicate_of``, and stays out of the front. Every question about
+"the trained trials" (the front, the best, comparisons, compression effects, counts) reads
+the rows `trained_mask` selects. The column names are those of `nas.record`.
 """
 
 from __future__ import annotations
@@ -29,76 +31,95 @@ from omegaconf import DictConfig, OmegaConf
 
 from nas.errors import ConfigError
 from nas.hardware import HardwareProfile
+from nas.record import (
+    ACC_FLOAT,
+    ACC_INT8,
+    ACC_INT8_TEST,
+    ARCH_PREFIX,
+    DUPLICATE_OF,
+    FEASIBLE,
+    FEASIBLE_PREFIX,
+    HIDDEN,
+    LATENCY_MS,
+    LOAD_COLUMNS,
+    NUMBER,
+    PARETO,
+    PARETO_ALL,
+    PARETO_RUN,
+    REASON,
+    REASONS,
+    STATE,
+    TRAIN_S,
+)
 from nas.storage import open_storage
 
+#: The first columns of ``trials.csv``, in order (then the others sorted, then ``arch_*``).
 FIRST_COLUMNS = [
-    "number",
-    "state",
-    "feasible",
-    "pareto",
-    "acc_float",
-    "acc_int8",
-    "acc_int8_test",
+    NUMBER,
+    STATE,
+    FEASIBLE,
+    PARETO,
+    ACC_FLOAT,
+    ACC_INT8,
+    ACC_INT8_TEST,
     "flash_bytes",
     "sram_bytes",
     "model_bytes",
     "arena_bytes",
     "macs",
     "params",
-    "latency_ms",
+    LATENCY_MS,
     "energy_uj",
-    "train_s",
-    "reason",
+    TRAIN_S,
+    REASON,
 ]
+#: The columns of the Pareto table of ``report.md``.
 PARETO_COLUMNS = [
-    "number",
-    "acc_int8",
-    "acc_int8_test",
-    "acc_float",
-    "latency_ms",
+    NUMBER,
+    ACC_INT8,
+    ACC_INT8_TEST,
+    ACC_FLOAT,
+    LATENCY_MS,
     "energy_uj",
     "sram_bytes",
     "flash_bytes",
     "macs",
-    "train_s",
+    TRAIN_S,
 ]
-#: The user attribute of a repeated candidate (an architecture the study had already
-#: trained): the number of the trial that trained it. Repeats copy its results.
-DUPLICATE_ATTR = "duplicate_of"
-HIDDEN_ATTRS = ("arch", "val_acc_curve", "infeasible_reason", "fail_reason", "prune_reason")
 
 
 def record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """The flat row of one trial."""
     attrs = trial.user_attrs
-    repeat = (
-        f"same architecture as trial {attrs[DUPLICATE_ATTR]}" if DUPLICATE_ATTR in attrs else ""
-    )
+    repeat = f"same architecture as trial {attrs[DUPLICATE_OF]}" if DUPLICATE_OF in attrs else ""
     row: dict[str, Any] = {
-        "number": trial.number,
-        "state": trial.state.name,
-        "feasible": bool(attrs.get("feasible", False)),
-        "reason": next(
-            (attrs[k] for k in ("infeasible_reason", "fail_reason", "prune_reason") if k in attrs),
-            repeat,
-        ),
+        NUMBER: trial.number,
+        STATE: trial.state.name,
+        FEASIBLE: bool(attrs.get(FEASIBLE, False)),
+        REASON: next((attrs[k] for k in REASONS if k in attrs), repeat),
     }
-    row.update({k: v for k, v in attrs.items() if k not in HIDDEN_ATTRS})
-    row["train_s"] = float(attrs.get("train_s", 0.0))
+    row.update({k: v for k, v in attrs.items() if k not in HIDDEN})
+    row[TRAIN_S] = float(attrs.get(TRAIN_S, 0.0))
     for name, violation in (getattr(trial, "constraints", None) or {}).items():
-        row[f"feasible_{name}"] = bool(violation <= 0)
-    row.update({f"arch_{k}": v for k, v in trial.params.items()})
+        row[FEASIBLE_PREFIX + name] = bool(violation <= 0)
+    row.update({ARCH_PREFIX + k: v for k, v in trial.params.items()})
     return row
 
 
 def trained_mask(df: pd.DataFrame) -> pd.Series:
     """True for completed rows that fit and were trained and scored; a repeat is left out
     (the trial that trained its architecture stands for it)."""
-    ok = (df["state"] == "COMPLETE") & df["feasible"].astype(bool)
-    ok &= df["acc_int8"].notna() if "acc_int8" in df else False
-    if DUPLICATE_ATTR in df:
-        ok &= df[DUPLICATE_ATTR].isna()
+    ok = (df[STATE] == "COMPLETE") & df[FEASIBLE].astype(bool)
+    ok &= df[ACC_INT8].notna() if ACC_INT8 in df else False
+    if DUPLICATE_OF in df:
+        ok &= df[DUPLICATE_OF].isna()
     return ok
+
+
+def repeat_mask(df: pd.DataFrame) -> pd.Series:
+    """True for completed repeats: architectures the study had trained in another trial."""
+    repeat = df[DUPLICATE_OF].notna() if DUPLICATE_OF in df else False
+    return (df[STATE] == "COMPLETE") & repeat
 
 
 def pareto_mask(df: pd.DataFrame) -> pd.Series:
@@ -107,8 +128,8 @@ def pareto_mask(df: pd.DataFrame) -> pd.Series:
     ok = trained_mask(df)
     mask = pd.Series(False, index=df.index)
     cand = df[ok]
-    acc = cand["acc_int8"].to_numpy(dtype=float) if len(cand) else np.array([])
-    lat = cand["latency_ms"].to_numpy(dtype=float) if len(cand) else np.array([])
+    acc = cand[ACC_INT8].to_numpy(dtype=float) if len(cand) else np.array([])
+    lat = cand[LATENCY_MS].to_numpy(dtype=float) if len(cand) else np.array([])
     for i, idx in enumerate(cand.index):
         dominated = (acc >= acc[i]) & (lat <= lat[i]) & ((acc > acc[i]) | (lat < lat[i]))
         mask[idx] = not dominated.any()
@@ -122,23 +143,24 @@ def frame(study: optuna.Study) -> pd.DataFrame:
     for col in FIRST_COLUMNS:
         if col not in df:
             df[col] = np.nan
-    df["feasible"] = df["feasible"].fillna(False).astype(bool)
-    df["pareto"] = pareto_mask(df) if len(df) else pd.Series(dtype=bool)
-    arch = sorted(c for c in df.columns if c.startswith("arch_"))
+    df[FEASIBLE] = df[FEASIBLE].fillna(False).astype(bool)
+    df[PARETO] = pareto_mask(df) if len(df) else pd.Series(dtype=bool)
+    arch = sorted(c for c in df.columns if c.startswith(ARCH_PREFIX))
     rest = [c for c in df.columns if c not in FIRST_COLUMNS and c not in arch]
     return df[FIRST_COLUMNS + sorted(rest) + arch]
 
 
 def best_row(df: pd.DataFrame) -> pd.Series | None:
     """The Pareto trial with the highest int8 accuracy (ties: the faster one)."""
-    front = df[df["pareto"]]
+    front = df[df[PARETO]]
     if front.empty:
         return None
-    return front.sort_values(["acc_int8", "latency_ms"], ascending=[False, True]).iloc[0]
+    return front.sort_values([ACC_INT8, LATENCY_MS], ascending=[False, True]).iloc[0]
 
 
 def pareto_table(df: pd.DataFrame) -> pd.DataFrame:
-    front = df[df["pareto"]].sort_values("latency_ms")
+    """The Pareto front of a run, fastest first, in `PARETO_COLUMNS`."""
+    front = df[df[PARETO]].sort_values(LATENCY_MS)
     return front[[c for c in PARETO_COLUMNS if c in front]].reset_index(drop=True)
 
 
@@ -159,14 +181,18 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 
 def summary(df: pd.DataFrame) -> dict[str, Any]:
-    states = df["state"]
+    """Trials by outcome: ``complete_feasible`` counts those trained and scored
+    (`trained_mask`), ``repeats`` the completed repeats of an architecture trained before,
+    ``infeasible`` those rejected before training; then pruned and failed ones."""
+    states = df[STATE]
     return {
         "trials": len(df),
-        "complete_feasible": int(((states == "COMPLETE") & df["feasible"]).sum()),
-        "infeasible": int(((states == "COMPLETE") & ~df["feasible"]).sum()),
+        "complete_feasible": int(trained_mask(df).sum()),
+        "repeats": int(repeat_mask(df).sum()),
+        "infeasible": int(((states == "COMPLETE") & ~df[FEASIBLE]).sum()),
         "pruned": int((states == "PRUNED").sum()),
         "failed": int((states == "FAIL").sum()),
-        "train_s_total": float(df["train_s"].fillna(0).sum()),
+        "train_s_total": float(df[TRAIN_S].fillna(0).sum()),
     }
 
 
@@ -215,8 +241,9 @@ def write_run(
             shutil.rmtree(best_dir, ignore_errors=True)
             shutil.copytree(src, best_dir)
     print()
+    repeats = f"{counts['repeats']} repeated, " if counts["repeats"] else ""
     print(
-        f"Pareto front on {hw.name}: {counts['complete_feasible']} feasible, "
+        f"Pareto front on {hw.name}: {counts['complete_feasible']} feasible, {repeats}"
         f"{counts['infeasible']} infeasible, {counts['pruned']} pruned, "
         f"{counts['failed']} failed of {counts['trials']} trials"
     )
@@ -227,10 +254,10 @@ def write_run(
 
 def failures(df: pd.DataFrame) -> list[str]:
     """Markdown section: failed trials grouped by reason."""
-    failed = df[df["state"] == "FAIL"]
+    failed = df[df[STATE] == "FAIL"]
     if failed.empty:
         return []
-    groups = failed.groupby("reason", sort=False)["number"].apply(list)
+    groups = failed.groupby(REASON, sort=False)[NUMBER].apply(list)
     table = pd.DataFrame(
         {
             "reason": groups.index,
@@ -253,8 +280,8 @@ def estimate_vs_measured(df: pd.DataFrame) -> list[str]:
     ]
     if not pairs or "arena_bytes_measured" not in df:
         return []
-    rows = df[df["arena_bytes_measured"].notna()]
-    table = rows[["number"]].copy()
+    rows = df[trained_mask(df) & df["arena_bytes_measured"].notna()]
+    table = rows[[NUMBER]].copy()
     for est, meas in pairs:
         table[est] = rows[est].astype(int)
         table[meas] = rows[meas].astype(int)
@@ -266,19 +293,8 @@ def estimate_vs_measured(df: pd.DataFrame) -> list[str]:
 
 # --------------------------------------------------------------------------- comparisons
 
-#: Identification columns `load` puts first; then the `frame` columns, then ``arch_*``.
-LOAD_COLUMNS = [
-    "run",
-    "study",
-    "storage",
-    "hw",
-    "search_space",
-    "dataset",
-    "backend",
-    "compression",
-]
 #: (method, metric before, metric after) pairs `compression_effect` reports.
-COMPRESSION_PAIRS = [("ptq", "acc_float", "acc_int8")]
+COMPRESSION_PAIRS = [("ptq", ACC_FLOAT, ACC_INT8)]
 
 
 def _run_settings(cfg: Any) -> dict[str, str]:
@@ -349,23 +365,17 @@ def load(sources: Iterable[str | Path]) -> pd.DataFrame:
                 frames.append(df)
     if not frames:
         raise ConfigError("no studies found in the report sources")
-    out = pd.concat(frames, ignore_index=True).rename(columns={"pareto": "pareto_run"})
-    out["pareto_all"] = pareto_mask(out)
-    arch = sorted(c for c in out.columns if c.startswith("arch_"))
-    first = (
-        LOAD_COLUMNS + [c for c in FIRST_COLUMNS if c != "pareto"] + ["pareto_run", "pareto_all"]
-    )
+    out = pd.concat(frames, ignore_index=True).rename(columns={PARETO: PARETO_RUN})
+    out[PARETO_ALL] = pareto_mask(out)
+    arch = sorted(c for c in out.columns if c.startswith(ARCH_PREFIX))
+    first = LOAD_COLUMNS + [c for c in FIRST_COLUMNS if c != PARETO] + [PARETO_RUN, PARETO_ALL]
     rest = [c for c in out.columns if c not in first and c not in arch]
     return out[first + sorted(rest) + arch]
 
 
-def _feasible_done(df: pd.DataFrame) -> pd.DataFrame:
-    return df[trained_mask(df)]
-
-
 def best_feasible(df: pd.DataFrame, by: str | list[str] = "hw") -> pd.DataFrame:
     """Per ``by`` group, the feasible trial with the highest int8 accuracy (then fastest)."""
-    done = _feasible_done(df).sort_values(["acc_int8", "latency_ms"], ascending=[False, True])
+    done = df[trained_mask(df)].sort_values([ACC_INT8, LATENCY_MS], ascending=[False, True])
     return done.groupby(by, sort=True).head(1).reset_index(drop=True)
 
 
@@ -373,15 +383,15 @@ def pareto_front(df: pd.DataFrame, by: str | list[str] = "hw") -> pd.DataFrame:
     """Per ``by`` group, its own Pareto front (acc_int8 up, latency_ms down)."""
     parts = []
     for _, group in df.groupby(by, sort=True):
-        parts.append(group[pareto_mask(group)].sort_values("latency_ms"))
+        parts.append(group[pareto_mask(group)].sort_values(LATENCY_MS))
     return pd.concat(parts, ignore_index=True) if parts else df.iloc[:0]
 
 
-def same_architecture(df: pd.DataFrame, metric: str = "acc_int8") -> pd.DataFrame:
+def same_architecture(df: pd.DataFrame, metric: str = ACC_INT8) -> pd.DataFrame:
     """Architectures scored on more than one target: one row per architecture, one
     ``<metric>@<hw>`` column per target."""
-    arch = [c for c in df.columns if c.startswith("arch_")]
-    done = _feasible_done(df)
+    arch = [c for c in df.columns if c.startswith(ARCH_PREFIX)]
+    done = df[trained_mask(df)]
     if not arch or done.empty:
         return pd.DataFrame()
     cols = ["search_space", *arch] if "search_space" in done else arch
@@ -395,9 +405,10 @@ def same_architecture(df: pd.DataFrame, metric: str = "acc_int8") -> pd.DataFram
 
 
 def compression_effect(df: pd.DataFrame) -> pd.DataFrame:
-    """Before/after of each compression step per trial (e.g. ptq: acc_float -> acc_int8)."""
+    """Before/after of each compression step per trained trial (`trained_mask`; e.g. ptq:
+    acc_float -> acc_int8)."""
     rows = []
-    done = df[df["state"] == "COMPLETE"]
+    done = df[trained_mask(df)]
     for method, before, after in COMPRESSION_PAIRS:
         if before not in done or after not in done:
             continue
@@ -411,7 +422,7 @@ def compression_effect(df: pd.DataFrame) -> pd.DataFrame:
                 {
                     "run": r.get("run", ""),
                     "hw": r.get("hw", ""),
-                    "number": r["number"],
+                    "number": r[NUMBER],
                     "method": method,
                     "metric": after,
                     "before": r[before],

@@ -17,6 +17,7 @@ from nas import report
 from nas.errors import ConfigError
 from nas.hardware import load_profile, profile_from_mapping
 from nas.plugin_manager import get_plugin_manager
+from nas.record import ARCH, ARCH_PREFIX, PARETO_RUN
 from nas.storage import open_storage
 
 #: A report compares targets: a chip and the search space searched on it.
@@ -45,7 +46,7 @@ def layer_table(row: pd.Series) -> pd.DataFrame:
     study = _study(row)
     attrs = study.user_attrs
     trial = study.trials[int(row["number"])]
-    spec = trial.user_attrs.get("arch") or trial.params
+    spec = trial.user_attrs.get(ARCH) or trial.params
     cls = get_plugin_manager().get("search_space", row["search_space"] or "mobilenet")
     known = set(cls.Config.__dataclass_fields__)
     conf = {k: v for k, v in (attrs.get("search_space_config") or {}).items() if k in known}
@@ -69,9 +70,9 @@ def _figures(df: pd.DataFrame) -> list[tuple[str, str, Any]]:
     import plotly.graph_objects as go
 
     out: list[tuple[str, str, Any]] = []
-    done = df[(df["state"] == "COMPLETE") & df["feasible"] & df["acc_int8"].notna()].copy()
+    done = df[report.trained_mask(df)].copy()
     if not done.empty:
-        done["front"] = np.where(done["pareto_run"], "Pareto front", "other")
+        done["front"] = np.where(done[PARETO_RUN], "Pareto front", "other")
         done["target"] = done["hw"] + " / " + done["search_space"]
         for x in ("sram_bytes", "flash_bytes", "latency_ms"):
             fig = px.scatter(
@@ -147,7 +148,7 @@ figure{{margin:1em 0}}pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style
 def markdown(df: pd.DataFrame, sources: list[str]) -> str:
     table = report.markdown_table
     ship = report.best_feasible(df, by=TARGET)
-    arch = [c for c in df.columns if c.startswith("arch_")]
+    arch = [c for c in df.columns if c.startswith(ARCH_PREFIX)]
     lines = ["# mcu-nas comparison", "", "Sources: " + ", ".join(f"`{s}`" for s in sources), ""]
     counts = df.groupby([*TARGET, "run"]).apply(lambda g: pd.Series(report.summary(g)))
     lines += ["## Trials per run", "", table(counts.reset_index()), ""]

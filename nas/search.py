@@ -1,13 +1,17 @@
 """The search loop: one Optuna study over a search space on one chip.
 
-Every trial walks the line of ``shared/DESIGN.md``: sample -> build -> trace -> static
-cost -> (infeasible: stop, no training) -> train -> compression pipeline -> backend score.
+Every trial walks the line of ``docs/architecture.md``: sample -> build -> trace -> static
+cost -> feasibility (infeasible: stop, no training) -> train -> compression pipeline ->
+backend score -> save; `Objective` has one method per step, and `feasibility` is a pure
+function of the static cost, the profile and the search settings.
+
 Objectives (``search.objectives``): maximize ``acc_int8`` (validation accuracy of the int8
 model) and minimize ``latency_ms``, or maximize ``acc_int8`` alone (the most accurate model
 that fits). SRAM and flash limits, and when set ``search.max_latency_ms`` and
 ``search.min_macs`` (a compute floor), are Optuna constraints (``trial.set_constraint``),
 set from the static cost before any training, so the sampler learns what does not fit.
-Everything a trial produces is a user attribute in the storage; `nas.report` reads them.
+Everything a trial produces is a user attribute in the storage, named in `nas.record`;
+`nas.report` reads them.
 """
 
 from __future__ import annotations
@@ -16,42 +20,57 @@ import json
 import logging
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import optuna
 import torch
 from omegaconf import DictConfig, OmegaConf
 from optuna.study import StudyDirection
+from torch import nn
 from tqdm import tqdm
 
 from nas import report, workers
 from nas.backends import REQUIRED_METRICS, BaseBackend
 from nas.compression import BaseCompressionMethod, Candidate, order, run_pipeline
-from nas.config import plugin_config
+from nas.config import SAMPLERS, SearchConfig, plugin_config
 from nas.cost import Cost
 from nas.data import Arrays, one_vs_rest
 from nas.errors import ConfigError, NasError, TrialError
 from nas.hardware import HardwareProfile, profile_from_mapping
 from nas.interrupt import CTRL_C
 from nas.plugin_manager import PluginManager, get_plugin_manager
-from nas.report import DUPLICATE_ATTR
-from nas.spaces import BaseSearchSpace, check_supported
-from nas.storage import (
-    HEARTBEAT_ATTR,
-    Heartbeat,
-    fail_stale_trials,
-    open_storage,
-    storage_url,
+from nas.pruner import ParetoMedianPruner
+from nas.record import (
+    ACC_FLOAT,
+    ACC_FLOAT_TEST,
+    ACC_INT8,
+    ARCH,
+    DUPLICATE_OF,
+    FAIL_REASON,
+    FEASIBLE,
+    INFEASIBLE_REASON,
+    LATENCY_MS,
+    NOT_REPEATED,
+    PRUNE_REASON,
+    REASON,
+    STATE,
+    TRAIN_S,
+    UNCOMPRESSED_SUFFIX,
+    VAL_ACC_CURVE,
+    check_plugin_metrics,
 )
-from nas.train import CURVE_ATTR, ParetoMedianPruner, TrainSettings, accuracy
+from nas.spaces import BaseSearchSpace, check_supported
+from nas.storage import Heartbeat, fail_stale_trials, open_storage, storage_url
+from nas.train import TrainSettings, accuracy
 
 log = logging.getLogger(__name__)
 #: Each objective a search may optimize, and its direction.
-OBJECTIVES = {"acc_int8": StudyDirection.MAXIMIZE, "latency_ms": StudyDirection.MINIMIZE}
+OBJECTIVES = {ACC_INT8: StudyDirection.MAXIMIZE, LATENCY_MS: StudyDirection.MINIMIZE}
 #: The ``search.objectives`` a search accepts: accuracy vs latency, or accuracy first.
-VALID_OBJECTIVES = (["acc_int8", "latency_ms"], ["acc_int8"])
+VALID_OBJECTIVES = ([ACC_INT8, LATENCY_MS], [ACC_INT8])
 
 
 def objectives(cfg: DictConfig) -> list[str]:
@@ -88,6 +107,7 @@ def profile_from_cfg(cfg: DictConfig) -> HardwareProfile:
 
 
 def build_components(cfg: DictConfig, pm: PluginManager | None = None) -> Components:
+    """The profile, space, dataset, compression methods and backend ``cfg`` selects."""
     pm = pm or get_plugin_manager()
 
     def make(kind: str, node: DictConfig) -> Any:
@@ -125,20 +145,72 @@ def load_dataset(dataset: Any) -> Arrays:
 
 
 def make_sampler(cfg: DictConfig) -> optuna.samplers.BaseSampler:
-    s, seed = cfg.sampler, cfg.search.seed
-    if s.name == "tpe":
-        return optuna.samplers.TPESampler(
-            n_startup_trials=s.n_startup_trials, multivariate=s.multivariate, seed=seed
-        )
-    if s.name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=s.population_size, seed=seed)
-    if s.name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ConfigError(f"unknown sampler '{s.name}'; valid: tpe, nsga2, random")
+    """The Optuna sampler ``cfg.sampler`` names (`nas.config.SAMPLERS`), seeded."""
+    node = OmegaConf.to_container(cfg.sampler, resolve=True)
+    assert isinstance(node, dict)
+    options = {str(k): v for k, v in node.items()}
+    schema = SAMPLERS.get(str(options.get("name")))
+    if schema is None:
+        valid = ", ".join(SAMPLERS)
+        raise ConfigError(f"unknown sampler '{options.get('name')}'; valid: {valid}")
+    return schema(**options).build(cfg.search.seed)
+
+
+class Feasibility(NamedTuple):
+    """Whether a candidate may be trained, decided from its static cost alone."""
+
+    #: Optuna constraint values: relative excess over each limit (> 0 breaks it).
+    constraints: dict[str, float]
+    #: Which limits it breaks and by how much; empty when it fits.
+    reason: str
+
+
+def feasibility(cost: Cost, hw: HardwareProfile, search: SearchConfig | DictConfig) -> Feasibility:
+    """The constraints and the infeasibility reason of ``cost`` on ``hw``: the SRAM and
+    flash limits, and the search's ``max_latency_ms`` and ``min_macs`` when set."""
+    constraints, reason = cost.violations(hw), cost.infeasible_reason(hw)
+    reasons = [reason] if reason else []
+    if (cap := search.max_latency_ms) is not None:
+        constraints["latency"] = (cost.latency_ms - cap) / cap
+        if cost.latency_ms > cap:
+            reasons.append(f"latency {cost.latency_ms:.2f} ms > {cap:g} ms")
+    if (floor := search.min_macs) is not None:
+        constraints["macs_floor"] = (floor - cost.macs) / floor
+        if cost.macs < floor:
+            reasons.append(f"{cost.macs:,} MACs < search.min_macs={floor:,}")
+    return Feasibility(constraints, "; ".join(reasons))
+
+
+@dataclass
+class Sampled:
+    """A sampled candidate, built and untrained, with the data at its resolution."""
+
+    name: str
+    spec: dict[str, Any]
+    module: nn.Module
+    data: Arrays
+    #: The NCHW input shape it is traced with (batch 1).
+    shape: tuple[int, int, int, int]
+
+
+def set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    """Record every item of ``attrs`` as a user attribute of ``trial``."""
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+
+
+def trial_seed(search_seed: int, trial_number: int) -> int:
+    """The torch seed of one trial: its initial weights and its training order."""
+    return search_seed * 1000 + trial_number
 
 
 class Objective:
-    """Callable for `optuna.Study.optimize`: one candidate from sample to score."""
+    """Callable for `optuna.Study.optimize`: one candidate from sample to score.
+
+    `_run` is the trial top-down, one method per step: sample, static cost, feasibility,
+    train, compress, score, save. Each step records what it found on the trial (the names
+    of `nas.record`) and hands plain data to the next.
+    """
 
     def __init__(self, cfg: DictConfig, comp: Components, run_dir: Path) -> None:
         self.cfg = cfg
@@ -146,21 +218,22 @@ class Objective:
         self.run_dir = run_dir
         self._resized: dict[int, Arrays] = {}
         self.objectives = objectives(cfg)
-        p, self.by_latency = cfg.pruner, "latency_ms" in self.objectives
+        p, by_latency = cfg.pruner, LATENCY_MS in self.objectives
         self.pruner = (
-            ParetoMedianPruner(p.n_startup_trials, p.n_warmup_epochs, self.by_latency)
+            ParetoMedianPruner(p.n_startup_trials, p.n_warmup_epochs, by_latency)
             if p.enabled
             else None
         )
 
     def data_at(self, size: int) -> Arrays:
+        """The dataset resized to ``size`` (cached per size)."""
         if size not in self._resized:
             self._resized[size] = self.comp.data.resized(size)
         return self._resized[size]
 
     def values(self, acc: float, latency_ms: float) -> list[float]:
         """The trial's objective values, in ``search.objectives`` order."""
-        scores = {"acc_int8": acc, "latency_ms": latency_ms}
+        scores = {ACC_INT8: acc, LATENCY_MS: latency_ms}
         return [scores[name] for name in self.objectives]
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
@@ -171,115 +244,150 @@ class Objective:
         except optuna.TrialPruned:
             raise
         except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+            trial.set_user_attr(FAIL_REASON, "interrupted (Ctrl-C)")
             raise
         except Exception as exc:
             reason = str(exc) if isinstance(exc, NasError) else f"{type(exc).__name__}: {exc}"
-            trial.set_user_attr("fail_reason", reason)
+            trial.set_user_attr(FAIL_REASON, reason)
             raise
 
     def _run(self, trial: optuna.Trial) -> list[float]:
-        comp, s = self.comp, self.cfg.search
-        spec = comp.space.sample(trial)
-        trial.set_user_attr("arch", spec)
-        size = comp.space.resolution(spec)
-        data = self.data_at(size)
-        module = comp.space.build(spec, data.in_channels, data.num_classes)
-        name = f"trial {trial.number}"
-        shape = (1, data.in_channels, size, size)
-        cost = comp.space.cost(module, comp.space.trace(module, shape, name), comp.hw)
-        for key, value in cost.as_dict().items():
-            trial.set_user_attr(key, value)
-        limits, reason = cost.violations(comp.hw), cost.infeasible_reason(comp.hw)
-        reasons = [reason] if reason else []
-        if (cap := s.max_latency_ms) is not None:
-            limits["latency"] = (cost.latency_ms - cap) / cap
-            if cost.latency_ms > cap:
-                reasons.append(f"latency {cost.latency_ms:.2f} ms > {cap:g} ms")
-        if (floor := s.min_macs) is not None:
-            limits["macs_floor"] = (floor - cost.macs) / floor
-            if cost.macs < floor:
-                reasons.append(f"{cost.macs:,} MACs < search.min_macs={floor:,}")
-        reason = "; ".join(reasons)
-        for key, value in limits.items():
-            trial.set_constraint(key, value)
-        trial.set_user_attr("feasible", not reason)
-        trial.set_user_attr("train_s", 0.0)
-        if reason:
-            trial.set_user_attr("infeasible_reason", reason)
+        """The trial, step by step; the objective values."""
+        sampled = self.sample(trial)
+        cost = self.static_cost(trial, sampled)
+        if not self.check_feasible(trial, cost):
             return self.values(0.0, cost.latency_ms)
         if (twin := trained_twin(trial)) is not None:
             return self.repeat(trial, twin)
+        settings = self.train(trial, sampled, cost.latency_ms)
+        compressed = self.compress(sampled, settings)
+        cost = self.recost(trial, cost, compressed)
+        metrics = self.score(compressed, cost)
+        set_attrs(trial, metrics)
+        if self.cfg.search.save_models:
+            self.save(trial.number, compressed, cost, metrics)
+        return self.values(float(metrics[ACC_INT8]), cost.latency_ms)
 
-        settings = TrainSettings(
-            s.epochs, s.batch_size, s.lr, s.weight_decay, s.seed * 1000 + trial.number
-        )
+    def sample(self, trial: optuna.Trial) -> Sampled:
+        """Sample a spec from the space and build its module (untrained)."""
+        space = self.comp.space
+        spec = space.sample(trial)
+        trial.set_user_attr(ARCH, spec)
+        size = space.resolution(spec)
+        data = self.data_at(size)
+        torch.manual_seed(trial_seed(self.cfg.search.seed, trial.number))  # initial weights
+        module = space.build(spec, data.in_channels, data.num_classes)
+        shape = (1, data.in_channels, size, size)
+        return Sampled(f"trial {trial.number}", spec, module, data, shape)
+
+    def static_cost(self, trial: optuna.Trial, cand: Sampled) -> Cost:
+        """Trace the candidate and cost its graph on the chip; records the cost."""
+        space = self.comp.space
+        graph = space.trace(cand.module, cand.shape, cand.name)
+        cost = space.cost(cand.module, graph, self.comp.hw)
+        set_attrs(trial, cost.as_dict())
+        return cost
+
+    def check_feasible(self, trial: optuna.Trial, cost: Cost) -> bool:
+        """Set the Optuna constraints and record whether the candidate fits (and why
+        not); True when it is to be trained."""
+        verdict = feasibility(cost, self.comp.hw, self.cfg.search)
+        for key, value in verdict.constraints.items():
+            trial.set_constraint(key, value)
+        trial.set_user_attr(FEASIBLE, not verdict.reason)
+        trial.set_user_attr(TRAIN_S, 0.0)
+        if verdict.reason:
+            trial.set_user_attr(INFEASIBLE_REASON, verdict.reason)
+        return not verdict.reason
+
+    def train(self, trial: optuna.Trial, cand: Sampled, latency_ms: float) -> TrainSettings:
+        """Train the candidate's module (the pruner may stop it: `optuna.TrialPruned`);
+        records the training time and the float accuracies. Returns the recipe, which
+        compression methods that fine-tune reuse."""
+        s = self.cfg.search
+        seed = trial_seed(s.seed, trial.number)
+        settings = TrainSettings(s.epochs, s.batch_size, s.lr, s.weight_decay, seed)
+        started = time.perf_counter()
+        on_epoch = self.epoch_callback(trial, latency_ms, started)
+        self.comp.space.fit(cand.module, cand.data, settings, on_epoch)
+        trial.set_user_attr(TRAIN_S, time.perf_counter() - started)
+        data = cand.data
+        trial.set_user_attr(ACC_FLOAT, accuracy(cand.module, data.x_val, data.y_val))
+        trial.set_user_attr(ACC_FLOAT_TEST, accuracy(cand.module, data.x_test, data.y_test))
+        return settings
+
+    def epoch_callback(
+        self, trial: optuna.Trial, latency_ms: float, started: float
+    ) -> Callable[[int, float], None]:
+        """What runs after each epoch: Ctrl-C check, the validation curve recorded, and
+        the pruner's verdict (a pruned trial records why and how long it trained)."""
         curve: list[float] = []
 
         def on_epoch(epoch: int, acc: float) -> None:
             CTRL_C.check()
             curve.append(acc)
-            trial.set_user_attr(CURVE_ATTR, curve)
-            if self.pruner and self.pruner.should_prune(trial.study, epoch, acc, cost.latency_ms):
-                than = "faster trials" if self.by_latency else "completed trials"
-                why = f"val acc {acc:.3f} at epoch {epoch} below the median of {than}"
-                trial.set_user_attr("train_s", time.perf_counter() - t0)
-                trial.set_user_attr("prune_reason", why)
+            trial.set_user_attr(VAL_ACC_CURVE, curve)
+            if self.pruner and self.pruner.should_prune(trial.study, epoch, acc, latency_ms):
+                why = self.pruner.reason(epoch, acc)
+                trial.set_user_attr(TRAIN_S, time.perf_counter() - started)
+                trial.set_user_attr(PRUNE_REASON, why)
                 raise optuna.TrialPruned(why)
 
-        t0 = time.perf_counter()
-        comp.space.fit(module, data, settings, on_epoch)
-        trial.set_user_attr("train_s", time.perf_counter() - t0)
-        trial.set_user_attr("acc_float", accuracy(module, data.x_val, data.y_val))
-        trial.set_user_attr("acc_float_test", accuracy(module, data.x_test, data.y_test))
+        return on_epoch
 
-        graph = comp.space.trace(module, shape, name)  # again: trained BN statistics fold in
-        cand = Candidate(name, spec, module, graph, data, comp.hw, train=settings)
-        cand = run_pipeline(comp.methods, cand)
-        if cand.qgraph is None:
-            raise TrialError(f"{name}: the quantization method set no int8 model")
-        cost = self.recost(trial, cost, cand)
-        try:
-            metrics = {**cand.metrics, **comp.backend.score(cand, cost)}
-        except NasError:
-            raise
-        except Exception as exc:
-            raise TrialError(
-                f"{name}: backend '{comp.backend.name}' failed: {type(exc).__name__}: {exc}"
-            ) from exc
-        missing = [m for m in REQUIRED_METRICS if m not in metrics]
-        if missing:
-            raise TrialError(f"backend '{comp.backend.name}' returned no {', '.join(missing)}")
-        for key, value in metrics.items():
-            trial.set_user_attr(key, value)
-        if s.save_models:
-            self.save(trial.number, cand, cost, metrics)
-        return self.values(float(metrics["acc_int8"]), cost.latency_ms)
-
-    def repeat(self, trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> list[float]:
-        """A candidate the study already trained: the earlier result again, no training.
-        The sampler sees the repeat as an observation; reports and the trial count skip it."""
-        trial.set_user_attr(DUPLICATE_ATTR, twin.number)
-        if twin.state == optuna.trial.TrialState.PRUNED:
-            why = f"same architecture as trial {twin.number}, which was pruned"
-            trial.set_user_attr("prune_reason", why)
-            raise optuna.TrialPruned(why)
-        for key, value in twin.user_attrs.items():
-            if key not in NOT_REPEATED:
-                trial.set_user_attr(key, value)
-        return list(twin.values)
+    def compress(self, cand: Sampled, settings: TrainSettings) -> Candidate:
+        """Run the compression pipeline on the trained candidate; it must end quantized."""
+        # Traced again: the trained batch-norm statistics fold into the graph.
+        graph = self.comp.space.trace(cand.module, cand.shape, cand.name)
+        trained = Candidate(
+            cand.name, cand.spec, cand.module, graph, cand.data, self.comp.hw, train=settings
+        )
+        out = run_pipeline(self.comp.methods, trained)
+        if out.qgraph is None:
+            raise TrialError(f"{cand.name}: the quantization method set no int8 model")
+        return out
 
     def recost(self, trial: optuna.Trial, before: Cost, cand: Candidate) -> Cost:
         """The static cost of the compressed graph; when compression changed it, the trial
         records the new figures and keeps the searched ones as ``<name>_uncompressed``."""
         after = self.comp.space.cost(cand.module, cand.graph, self.comp.hw)
         if after != before:
-            for key, value in after.as_dict().items():
-                trial.set_user_attr(key, value)
-                trial.set_user_attr(f"{key}_uncompressed", getattr(before, key))
+            set_attrs(trial, after.as_dict())
+            set_attrs(trial, {k + UNCOMPRESSED_SUFFIX: v for k, v in before.as_dict().items()})
         return after
 
+    def score(self, cand: Candidate, cost: Cost) -> dict[str, Any]:
+        """The compression methods' metrics and the backend's (which must hold
+        `REQUIRED_METRICS` and no core column)."""
+        backend = self.comp.backend
+        try:
+            measured = backend.score(cand, cost)
+        except NasError:
+            raise
+        except Exception as exc:
+            raise TrialError(
+                f"{cand.name}: backend '{backend.name}' failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        check_plugin_metrics(f"{cand.name}: backend '{backend.name}'", measured)
+        metrics = {**cand.metrics, **measured}
+        missing = [m for m in REQUIRED_METRICS if m not in metrics]
+        if missing:
+            raise TrialError(f"backend '{backend.name}' returned no {', '.join(missing)}")
+        return metrics
+
+    def repeat(self, trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> list[float]:
+        """A candidate the study already trained: the earlier result again, no training.
+        The sampler sees the repeat as an observation; reports and the trial count skip it."""
+        trial.set_user_attr(DUPLICATE_OF, twin.number)
+        if twin.state == optuna.trial.TrialState.PRUNED:
+            why = f"same architecture as trial {twin.number}, which was pruned"
+            trial.set_user_attr(PRUNE_REASON, why)
+            raise optuna.TrialPruned(why)
+        set_attrs(trial, {k: v for k, v in twin.user_attrs.items() if k not in NOT_REPEATED})
+        return list(twin.values)
+
     def save(self, number: int, cand: Candidate, cost: Cost, metrics: dict[str, Any]) -> None:
+        """Write the trial's folder: ``arch.json``, both models and the artifacts."""
         out = self.run_dir / "trials" / f"{number:05d}"
         out.mkdir(parents=True, exist_ok=True)
         info = {
@@ -301,10 +409,6 @@ class Objective:
             (out / name).write_bytes(data)
 
 
-#: What a repeat does not copy from the trial that trained it.
-NOT_REPEATED = {CURVE_ATTR, HEARTBEAT_ATTR, "train_s", "prune_reason", "fail_reason"}
-
-
 def trained_twin(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
     """The earlier trial of the study that trained the same architecture (completed or
     pruned; not itself a repeat), or None. Categorical samplers such as TPE propose the
@@ -313,9 +417,9 @@ def trained_twin(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
     for t in trial.study.get_trials(deepcopy=False, states=done):
         if (
             t.params == trial.params
-            and t.user_attrs.get("feasible")
-            and DUPLICATE_ATTR not in t.user_attrs
-            and (t.state == optuna.trial.TrialState.PRUNED or "acc_int8" in t.user_attrs)
+            and t.user_attrs.get(FEASIBLE)
+            and DUPLICATE_OF not in t.user_attrs
+            and (t.state == optuna.trial.TrialState.PRUNED or ACC_INT8 in t.user_attrs)
         ):
             return t
     return None
@@ -348,18 +452,18 @@ class Progress:
         CTRL_C.check()
         fail_stale_trials(study, self.grace_s, self.retry)
         rec = report.record(trial)
-        acc = rec.get("acc_int8")
-        if rec["feasible"] and acc == acc and acc is not None:
-            key = (acc, -rec["latency_ms"])
+        acc = rec.get(ACC_INT8)
+        if rec[FEASIBLE] and acc == acc and acc is not None:
+            key = (acc, -rec[LATENCY_MS])
             if self.best is None or key > (self.best[0], -self.best[1]):
-                self.best = (acc, rec["latency_ms"])
-        if rec["state"] == "FAIL":
-            self.bar.write(f"trial {trial.number} failed: {rec['reason']}")
+                self.best = (acc, rec[LATENCY_MS])
+        if rec[STATE] == "FAIL":
+            self.bar.write(f"trial {trial.number} failed: {rec[REASON]}")
         best = f"{self.best[0]:.3f} @ {self.best[1]:.2f} ms" if self.best else "none yet"
         self.bar.set_postfix_str(f"best feasible acc_int8 {best}")
         self.sampled += 1
-        rejected = rec["state"] == "COMPLETE" and not rec["feasible"]
-        rejected |= DUPLICATE_ATTR in rec  # a repeat: no training either
+        rejected = rec[STATE] == "COMPLETE" and not rec[FEASIBLE]
+        rejected |= DUPLICATE_OF in rec  # a repeat: no training either
         if self.count_infeasible or not rejected:
             self.counted += 1
             self.bar.update(1)

@@ -11,7 +11,10 @@ defaults of ``trace``, ``cost``, ``layers`` and ``fit`` handle them. A space who
 are not layer graphs (Bonsai's tree) overrides those four, returns ``None`` from
 ``trace``, gives its modules a ``quantize_int8(calib_nchw)`` method (used by the ``ptq``
 method) and declares the ``backends`` and ``compression`` methods that can handle its
-models; the search refuses any other with a clear message (`check_supported`).
+models; the search refuses any other with a clear message (`check_supported`). For C
+backends (``c_sim``), its int8 model implements `nas.backends.CExportable` (``to_c``);
+tools that measure generated code on random models (``python -m nas calibrate``) build
+them with `BaseSearchSpace.random_model`, which such a space may override.
 """
 
 from __future__ import annotations
@@ -88,6 +91,19 @@ class BaseSearchSpace(ABC):
     @abstractmethod
     def resolution(self, spec: ArchSpec) -> int:
         """Input height and width the network expects for ``spec``."""
+
+    def random_model(self, spec: ArchSpec, in_channels: int, num_classes: int) -> nn.Module:
+        """An untrained network of ``spec`` in eval mode, its random weights in the state
+        training leaves them (here: non-trivial batch-norm statistics, drawn from torch's
+        global generator), for measuring generated code without training. A space whose
+        training changes more (e.g. sparsity) overrides this."""
+        module = self.build(spec, in_channels, num_classes).eval()
+        for m in module.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                assert m.running_mean is not None and m.running_var is not None
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+        return module
 
     def trace(self, module: nn.Module, input_shape: tuple[int, ...], name: str) -> Graph | None:
         """The layer graph of ``module`` (``None`` for models that are not layer graphs)."""

@@ -23,8 +23,8 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.trial import TrialState
 
 from nas.errors import ConfigError
+from nas.record import FAIL_REASON, HEARTBEAT, RETRY_OF
 
-HEARTBEAT_ATTR = "heartbeat_unix"
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 
 
@@ -89,7 +89,7 @@ class Heartbeat:
 
     def _beat(self) -> None:
         try:
-            self._storage.set_trial_user_attr(self._trial_id, HEARTBEAT_ATTR, time.time())
+            self._storage.set_trial_user_attr(self._trial_id, HEARTBEAT, time.time())
         except Exception:  # the trial finished meanwhile, or the storage is briefly busy
             pass
 
@@ -113,18 +113,18 @@ def fail_stale_trials(study: optuna.Study, grace_s: float, retry: bool) -> list[
     stale = []
     storage = study._storage  # the public Study API has no way to finish another's trial
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        beat = t.user_attrs.get(HEARTBEAT_ATTR)
+        beat = t.user_attrs.get(HEARTBEAT)
         if beat is None and t.datetime_start is not None:
             beat = t.datetime_start.timestamp()
         if beat is None or now - beat <= grace_s:
             continue
         reason = f"abandoned: no heartbeat for {now - beat:.0f} s (its worker stopped)"
         try:
-            storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
+            storage.set_trial_user_attr(t._trial_id, FAIL_REASON, reason)
             storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         except Exception:  # another worker failed it first
             continue
         stale.append(t.number)
         if retry and t.params:
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+            study.enqueue_trial(t.params, user_attrs={RETRY_OF: t.number})
     return stale

@@ -1,5 +1,10 @@
 """Contract checks every compression method and backend must pass; for plugin authors.
 
+Among them: metrics are JSON-serialisable and named by strings, and none is a core column
+(`nas.record.CORE_COLUMNS`: ``flash_bytes``, ``feasible``, ``acc_float``...), which would
+overwrite what the search measured; such a plugin fails with a `nas.errors.TrialError`
+naming the key, as its trials would.
+
 The project's own tests run them over every registered plugin (``tests/test_contracts.py``).
 In a plugin's test suite::
 
@@ -28,6 +33,7 @@ from nas.graph import trace
 from nas.hardware import load_profile
 from nas.int8 import run_float
 from nas.plugin_manager import get_plugin_manager
+from nas.record import check_plugin_metrics
 from nas.train import TrainSettings, accuracy, fit
 
 SPEC = {
@@ -81,7 +87,8 @@ def _json_metrics(metrics: dict[str, Any], who: str) -> None:
 
 def check_compression_method(cls: type[BaseCompressionMethod]) -> Candidate:
     """Run ``cls`` on a trained candidate (with ``ptq`` when it is not itself the
-    quantization step) and check the result; returns the compressed candidate."""
+    quantization step) and check the result; returns the compressed candidate. The
+    pipeline itself refuses metrics named like a core column."""
     _check_class(cls, BaseCompressionMethod)
     assert cls.stage in STAGES, f"{cls.name}: stage must be one of {STAGES}"
     cand = make_candidate()
@@ -117,6 +124,7 @@ def check_backend(cls: type[BaseBackend]) -> dict[str, Any]:
     assert cand.graph is not None
     cost = estimate(cand.graph, cand.hw)
     first = cls().score(cand, cost)
+    check_plugin_metrics(f"backend '{cls.name}'", first)
     for key in REQUIRED_METRICS:
         assert key in first, f"{cls.name}: score() must return {key}"
         assert 0.0 <= first[key] <= 1.0, f"{cls.name}: {key} = {first[key]} not in [0, 1]"

@@ -1,8 +1,8 @@
 """Training a candidate, reporting validation accuracy after every epoch.
 
 Per-epoch accuracies go to a callback; the search passes one that stores the curve on the
-Optuna trial and asks `ParetoMedianPruner` whether to stop. Non-finite losses stop training
-with a `TrialError` that names the epoch.
+Optuna trial and asks `nas.pruner.ParetoMedianPruner` whether to stop. Non-finite losses
+stop training with a `TrialError` that names the epoch.
 """
 
 from __future__ import annotations
@@ -10,17 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from statistics import median
 
 import numpy as np
-import optuna
 import torch
 from torch import nn
 
 from nas.data import Arrays
 from nas.errors import TrialError
-
-CURVE_ATTR = "val_acc_curve"
 
 
 @dataclass(frozen=True)
@@ -70,7 +66,8 @@ def fit(
     settings: TrainSettings,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> list[float]:
-    """Train with Adam and a cosine schedule; returns validation accuracy per epoch.
+    """Train with Adam and a one-cycle learning-rate schedule (`OneCycleLR`, peak
+    ``settings.lr``); returns validation accuracy per epoch.
 
     ``on_epoch(epoch, val_acc)`` may raise (``optuna.TrialPruned``) to stop early.
     """
@@ -96,45 +93,3 @@ def fit(
             on_epoch(epoch, acc)
     module.eval()
     return curve
-
-
-class ParetoMedianPruner:
-    """Stop a candidate whose validation accuracy at an epoch is below the median of the
-    candidates that are at least as fast (static ``latency_ms``) at that epoch.
-
-    A slow candidate that learns worse than faster ones will not reach the Pareto front;
-    the fastest candidates are never pruned, so the low-latency end of the front is
-    explored. Optuna's built-in pruners need ``trial.report``, which multi-objective
-    studies do not allow; this one reads the per-epoch curves the search stores as a trial
-    user attribute (``val_acc_curve``).
-
-    With ``faster_only=False`` (latency is not an objective) every candidate counts.
-
-    The median is over every finished candidate that trained to that epoch, pruned ones
-    included. Optuna's ``MedianPruner`` takes completed trials only; those are the ones
-    that passed earlier checks, so their median rises trial after trial and prunes more
-    and more (68-77% of the trained candidates of a 48-trial Fashion-MNIST search).
-    """
-
-    def __init__(self, n_startup_trials: int, n_warmup_epochs: int, faster_only: bool = True):
-        self.n_startup_trials = n_startup_trials
-        self.n_warmup_epochs = n_warmup_epochs
-        self.faster_only = faster_only
-
-    def should_prune(
-        self, study: optuna.Study, epoch: int, value: float, latency_ms: float
-    ) -> bool:
-        if epoch < self.n_warmup_epochs:
-            return False
-        finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-        done = study.get_trials(deepcopy=False, states=finished)
-        curves = [
-            t.user_attrs[CURVE_ATTR]
-            for t in done
-            if CURVE_ATTR in t.user_attrs
-            and (not self.faster_only or t.user_attrs.get("latency_ms", 0.0) <= latency_ms)
-        ]
-        at_epoch = [c[epoch] for c in curves if len(c) > epoch]
-        if len(at_epoch) < self.n_startup_trials:
-            return False
-        return value < median(at_epoch)

@@ -17,12 +17,11 @@ from typing import Any
 from hydra import compose, initialize_config_module
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from nas.config import SAMPLERS, STORAGES, register_configs, use_space_backend
 from nas.errors import ConfigError, NasError
 from nas.hardware import available_profiles, load_profile
 from nas.plugin_manager import KINDS, get_plugin_manager
 
-SAMPLERS = ("tpe", "nsga2", "random")
-STORAGES = ("sqlite", "journal")
 MAX_COMBINATIONS = 64
 _NOISE = (
     "To append to your config",
@@ -99,7 +98,6 @@ def combinations(overrides: list[Any]) -> list[list[str]]:
 
 def check_config(args: list[str]) -> None:
     """Compose the config for ``args`` and validate what Hydra cannot."""
-    from nas.config import use_space_backend
     from nas.search import objectives, profile_from_cfg
     from nas.spaces import check_supported
 
@@ -151,8 +149,6 @@ def check_search_args(args: list[str]) -> list[str]:
     plain = [a for a in args if not a.startswith("-")]
     overrides = parse(plain)
     check_names(overrides)
-    from nas.config import register_configs
-
     register_configs()
     for combo in combinations(overrides):
         check_config(combo)

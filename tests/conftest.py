@@ -73,3 +73,22 @@ def spawn_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen
         cwd=REPO,
         preexec_fn=_default_sigint,
     )
+
+
+#: Fixtures that run the command line or a search: a test that uses one is end-to-end.
+END_TO_END_FIXTURES = {"cli"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every end-to-end test carries the ``slow`` mark, so ``-m "not slow"`` stays fast."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if END_TO_END_FIXTURES & set(getattr(item, "fixturenames", ()))
+        and item.get_closest_marker("slow") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "end-to-end tests (they use the cli fixture) must be marked @pytest.mark.slow: "
+            + ", ".join(unmarked)
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import string
 
@@ -90,6 +91,7 @@ def test_nothing_written_over(capsys, tmp_path):
     assert (run / "trials.csv").read_text() == "precious"
 
 
+@pytest.mark.slow
 def test_unreachable_storage(cli, tmp_path):
     proc = cli(
         "search",
@@ -101,8 +103,28 @@ def test_unreachable_storage(cli, tmp_path):
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and "storage.url 'postgresql://nas:nas@127.0.0.1:1/none'" in err[0]
     assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()  # no .hydra/, no search.log, no directory
 
 
+@pytest.mark.slow
+def test_a_late_error_restores_an_earlier_run(cli, tmp_path):
+    """A search that stops on bad input in an existing run directory leaves it as it was."""
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("earlier")
+    (run / "notes.txt").write_text("mine")
+    proc = cli(
+        "search",
+        "+hw=cortex_m4",
+        "storage.url=sqlite:////nonexistent/dir/x.db",
+        f"hydra.run.dir={run}",
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert sorted(p.name for p in run.rglob("*")) == [".hydra", "config.yaml", "notes.txt"]
+    assert (run / ".hydra" / "config.yaml").read_text() == "earlier"
+
+
+@pytest.mark.slow
 def test_study_with_other_objectives(cli, tmp_path):
     url = f"sqlite:///{tmp_path / 'other.db'}"
     optuna.create_study(study_name="clash", storage=url, direction="minimize")
@@ -116,6 +138,7 @@ def test_study_with_other_objectives(cli, tmp_path):
     assert proc.returncode == 2
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and "already exists with objectives [minimize]" in err[0], err
+    assert not (tmp_path / "run").exists()
 
 
 def _random_override(rng: random.Random) -> str:
@@ -185,6 +208,7 @@ def _mutate_randomly(rng: random.Random, data):
 
 def test_fuzz_profile_files_never_traceback(tmp_path):
     rng = random.Random(1)
+    outcomes = {"ok": 0, "error": 0}
     for i in range(200):
         path = tmp_path / f"p{i}.yaml"
         if rng.random() < 0.1:
@@ -195,12 +219,22 @@ def test_fuzz_profile_files_never_traceback(tmp_path):
                 data = _mutate_randomly(rng, data)
             path.write_text(yaml.safe_dump(data))
         try:
-            load_profile(path)
+            profile = load_profile(path)
         except ProfileError as exc:
-            assert str(path) in str(exc) and "\n" not in str(exc)
+            assert str(path) in str(exc) and "\n" not in str(exc), exc
+            outcomes["error"] += 1
+        else:  # what was accepted must be a usable profile, not a half-read one
+            assert profile.sram_bytes > 0 and profile.flash_bytes > 0 and profile.clock_hz > 0
+            assert profile.latency_lut and all(
+                math.isfinite(e.cycles_per_mac) for e in profile.latency_lut.values()
+            )
+            outcomes["ok"] += 1
+    # Both outcomes must occur, or the fuzzing did not reach the validator's decisions.
+    assert outcomes["error"] > 100 and outcomes["ok"] > 0, outcomes
 
 
 def test_multirun_sweeps_are_checked_per_combination():
-    assert check_search_args(["-m", "+hw=cortex_m4,cortex_m7", "sampler=tpe,random"])
+    args = ["-m", "hw=cortex_m4,cortex_m7", "sampler=tpe,random"]
+    assert check_search_args(args) == ["-m", "+hw=cortex_m4,cortex_m7", "sampler=tpe,random"]
     with pytest.raises(NasError, match="unknown sampler 'cmaes'"):
         check_search_args(["-m", "+hw=cortex_m4,cortex_m7", "sampler=tpe,cmaes"])

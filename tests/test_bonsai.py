@@ -95,6 +95,33 @@ def test_training_meets_the_sparsity_targets_exactly(trained):
     assert (q.W[~q.support["W"].astype(bool)] == 0).all()
 
 
+def test_int8_model_knows_its_shape_and_brings_its_c(trained):
+    q = trained.quantize_int8(np.zeros((4, 1, 8, 8), np.float32))
+    shape = q.shape  # read back from the stored support, not from the float model
+    for group in ("Z", "W", "V", "theta"):
+        assert shape.nnz(group) == trained.shape.nnz(group), group
+        assert shape.matrices(group) == trained.shape.matrices(group), group
+    assert bc.model_bytes(shape) == bc.model_bytes(trained.shape)
+    src = q.to_c()
+    assert src.model_bytes == bc.model_bytes(trained.shape)
+    assert src.output_dtype == "<i4" and src.output_bytes == 4 * shape.num_scores
+    assert "nas_bonsai.h" in src.headers and '#include "nas_bonsai.h"' in src.source
+    # one mark after the projection and after each level: every op is in one phase
+    assert src.marks == (2, 4, 4, 3) and sum(src.marks) == len(bc.ops(trained.shape))
+
+
+def test_random_model_has_the_sampled_sparsity():
+    space = BonsaiSearchSpace()
+    spec = {
+        "resolution": 8, "proj_dim": 6, "depth": 1, "z_density": 0.3, "w_density": 0.5,
+        "v_density": 1.0, "theta_density": 0.5, "sigma": 1.0, "path_sigma_end": 16.0,
+    }  # fmt: skip
+    module = space.random_model(spec, 1, 10)
+    assert not module.training
+    for group, counts in module.nonzeros().items():
+        assert counts == [module.shape.nnz(group)] * module.shape.matrices(group), group
+
+
 def test_int8_model_follows_the_float_model(trained, digits):
     calib = calibration_batch(digits.x_train, 256, 0).transpose(0, 3, 1, 2)
     q = trained.quantize_int8(calib)

@@ -11,11 +11,18 @@ import optuna
 import pandas as pd
 import pytest
 import torch
-from nas_backend_c_sim import codegen, sim
+from nas_backend_c_sim import CSimConfig, codegen, sim
+from nas_backend_c_sim.calibrate import pick_space
+from torch import nn
 
-from nas.data import calibration_batch
+from nas.backends import CExportable, CSource, c_array
+from nas.compression import Candidate
+from nas.cost import Cost
+from nas.data import Arrays, calibration_batch
+from nas.errors import ConfigError
 from nas.graph import trace
-from nas.int8 import quantize, run_int8
+from nas.hardware import load_profile
+from nas.int8 import QParams, quantize, run_int8
 from nas.plugin_manager import get_plugin_manager
 from nas.testing import make_candidate
 
@@ -169,11 +176,14 @@ def bonsai_models():
 
 
 def test_bonsai_c_is_bit_exact_and_stored_as_the_cost_model_counts(tmp_path, bonsai_models):
-    from nas_backend_c_sim import bonsai_codegen
     from nas_space_bonsai import cost as bc
 
     for k, (qb, shape, x_q) in enumerate(bonsai_models):
-        model = bonsai_codegen.generate(qb)
+        model = qb.to_c()  # the space's own C generation, through nas.backends.CExportable
+        assert isinstance(qb, CExportable) and model.targets == ("host", "avr")
+        assert model.model_bytes == bc.model_bytes(shape)
+        assert model.arena_bytes == bc.arena_bytes(shape, stream_input=True)
+        assert list(model.ops) == [(o["kind"], o["macs"], o["outputs"]) for o in bc.ops(shape)]
         folder = tmp_path / str(k)
         codegen.write(model, folder)
         got = sim.run_host(folder, x_q, model.output_bytes).view("<i4")
@@ -190,11 +200,9 @@ def test_bonsai_c_is_bit_exact_and_stored_as_the_cost_model_counts(tmp_path, bon
 
 
 def test_bonsai_on_atmega328p_in_simavr(tmp_path, bonsai_models):
-    from nas_backend_c_sim import bonsai_codegen
-
     avr_tools()
     qb, shape, x_q = bonsai_models[0]
-    model = bonsai_codegen.generate(qb)
+    model = qb.to_c()
     codegen.write(model, tmp_path)
     r = sim.run_avr(tmp_path, x_q[:3], model.output_bytes)
     np.testing.assert_array_equal(r.outputs.view("<i4"), qb.scores(x_q[:3]))
@@ -215,7 +223,7 @@ def test_calibrate_writes_a_loadable_profile(cli, tmp_path, hw):
 
     prof = load_profile(out / f"{hw}_c.yaml")
     assert prof.runtime == "c" and prof.name == f"{hw}_c"
-    assert prof.extra["calibration"]["check_models"] == 2
+    assert prof.calibration["check_models"] == 2
     assert prof.runtime_flash_bytes > 0 and prof.runtime_ram_bytes > 0
     kinds = ("pointwise_conv2d", "depthwise_conv2d") if hw == "cortex_m4" else ("tanh",)
     assert all(k in prof.latency_lut for k in kinds)
@@ -223,10 +231,25 @@ def test_calibrate_writes_a_loadable_profile(cli, tmp_path, hw):
     assert "relative error" in text and "| op kind |" in text
 
 
+@pytest.mark.slow
 def test_calibrate_refuses_a_core_without_simulator(cli):
     r = cli("calibrate", "+hw=esp32")
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "Xtensa" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_calibrate_asks_the_spaces_which_one_runs_on_a_core():
+    """No space name is written in calibrate: the built-in spaces' C decides."""
+    assert pick_space(load_profile("cortex_m4"), "arm") == "mobilenet"
+    assert pick_space(load_profile("arduino_uno"), "avr") == "bonsai"
+
+
+@pytest.mark.slow
+def test_calibrate_refuses_a_space_whose_c_cannot_run_there(cli):
+    avr_tools()
+    r = cli("calibrate", "+hw=arduino_uno", "space=mobilenet")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1 and "search space 'mobilenet' does not run" in r.stderr
 
 
 @pytest.mark.slow
@@ -242,3 +265,101 @@ def test_bonsai_search_on_the_uno_with_c_sim(cli, tmp_path):
     assert (df.state == "COMPLETE").all() and df.bit_exact.all() and df.avr_bit_exact.all()
     assert (df.cycles_measured > 0).all() and (df.ram_bytes_measured < 2048).all()
     assert (run / "best" / "c" / "nas_bonsai.h").is_file()
+
+
+# --------------------------------------------------------------------------- a third party
+
+
+class QCentroid:
+    """A model kind the core and c_sim know nothing of: int32 class scores
+    ``W (x_q - zp) + b``, scoring each class by its nearest centroid. It brings its own C
+    through `nas.backends.CExportable`, reading its input through ``NAS_RD8`` so it runs
+    in every harness (on AVR the input is in flash)."""
+
+    def __init__(self, data: Arrays) -> None:
+        x = data.x_train.reshape(len(data.x_train), -1).astype(np.float64)
+        centroids = np.stack([x[data.y_train == c].mean(0) for c in range(data.num_classes)])
+        scale = float(np.abs(centroids).max()) / 127.0
+        self.w = np.round(centroids / scale).astype(np.int8)  # (classes, features)
+        self.input = QParams.from_range(0.0, 1.0)
+        # nearest centroid: argmax of x.c - |c|^2 / 2, in units of the int8 products
+        half_norm = 0.5 * (self.w.astype(np.float64) ** 2).sum(1) * scale / self.input.scale
+        self.b = np.round(-half_norm).astype(np.int32)
+
+    def predict(self, x_nchw: np.ndarray) -> np.ndarray:
+        return self.c_outputs(self.c_inputs(x_nchw)).argmax(1)
+
+    def save(self, path) -> None:
+        np.savez(path, w=self.w, b=self.b)
+
+    def c_inputs(self, x_nchw: np.ndarray) -> np.ndarray:
+        return self.input.quantize(x_nchw.reshape(len(x_nchw), -1))
+
+    def c_outputs(self, x_q: np.ndarray) -> np.ndarray:
+        acc = (x_q.astype(np.int32) - self.input.zero_point) @ self.w.T.astype(np.int32)
+        return (acc + self.b).astype("<i4")
+
+    def to_c(self) -> CSource:
+        classes, features = self.w.shape
+        header = (
+            f"#define CENTROID_CLASSES {classes}\n#define CENTROID_FEATURES {features}\n"
+            f"#define CENTROID_ZP ({self.input.zero_point})\n"
+        )
+        source = (
+            '#include "nas_rom.h"\n#include "nas_model.h"\n#include "centroid.h"\n'
+            + c_array("int8_t", "w", self.w.T, "NAS_ROM")  # feature-major
+            + c_array("int32_t", "b", self.b, "NAS_ROM")
+            + "void nas_model_run(const int8_t *input, int8_t *output) {\n"
+            "    int32_t s[CENTROID_CLASSES];\n"
+            "    for (int l = 0; l < CENTROID_CLASSES; ++l) s[l] = NAS_RD32(&b[l]);\n"
+            "    for (int f = 0; f < CENTROID_FEATURES; ++f) {\n"
+            "        const int32_t x = (int32_t)(int8_t)NAS_RD8(input + f) - CENTROID_ZP;\n"
+            "        for (int l = 0; l < CENTROID_CLASSES; ++l)\n"
+            "            s[l] += x * (int8_t)NAS_RD8(&w[f * CENTROID_CLASSES + l]);\n"
+            "    }\n"
+            "    memcpy(output, s, sizeof s);\n}\n"
+        )
+        return CSource(
+            source,
+            input_bytes=features,
+            output_bytes=4 * classes,
+            arena_bytes=4 * classes,
+            headers={"centroid.h": header},
+            output_dtype="<i4",
+            targets=("host", "arm", "avr"),
+            model_bytes=self.w.size + 4 * classes,
+        )
+
+
+@pytest.mark.parametrize(
+    ("hw", "simulate"), [("cortex_m4", False), ("cortex_m4", True), ("arduino_uno", True)]
+)
+def test_a_third_party_model_kind_is_compiled_and_run(hw, simulate):
+    if simulate:
+        (arm_tools if hw == "cortex_m4" else avr_tools)()
+    data = get_plugin_manager().get("dataset", "digits")().load()
+    model = QCentroid(data)
+    assert isinstance(model, CExportable)
+    cand = Candidate("centroid", {}, nn.Identity(), None, data, load_profile(hw), qgraph=model)
+    macs = model.w.size
+    cost = Cost(0, 0, 0, 0, 0, 0, macs, macs, 0.0, 0.0)
+    backend = get_plugin_manager().get("backend", "c_sim")(CSimConfig(simulate, sim_inputs=2))
+    metrics = backend.score(cand, cost)
+    assert metrics["bit_exact"] and metrics["bit_exact_fraction"] == 1.0
+    assert metrics["acc_int8"] == float((model.predict(data.x_val) == data.y_val).mean()) > 0.8
+    assert "c/centroid.h" in cand.artifacts and b"CENTROID_ZP" in cand.artifacts["c/centroid.h"]
+    if not simulate:
+        assert "latency_ms_measured" not in metrics
+    elif hw == "cortex_m4":
+        assert metrics["arm_bit_exact"] and metrics["instructions_measured"] > macs
+    else:
+        assert metrics["avr_bit_exact"] and metrics["cycles_measured"] > macs
+        assert metrics["flash_bytes_measured"] > model.w.size  # the weights are in flash
+
+
+def test_a_model_without_c_is_refused_in_one_line():
+    cand = make_candidate()
+    cand.qgraph = object()  # type: ignore[assignment]
+    backend = get_plugin_manager().get("backend", "c_sim")(CSimConfig(simulate=False))
+    with pytest.raises(ConfigError, match="cannot generate C for object: the model needs to_c"):
+        backend.score(cand, Cost(0, 0, 0, 0, 0, 0, 1, 1, 0.0, 0.0))

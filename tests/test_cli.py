@@ -35,13 +35,18 @@ def _one_line_error(proc, *needles):
         assert n in err, err
 
 
+@pytest.mark.slow
 def test_help(cli):
     proc = cli("--help")
     assert proc.returncode == 0
     for word in ("search", "list", "+hw=", "search.n_trials", "sampler=tpe|nsga2|random"):
         assert word in proc.stdout
+    # plugin commands come through the nas_register_commands hook, with their plugin
+    assert "plugin commands:\n  calibrate +hw=<profile>" in proc.stdout
+    assert "(plugin c_sim)" in proc.stdout
 
 
+@pytest.mark.slow
 def test_list_shows_profiles_plugins_and_packages(cli):
     proc = cli("list")
     assert proc.returncode == 0, proc.stderr
@@ -59,14 +64,18 @@ def test_list_shows_profiles_plugins_and_packages(cli):
     _one_line_error(cli("list", "nonsense"), "unknown list section 'nonsense'")
 
 
+@pytest.mark.slow
 def test_missing_and_unknown_hw(cli):
     _one_line_error(cli("search"), "+hw=<profile>", "cortex_m4", "arduino_uno")
     _one_line_error(
         cli("search", "+hw=cortex_m9"), "unknown hardware profile 'cortex_m9'", "cortex_m4"
     )
-    _one_line_error(cli("frobnicate"), "unknown command 'frobnicate'")
+    _one_line_error(
+        cli("frobnicate"), "unknown command 'frobnicate'; valid: search, list, report, calibrate"
+    )
 
 
+@pytest.mark.slow
 def test_malformed_profile_names_file_and_field(cli, tmp_path):
     data = yaml.safe_load((BUILTIN_DIR / "cortex_m4.yaml").read_text())
     data["sram_bytes"] = "lots"

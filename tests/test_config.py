@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 import nas
+import nas.conf
 from nas.compression import order
-from nas.config import register_configs
+from nas.config import SAMPLERS, STORAGES, SearchConfig, register_configs
+from nas.errors import ConfigError
 from nas.hardware import available_profiles
 from nas.search import build_components, make_sampler, profile_from_cfg
 from nas.storage import open_storage, storage_url
+from nas.validate import group_options
 
 register_configs()
 
@@ -103,3 +108,21 @@ def test_default_config_is_complete():
     cfg = _compose("+hw=cortex_m4")
     assert not OmegaConf.missing_keys(cfg)
     assert cfg.storage.url is None and cfg.sampler.name == "tpe" and cfg.backend.name == "tflm"
+
+
+def test_each_schema_has_one_source():
+    """Sampler and storage names come from one table each, which the command-line check
+    reads too; the search defaults are the schema's, not repeated in the YAML."""
+    assert group_options()["sampler"] == list(SAMPLERS) == ["tpe", "nsga2", "random"]
+    assert group_options()["storage"] == list(STORAGES) == ["sqlite", "journal"]
+    primary = OmegaConf.load(Path(nas.conf.__file__).parent / "config.yaml")
+    assert not {"search", "study", "pruner"} & set(primary)
+    cfg = _compose("+hw=cortex_m4")
+    assert cfg.search == OmegaConf.structured(SearchConfig)
+
+
+def test_unknown_sampler_is_a_config_error():
+    cfg = _compose("+hw=cortex_m4")
+    cfg.sampler = {"name": "cmaes"}
+    with pytest.raises(ConfigError, match="unknown sampler 'cmaes'; valid: tpe, nsga2, random"):
+        make_sampler(cfg)

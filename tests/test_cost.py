@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from nas.cost import estimate, executed_macs, per_op
+from nas.cost import estimate, executed_macs, per_op, tflm_arena
 from nas.graph import trace
 from nas.hardware import load_profile
-from nas.planner import Buffer, plan
+from nas.planner import Buffer, head_end, plan, tail_start
 
 
 def tiny() -> nn.Module:
@@ -53,12 +53,20 @@ def test_cortex_m4_hand_computed():
     # Head: conv output 256 B at 0, input 64 B at 256, conv im2col scratch
     # 2*align4(9)*2 = 48 B at 320 -> 368 B (see the placement worked out in planner tests).
     assert c.arena_head_bytes == 368
-    # Tail on a 32-bit target: 10 eval tensors (5 activations + conv/fc weights and biases
-    # + the reshape shape) * 12 B; 4 nodes * 32 B; 2 IO tensors * 48 B; conv OpData 80 +
-    # options 28; fc OpData 64; pool OpData 48; per-channel multiplier+shift 2 * 16; fixed 630.
-    assert c.arena_tail_bytes == 120 + 128 + 96 + 108 + 64 + 48 + 32 + 630
-    assert c.arena_bytes == 368 + 1226
-    assert c.sram_bytes == 1594 + 4096
+    # Tail on a 32-bit target, replayed from the last allocation back to the first
+    # (`tail_start`): from 368, output zero points 8 -> 376, quantization 12 -> 388,
+    # TfLiteTensor 32 -> 420, pointer array 4 at 16 -> 436; the same for the input -> 500;
+    # 2 scratch handles * 4 -> 508; conv shift and multiplier 16 each at 16 -> 544; OpData
+    # fc 72 -> 616, pool 32 at 16 -> 656, conv 80 -> 736; builtin options fc 32, reshape
+    # 36, pool 40, conv 28 -> 872; 4 nodes * 32 -> 1000; 10 eval tensors (5 activations +
+    # conv/fc weights and biases + the reshape shape) * 12 -> 1120; fixed 488 -> 1608.
+    assert c.arena_tail_bytes == 1608 - 368
+    # Planning needs more: at the head, 12 B * (2 requests + 12), a 4 B subgraph offset and
+    # 24 B * (10 tensors + 2 requests) of AllocationInfo end at 460 -> 464; the planner's
+    # 40 B * 7 buffers = 280 -> 288, so the tail (all of it but the I/O tensors) must stay
+    # above 752: 760, 800 (conv arrays), 992 (OpData), 1128 (options), 1256, 1376, 1864.
+    assert c.arena_bytes == 1864 > c.arena_head_bytes + c.arena_tail_bytes
+    assert c.sram_bytes == 1864 + 4096
     # Flatbuffer: 338 fixed + 4 ops * 21 + 5 activations * 125 + 5 constants * 108
     # + conv weights 36 + 4 channels * 12 + bias 16 + 4 * 12 + fc weights 40 + 12 + bias 40 + 12
     # + reshape shape 8.
@@ -95,6 +103,34 @@ def test_per_op_latency_sums_to_total():
     hw = load_profile("cortex_m7")
     rows = per_op(g, hw)
     assert sum(r["latency_ms"] for r in rows) == pytest.approx(estimate(g, hw).latency_ms)
+
+
+def test_tail_start_is_the_smallest_end_that_keeps_every_allocation_above_the_floor():
+    # 10 B at 8-byte alignment, then 3 B at 4-byte alignment, above offset 16: replayed
+    # backwards, align(16, 4) + 3 = 19, align(19, 8) + 10 = 34.
+    allocs = [(10, 8), (3, 4)]
+    assert tail_start(allocs, 16) == 34
+
+    def lowest(end: int) -> int:  # TFLM's placement: below the last one, aligned down
+        for nbytes, alignment in allocs:
+            end = (end - nbytes) // alignment * alignment
+        return end
+
+    assert lowest(34) == 20 >= 16 and lowest(33) == 12 < 16
+    # upwards: 3 + 5 = 8, then align(8, 8) + 8 = 16
+    assert head_end([(5, 1), (8, 8)], 3) == 16
+
+
+def test_arena_covers_each_allocation_step():
+    g = trace(tiny(), (1, 1, 8, 8))
+    host = tflm_arena(g, "reference", 8)  # the x86-64 wheel: reference kernels, no scratch
+    assert host.head_bytes == 320
+    assert host.min_bytes >= host.head_bytes + host.tail_bytes
+    # the conv's Prepare holds 7 tensors at once (3 of them with 4 channels of zero points)
+    assert host.phase == "prepare _0"
+    target = tflm_arena(g, "cmsis_nn", 4)
+    assert target.phase == "planning"
+    assert target.min_bytes < host.min_bytes  # 32-bit structs are smaller
 
 
 def test_planner_reuses_memory_of_dead_tensors():

@@ -33,6 +33,7 @@ def plugin_path(tmp_path_factory):
     return str(target)
 
 
+@pytest.mark.slow
 def test_example_plugin_is_listed_with_its_package(cli, plugin_path):
     proc = cli("list", "plugins", env={"PYTHONPATH": plugin_path})
     assert proc.returncode == 0, proc.stderr
@@ -71,3 +72,33 @@ def test_example_plugin_keeps_the_contract(plugin_path, monkeypatch):
 
     check_compression_method(ClipWeights)
     check_backend(AgreementBackend)
+
+
+@pytest.mark.slow
+def test_a_bad_option_stops_the_run_before_training(cli, plugin_path, tmp_path):
+    """Options are validated in the method's ``__init__`` (docs/plugins.md)."""
+    run = tmp_path / "run"
+    proc = cli(
+        "search",
+        "+hw=cortex_m4",
+        "compression=[clip,ptq]",
+        "compression.clip.percentile=150",
+        "search.n_trials=1",
+        f"hydra.run.dir={run}",
+        env={"PYTHONPATH": plugin_path},
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    err = proc.stderr.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    assert "compression.clip.percentile=150.0: must be in (0, 100]" in err
+    assert not (run / "trials.csv").exists()
+
+
+def test_a_bad_option_is_refused_when_created_in_code(plugin_path, monkeypatch):
+    monkeypatch.syspath_prepend(plugin_path)
+    from nas_example_plugin import ClipConfig, ClipWeights
+
+    from nas.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="percentile=0.0"):
+        ClipWeights(ClipConfig(percentile=0.0))

@@ -45,6 +45,7 @@ def test_corrupt_files_are_named(real_root, tmp_path):
         nas.create_dataset("fashion_mnist", root=str(tmp_path)).load()
 
 
+@pytest.mark.slow
 def test_cli_missing_dataset_is_one_line(cli, tmp_path):
     proc = cli(
         "search",

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
+from hydra import compose, initialize_config_module
+from omegaconf import MISSING
 
+from nas.config import HardwareConfig, register_configs
 from nas.errors import ProfileError
-from nas.hardware import BUILTIN_DIR, available_profiles, load_profile
+from nas.hardware import BUILTIN_DIR, available_profiles, is_required, load_profile, profile_fields
+from nas.search import profile_from_cfg
 
 REQUIRED_PROFILES = {"cortex_m4", "cortex_m7", "cortex_m0plus", "esp32", "arduino_uno"}
 
@@ -94,3 +99,28 @@ def test_user_profile_folder(tmp_path, monkeypatch):
     _write(tmp_path, data, "my_chip.yaml")
     monkeypatch.setenv("NAS_HARDWARE_PROFILES", str(tmp_path))
     assert load_profile("my_chip").board == data["board"]
+
+
+def test_the_hydra_schema_is_derived_from_the_profile_fields():
+    """One schema: `HardwareProfile`'s fields, required where they have no default."""
+    schema = {f.name: f for f in dataclasses.fields(HardwareConfig)}
+    assert set(schema) == {f.name for f in profile_fields()} | {"source_file"}
+    for f in profile_fields():
+        assert (schema[f.name].default == MISSING) == is_required(f), f.name
+
+
+def test_null_means_the_default_and_extra_keys_are_kept(tmp_path, monkeypatch):
+    """``runtime: null`` is the default runtime, like any optional field left null; keys
+    the schema does not know go to ``extra``, through the command line's config too."""
+    data = _base()
+    data.update(name="my_board", runtime=None, notes=None, vendor_url="https://example.com")
+    path = _write(tmp_path, data, "my_board.yaml")
+    profile = load_profile(path)
+    assert (profile.runtime, profile.notes) == ("tflm", "")
+    assert profile.extra == {"vendor_url": "https://example.com"}
+
+    monkeypatch.setenv("NAS_HARDWARE_PROFILES", str(tmp_path))
+    register_configs()
+    with initialize_config_module("nas.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["+hw=my_board"])
+    assert profile_from_cfg(cfg).extra == {"vendor_url": "https://example.com"}

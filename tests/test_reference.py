@@ -11,6 +11,7 @@ import sys
 
 import optuna
 import pandas as pd
+import pytest
 from conftest import REPO
 from nas_space_reference import FAMILIES, ReferenceSearchSpace
 
@@ -18,6 +19,7 @@ from nas.graph import trace
 from nas.hardware import load_profile
 
 
+@pytest.mark.slow
 def test_enqueued_references_run_first_and_match_tflm_bit_for_bit(cli, tmp_path):
     """Every family traces, quantizes and runs in TFLite Micro with outputs identical to the
     reference kernels; the enqueued architectures are the trials, in order."""
@@ -41,6 +43,7 @@ def test_enqueued_references_run_first_and_match_tflm_bit_for_bit(cli, tmp_path)
     assert (df["acc_int8"] > 0.3).all(), df["acc_int8"].tolist()  # 10 classes: 0.1 is chance
 
 
+@pytest.mark.slow
 def test_enqueued_value_outside_the_space_fails_that_trial_only(cli, tmp_path):
     r = cli(
         "search",
@@ -92,6 +95,7 @@ def test_stem_stride_is_a_choice_only_when_offered():
     assert graph.tensors[graph.ops[0].outputs[0]].shape == (1, 8, 8, 8)
 
 
+@pytest.mark.slow
 def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
     out, runs = tmp_path / "results", tmp_path / "runs"
     cmd = [

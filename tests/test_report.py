@@ -210,6 +210,7 @@ def test_report_command_on_two_targets_renders_in_chromium(cli, tmp_path):
     assert drawn > 5000, drawn  # markers and the per-layer bar charts
 
 
+@pytest.mark.slow
 def test_bad_report_source_is_one_line(cli, tmp_path):
     proc = cli("report", str(tmp_path / "missing"))
     assert proc.returncode == 2
@@ -217,3 +218,32 @@ def test_bad_report_source_is_one_line(cli, tmp_path):
         proc.stderr.strip() == f"error: report source '{tmp_path / 'missing'}' does not exist "
         "(a run directory or a URL)"
     )
+
+
+def test_repeats_are_counted_apart_and_left_out_of_the_comparisons(tmp_path):
+    """A repeat copies the trained trial's figures: the counts name it, and the front, the
+    best trial and the compression effects take the trial that trained it alone."""
+    path = _study(
+        tmp_path / "r",
+        "cortex_m4",
+        [(0.90, 1.0, -0.1, {"resolution": 8, "s1_width": 8}, "COMPLETE")],
+    )
+    study = optuna.load_study(study_name="cortex_m4-s", storage=f"sqlite:///{path}/study.db")
+    trained = study.trials[0]
+    study.add_trial(
+        optuna.trial.create_trial(
+            values=trained.values,
+            params=trained.params,
+            distributions=DIST,
+            user_attrs={**trained.user_attrs, "duplicate_of": 0, "train_s": 0.0},
+            constraints={"sram": -0.1, "flash": -0.5},
+        )
+    )
+    df = report.load([path])
+    assert report.trained_mask(df).tolist() == [True, False]
+    assert df.pareto_run.tolist() == [True, False]
+    assert df.reason[1] == "same architecture as trial 0"
+    counts = report.summary(df)
+    assert (counts["trials"], counts["complete_feasible"], counts["repeats"]) == (2, 1, 1)
+    assert len(report.compression_effect(df)) == 1
+    assert report.best_feasible(df).number.tolist() == [0]

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
 import pandas as pd
+import pytest
+from faulty_plugins import FaultyPlugin
 from hydra import compose, initialize_config_module
 from torch import nn
 
 import nas
-from nas.config import register_configs
+from nas.config import SearchConfig, register_configs
+from nas.cost import Cost
+from nas.hardware import load_profile
 from nas.plugin_manager import PluginManager, reset_plugin_manager
-from nas.search import MAX_SAMPLED_PER_TRIAL, run_search
+from nas.pruner import ParetoMedianPruner
+from nas.record import VAL_ACC_CURVE
+from nas.search import MAX_SAMPLED_PER_TRIAL, feasibility, run_search
 from nas.spaces import BaseSearchSpace
-from nas.train import CURVE_ATTR, ParetoMedianPruner
 
 
 class SigmoidSpace(BaseSearchSpace):
@@ -50,6 +57,7 @@ def _config(*overrides: str):
         return compose("config", overrides=["+hw=cortex_m4", *overrides])
 
 
+@pytest.mark.slow
 def test_unsupported_operator_fails_the_trial_not_the_study(tmp_path):
     pm = PluginManager()
     pm.register(SigmoidPlugin, name="sigmoid_plugin")
@@ -68,7 +76,7 @@ def test_unsupported_operator_fails_the_trial_not_the_study(tmp_path):
 def _trial(study, latency, curve):
     t = optuna.trial.create_trial(
         values=[curve[-1], latency][: len(study.directions)],
-        user_attrs={"latency_ms": latency, CURVE_ATTR: curve},
+        user_attrs={"latency_ms": latency, VAL_ACC_CURVE: curve},
         params={},
         distributions={},
     )
@@ -96,6 +104,7 @@ def test_pruner_without_latency_objective_compares_with_all_trials():
     assert not pruner.should_prune(study, 1, 0.85, 5.0)
 
 
+@pytest.mark.slow
 def test_accuracy_first_search_with_latency_ceiling(tmp_path):
     """``search.objectives=[acc_int8]``: one maximized objective; candidates over
     ``search.max_latency_ms`` are infeasible before training, and nothing trained is over."""
@@ -120,6 +129,7 @@ def test_accuracy_first_search_with_latency_ceiling(tmp_path):
     assert study.best_trial.number in set(fast.number)
 
 
+@pytest.mark.slow
 def test_compute_floor_rejects_small_candidates_before_training(tmp_path):
     """``search.min_macs``: candidates with fewer MACs are rejected before training, say
     why, and (``search.count_infeasible=false``) do not use up the trial budget."""
@@ -154,6 +164,7 @@ ONE_ARCHITECTURE = [
 ]
 
 
+@pytest.mark.slow
 def test_a_repeated_architecture_is_not_trained_again(tmp_path):
     """A candidate the study already trained copies the earlier result, says so, stays out
     of the front and (``search.count_infeasible=false``) does not use up the budget."""
@@ -180,7 +191,7 @@ def test_pruner_median_includes_pruned_trials():
         study.add_trial(
             optuna.trial.create_trial(
                 state=optuna.trial.TrialState.PRUNED,
-                user_attrs={"latency_ms": 1.0, CURVE_ATTR: [0.4, 0.6]},
+                user_attrs={"latency_ms": 1.0, VAL_ACC_CURVE: [0.4, 0.6]},
                 params={},
                 distributions={},
             )
@@ -191,6 +202,7 @@ def test_pruner_median_includes_pruned_trials():
     assert not pruner.should_prune(study, 2, 0.1, 1.0)  # only 2 trials reached epoch 2
 
 
+@pytest.mark.slow
 def test_infeasible_candidates_need_not_count(tmp_path):
     """``search.count_infeasible=false``: ``n_trials`` counts trained candidates; those
     rejected before training come on top, and a budget nothing fits still ends."""
@@ -208,3 +220,71 @@ def test_infeasible_candidates_need_not_count(tmp_path):
     )
     frame = run_search(cfg, tmp_path / "none")
     assert len(frame) == 2 * MAX_SAMPLED_PER_TRIAL and not frame.feasible.any()
+
+
+#: A small candidate's static cost: it fits every built-in Cortex-M profile.
+SMALL = Cost(
+    flash_bytes=100_000,
+    sram_bytes=50_000,
+    model_bytes=60_000,
+    arena_bytes=40_000,
+    arena_head_bytes=38_000,
+    arena_tail_bytes=2_000,
+    macs=500_000,
+    params=20_000,
+    latency_ms=10.0,
+    energy_uj=400.0,
+)
+
+
+def test_feasibility_is_a_pure_function_of_cost_profile_and_settings():
+    """No trial, no study: the constraints Optuna gets and the reason the row shows."""
+    m4 = load_profile("cortex_m4")
+    constraints, reason = feasibility(SMALL, m4, SearchConfig())
+    assert reason == "" and set(constraints) == {"sram", "flash"}
+    assert all(v < 0 for v in constraints.values())
+
+    constraints, reason = feasibility(SMALL, m4, SearchConfig(max_latency_ms=5, min_macs=10**6))
+    assert constraints["latency"] == pytest.approx(1.0)  # twice the ceiling
+    assert constraints["macs_floor"] == pytest.approx(0.5)  # half the floor
+    assert reason == "latency 10.00 ms > 5 ms; 500,000 MACs < search.min_macs=1,000,000"
+
+    big = dataclasses.replace(SMALL, sram_bytes=2 * m4.sram_bytes)
+    constraints, reason = feasibility(big, m4, SearchConfig(max_latency_ms=20))
+    assert constraints["sram"] == pytest.approx(1.0) and constraints["latency"] < 0
+    assert reason == f"sram {big.sram_bytes} B > {m4.sram_bytes} B"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("overrides", "plugin", "key"),
+    [
+        (
+            ["backend=estimate", "compression=[ptq,flash_overwrite]"],
+            "compression method 'flash_overwrite'",
+            "flash_bytes",
+        ),
+        (["backend=says_feasible"], "backend 'says_feasible'", "feasible"),
+    ],
+)
+def test_a_plugin_may_not_overwrite_a_core_column(tmp_path, overrides, plugin, key):
+    """A metric named like a core column fails the trial, naming the key and the plugin;
+    the study goes on and the core's figures stand."""
+    pm = PluginManager()
+    pm.register(FaultyPlugin, name="faulty_plugin")
+    reset_plugin_manager(pm)
+    try:
+        cfg = _config(
+            *overrides,
+            *ONE_ARCHITECTURE,
+            "search.n_trials=2",
+            "search.epochs=1",
+            "search.save_models=false",
+        )
+        frame = run_search(cfg, tmp_path)
+    finally:
+        reset_plugin_manager(None)
+    assert len(frame) == 2 and (frame.state == "FAIL").all()
+    why = f"{plugin} returned core column '{key}'; plugins may not overwrite core columns"
+    assert frame.reason.str.contains(why, regex=False).all(), frame.reason.tolist()
+    assert (frame.flash_bytes > 1).all() and frame.feasible.all()

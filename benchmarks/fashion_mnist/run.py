@@ -3,16 +3,18 @@ against hand-designed networks scaled to the same budget.
 
     python benchmarks/fashion_mnist/run.py           # the table in results/RESULTS.md
     python benchmarks/fashion_mnist/run.py --quick   # the same pipeline in a few minutes
+    python benchmarks/fashion_mnist/remeasure_arena.py  # m4-tight arenas of stored models
 
 Budgets:
 
 - ``m4-tight``: the Cortex-M4 profile's latency table with at most 32 KiB of TensorFlow Lite
   Micro arena and 64 KiB of model (``cortex_m4`` with the memory overridden on the command
-  line, runtime allowances zero). The arena is the one the TFLite Micro interpreter of the
-  ``tflite-micro`` wheel measures (64-bit pointers, reference kernels): the profile's
-  ``pointer_bytes`` and ``kernels`` are set to match it, so the static check before
-  training estimates the same quantity, and a model only counts when its *measured* arena
-  is within 32 KiB. On the Cortex-M4 (32-bit pointers) the same model's arena is smaller.
+  line, runtime allowances zero). The arena is the smallest in which the TFLite Micro
+  interpreter of the ``tflite-micro`` wheel (64-bit pointers, reference kernels) allocates
+  and runs the model, found by bisection: the profile's ``pointer_bytes`` and ``kernels``
+  are set to match it, so the static check before training estimates the same quantity,
+  and a model only counts when its *measured* arena is within 32 KiB. On the Cortex-M4
+  (32-bit pointers) the same model's arena is smaller.
   The search space is the MobileNet-like one; every model is scored in the TFLite Micro
   interpreter (``backend=tflm``).
 - ``uno``: the ``arduino_uno`` profile (2 KiB SRAM, 32 KiB flash, runtime allowances
@@ -82,6 +84,7 @@ from nas.report import trained_mask  # noqa: E402
 
 ARENA_LIMIT, MODEL_LIMIT = 32 * 1024, 64 * 1024
 FAMILIES = ("dscnn", "mobilenet_v1", "cnn", "mlp")
+PLOTS = ("memory", "latency")
 LABELS = {
     "search": "search (TPE)",
     "random": "random search",
@@ -542,6 +545,30 @@ def finalist_rule(k: int) -> str:
     )
 
 
+def plots(df: pd.DataFrame, budget: str, out: Path, kinds: tuple[str, ...] = PLOTS) -> list[str]:
+    """Write the budget's Pareto plots (test accuracy vs memory, vs latency) to ``out``;
+    return their Markdown image lines."""
+    part = df[(df["budget"] == budget)]
+    part = part[part["acc_int8_test"].notna()] if "acc_int8_test" in part else part[:0]
+    part = part.sort_values("method", key=lambda m: m.map(list(LABELS).index))
+    axes = {
+        "memory": BUDGETS[budget]["memory_plot"],
+        "latency": ("latency_ms", "latency ms (estimated)", None),
+    }
+    lines = []
+    for kind in kinds:
+        col, label, limit = axes[kind]
+        points = [
+            (float(r[col]), float(r["acc_int8_test"]), LABELS[r["method"]])
+            for _, r in part.iterrows()
+        ]
+        name = f"pareto_{budget}_{kind}.svg"
+        title = f"{budget}: test accuracy vs {label}"
+        (out / name).write_text(scatter_svg(points, label, "test accuracy (int8)", title, limit))
+        lines.append(f"![{title}]({name})")
+    return lines
+
+
 def write_results(df: pd.DataFrame, out: Path, run: dict[str, Any], finalists: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("pareto_*.svg"):
@@ -570,23 +597,7 @@ def write_results(df: pd.DataFrame, out: Path, run: dict[str, Any], finalists: l
     ]
     for budget in recipe.budgets:
         lines += [f"## {budget}", "", *BUDGET_NOTES[budget], "", *table(df, budget), ""]
-        part = df[(df["budget"] == budget)]
-        part = part[part["acc_int8_test"].notna()] if "acc_int8_test" in part else part[:0]
-        part = part.sort_values("method", key=lambda m: m.map(list(LABELS).index))
-        for kind, col, label, limit in (
-            ("memory", *BUDGETS[budget]["memory_plot"]),
-            ("latency", "latency_ms", "latency ms (estimated)", None),
-        ):
-            points = [
-                (float(r[col]), float(r["acc_int8_test"]), LABELS[r["method"]])
-                for _, r in part.iterrows()
-            ]
-            name = f"pareto_{budget}_{kind}.svg"
-            title = f"{budget}: test accuracy vs {label}"
-            svg = scatter_svg(points, label, "test accuracy (int8)", title, limit)
-            (out / name).write_text(svg)
-            lines.append(f"![{title}]({name})")
-        lines.append("")
+        lines += [*plots(df, budget, out), ""]
     lines += [
         *finalists,
         "## Architectures",
@@ -608,9 +619,10 @@ def write_results(df: pd.DataFrame, out: Path, run: dict[str, Any], finalists: l
 BUDGET_NOTES = {
     "m4-tight": [
         "Cortex-M4 (STM32L4R5, CMSIS-NN latency table), TFLite Micro arena <= 32 KiB and "
-        "model <= 64 KiB. The arena is measured by the interpreter of the `tflite-micro` "
-        "wheel on this host (64-bit pointers, reference kernels), which is more than the "
-        "same model needs on the 32-bit Cortex-M4: a conservative budget. Search space: "
+        "model <= 64 KiB. The arena is the smallest in which the interpreter of the "
+        "`tflite-micro` wheel on this host (64-bit pointers, reference kernels) allocates and "
+        "runs the model, found by bisection to the byte; that is more than the same model "
+        "needs on the 32-bit Cortex-M4: a conservative budget. Search space: "
         "MobileNet-like at 20 or 28 pixels, a stride-2 stem and no later downsampling, "
         "stage widths 24-48, 1-3 blocks per stage, expansion 1, 2 or 4; search and random "
         "search reject candidates under 1.5 M MACs before training (`search.min_macs`). "

@@ -1,24 +1,30 @@
 """``c_sim``: the int8 model as self-contained C99, compiled and run for real.
 
-Every trial's int8 model is turned into C (`.codegen` for layer graphs: constant weights,
-one static arena planned like TFLite Micro's, the integer kernels of
-``csrc/nas_kernels.h``; `.bonsai_codegen` for Bonsai trees, stored as the Bonsai cost
-model counts them) and:
+Every trial's int8 model is turned into C: layer graphs (`nas.int8.QGraph`) by `.codegen`
+(constant weights, one static arena planned like TFLite Micro's, the integer kernels of
+``csrc/nas_kernels.h``); any other model kind brings its own C through
+`nas.backends.CExportable` (``to_c()``; the Bonsai space's trees do, stored as the Bonsai
+cost model counts them). The C is then:
 
 1. compiled for the host with ``gcc`` and run on the whole validation and test splits:
    ``acc_int8`` and ``acc_int8_test`` are the C program's accuracies, and ``bit_exact`` says
-   whether every output equals the project's int8 reference;
-2. on a Cortex-M4 profile (layer graphs): cross-compiled with ``arm-none-eabi-gcc``
-   (newlib-nano) and run in QEMU's ``mps2-an386`` with ``-icount shift=0`` (`.sim`):
-   ``instructions_measured`` (mean per inference) and ``arm_bit_exact``;
-3. on an AVR profile (Bonsai models): built with ``avr-gcc -mmcu=atmega328p``, run in
-   simavr: ``cycles_measured`` from Timer1 at the CPU clock and ``avr_bit_exact``.
+   whether every output equals the model's own int8 reference (``c_outputs``);
+2. on a Cortex-M4 profile, when the C supports the ``arm`` harness (layer graphs):
+   cross-compiled with ``arm-none-eabi-gcc`` (newlib-nano) and run in QEMU's
+   ``mps2-an386`` with ``-icount shift=0`` (`.sim`): ``instructions_measured`` (mean per
+   inference) and ``arm_bit_exact``;
+3. on an AVR profile, when the C supports the ``avr`` harness (Bonsai models): built with
+   ``avr-gcc -mmcu=atmega328p``, run in simavr: ``cycles_measured`` from Timer1 at the CPU
+   clock and ``avr_bit_exact``.
 
 Steps 2 and 3 also give ``flash_bytes_measured``, ``ram_bytes_measured`` (sections +
 painted stack), ``stack_bytes_measured`` and ``latency_ms_measured``; they run on
 ``sim_inputs`` test images (``backend.simulate=false`` skips them). Debian packages:
 ``gcc``; ``gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm`` for Cortex-M4;
 ``gcc-avr avr-libc simavr`` for AVR. The generated C of each trial is saved under ``c/``.
+
+The plugin also adds the command ``python -m nas calibrate`` (`.calibrate`), which fits
+a profile's latency table from simulator counts of generated C.
 """
 
 from __future__ import annotations
@@ -31,14 +37,15 @@ from typing import Any
 import numpy as np
 
 from nas import hookimpl
-from nas.backends import BaseBackend
+from nas.backends import BaseBackend, CExportable, CSource
 from nas.compression import Candidate
 from nas.cost import Cost
 from nas.errors import ConfigError
 from nas.hardware import HardwareProfile
 from nas.int8 import QGraph, run_int8
+from nas.plugin_manager import Command
 
-from . import bonsai_codegen, codegen, sim
+from . import codegen, sim
 
 #: Profile cores with a simulator here: QEMU's ``-mcpu`` for Cortex-M4, simavr for AVR.
 QEMU_CORES = {"Cortex-M4F": "cortex-m4", "Cortex-M4": "cortex-m4"}
@@ -53,10 +60,41 @@ class CSimConfig:
     sim_inputs: int = 4
 
 
-def _is_bonsai(model: Any) -> bool:
-    from nas_space_bonsai.quant import QBonsai
+def sim_target(hw: HardwareProfile) -> str | None:
+    """The harness (`nas.backends.C_TARGETS`) whose simulator runs ``hw``'s core here."""
+    if hw.core in QEMU_CORES:
+        return "arm"
+    if hw.core in AVR_CORES:
+        return "avr"
+    return None
 
-    return isinstance(model, QBonsai)
+
+class GraphC:
+    """`nas.backends.CExportable` for a layer graph: this backend generates its C."""
+
+    def __init__(self, qg: QGraph) -> None:
+        self.qg = qg
+
+    def to_c(self) -> CSource:
+        return codegen.generate(self.qg)
+
+    def c_inputs(self, x_nchw: np.ndarray) -> np.ndarray:
+        return self.qg.input_params.quantize(x_nchw.transpose(0, 2, 3, 1))
+
+    def c_outputs(self, x_q: np.ndarray) -> np.ndarray:
+        return run_int8(self.qg, x_q).reshape(len(x_q), -1)
+
+
+def as_c(model: Any) -> CExportable:
+    """``model`` as something this backend can compile, or a one-line `ConfigError`."""
+    if isinstance(model, QGraph):
+        return GraphC(model)
+    if isinstance(model, CExportable):
+        return model
+    raise ConfigError(
+        f"backend c_sim cannot generate C for {type(model).__name__}: the model needs "
+        "to_c(), c_inputs() and c_outputs() (nas.backends.CExportable)"
+    )
 
 
 class CSimBackend(BaseBackend):
@@ -82,29 +120,21 @@ class CSimBackend(BaseBackend):
                 )
 
     def score(self, candidate: Candidate, cost: Cost) -> dict[str, Any]:
-        qm, d, hw = candidate.qgraph, candidate.data, candidate.hw
+        d, hw = candidate.data, candidate.hw
         self.check(hw)
-        splits = {"val": (d.x_val, d.y_val), "test": (d.x_test, d.y_test)}
-        if isinstance(qm, QGraph):
-            model = codegen.generate(qm)
-            x = {
-                s: qm.input_params.quantize(v[0].transpose(0, 2, 3, 1)) for s, v in splits.items()
-            }
-            ref = {s: run_int8(qm, x[s]).reshape(len(x[s]), -1) for s in x}
-        elif _is_bonsai(qm):
-            model = bonsai_codegen.generate(qm)
-            x = {s: qm.input.quantize(v[0].reshape(len(v[0]), -1)) for s, v in splits.items()}
-            ref = {s: qm.scores(x[s]).astype("<i4") for s in x}
-        else:
-            raise ConfigError(f"backend c_sim cannot generate C for {type(qm).__name__}")
+        model = as_c(candidate.qgraph)
+        src = model.to_c()
+        splits = {"val": d.x_val, "test": d.x_test}
+        x = {s: model.c_inputs(v) for s, v in splits.items()}
+        ref = {s: model.c_outputs(x[s]) for s in x}
         n = max(1, min(self.config.sim_inputs, len(x["test"])))
         with tempfile.TemporaryDirectory(prefix="nas_c_sim_") as tmp:
             folder = Path(tmp)
-            for f in codegen.write(model, folder):
+            for f in codegen.write(src, folder):
                 candidate.artifacts[f"c/{f.name}"] = f.read_bytes()
-            out = {s: sim.run_host(folder, x[s], model.output_bytes) for s in x}
-            if _is_bonsai(qm):
-                out = {s: o.view("<i4") for s, o in out.items()}
+            out = {
+                s: sim.run_host(folder, x[s], src.output_bytes).view(src.output_dtype) for s in x
+            }
             same = np.concatenate([(out[s] == ref[s]).all(axis=1) for s in x])
             metrics: dict[str, Any] = {
                 "acc_int8": _accuracy(out["val"], d.y_val),
@@ -112,23 +142,25 @@ class CSimBackend(BaseBackend):
                 "bit_exact": bool(same.all()),
                 "bit_exact_fraction": float(same.mean()),
             }
-            if not self.config.simulate:
+            target = sim_target(hw)
+            if not self.config.simulate or target not in src.targets:
                 return metrics
-            if isinstance(qm, QGraph) and hw.core in QEMU_CORES:
-                arm = sim.run_arm(folder, x["test"][:n], model.output_bytes, QEMU_CORES[hw.core])
+            expected = ref["test"][:n]
+            if target == "arm":
+                arm = sim.run_arm(folder, x["test"][:n], src.output_bytes, QEMU_CORES[hw.core])
                 instructions = float(np.mean(arm.counts))
                 metrics.update(
-                    arm_bit_exact=bool((arm.outputs == ref["test"][:n]).all()),
+                    arm_bit_exact=bool((arm.outputs.view(src.output_dtype) == expected).all()),
                     instructions_measured=instructions,
                     instructions_per_mac=instructions / max(cost.macs, 1),
                     latency_ms_measured=hw.instructions_to_ms(instructions),
                     **_memory(arm),
                 )
-            elif _is_bonsai(qm) and hw.core in AVR_CORES:
-                avr = sim.run_avr(folder, x["test"][:n], model.output_bytes, AVR_CORES[hw.core])
+            else:
+                avr = sim.run_avr(folder, x["test"][:n], src.output_bytes, AVR_CORES[hw.core])
                 cycles = float(np.mean(avr.counts))
                 metrics.update(
-                    avr_bit_exact=bool((avr.outputs.view("<i4") == ref["test"][:n]).all()),
+                    avr_bit_exact=bool((avr.outputs.view(src.output_dtype) == expected).all()),
                     cycles_measured=cycles,
                     latency_ms_measured=cycles * 1000.0 / hw.clock_hz,
                     **_memory(avr),
@@ -150,6 +182,29 @@ def _memory(result: sim.SimResult) -> dict[str, int]:
     }
 
 
+def _calibrate(args: list[str]) -> int:
+    from .calibrate import main  # scipy, optuna and torch: only when the command runs
+
+    return main(args)
+
+
+CALIBRATE = Command(
+    name="calibrate",
+    usage="+hw=<profile> [space=<name>] [fit=60] [check=50] [seed=0] [out=DIR]",
+    help=(
+        "Fit the profile's latency lookup table from counts of generated C in a simulator\n"
+        "(Cortex-M4: QEMU; ATmega328P: simavr); writes <profile>_c.yaml and\n"
+        "calibration.md to outputs/calibrate_<profile>."
+    ),
+    run=_calibrate,
+)
+
+
 @hookimpl
 def nas_register_backends():
     return [CSimBackend]
+
+
+@hookimpl
+def nas_register_commands():
+    return [CALIBRATE]

@@ -1,12 +1,19 @@
 """``python -m nas calibrate +hw=cortex_m4`` (or ``+hw=arduino_uno``): fit a profile's latency
 lookup table from simulator counts of the generated C.
 
-1. Random int8 models (random weights; random batch-norm statistics) are generated as C
-   and run in the simulator: on a Cortex-M4, MobileNet-like candidates in QEMU with a mark
-   after every op (`.sim`, ``profile=True``), so every op is one sample (kind, executed
-   MACs, outputs, instructions), and the candidates' ops are the grid of shapes: kernels
-   3-7, strides 1-2, 1 to 288 channels, 2x2 to 16x16 maps; on an ATmega328P, Bonsai models
-   in simavr, one sample per model (its ops, cycles).
+The command is this plugin's (``nas_register_commands``). It asks search spaces, not a
+list of names, which models to measure: ``space=NAME``, or by default the first
+registered space (by name) that accepts backend ``c_sim`` and whose random int8 models'
+C (`nas.backends.CSource`) runs in the simulator of the profile's core (Cortex-M4: QEMU,
+``arm``; ATmega328P: simavr, ``avr``). With the built-in spaces: ``mobilenet`` on a
+Cortex-M4, ``bonsai`` on the Uno.
+
+1. Random int8 models (the space's `nas.spaces.BaseSearchSpace.random_model`: random
+   weights in the state training leaves them) are generated as C and run in the
+   simulator with profiling marks (`.sim`, ``profile=True``): every group of ops between
+   two marks (`nas.backends.CSource.marks`; one op each for layer graphs, a tree level
+   for Bonsai) is one sample of (ops, measured count). MobileNet-like candidates cover
+   kernels 3-7, strides 1-2, 1 to 288 channels and 2x2 to 16x16 maps.
 2. ``count = a * executed MACs + b * outputs + c`` per op kind, by non-negative least
    squares (`fit`).
 3. Other random models (``check``, 50 by default) are run whole; the table's prediction
@@ -36,23 +43,21 @@ import numpy as np
 import optuna
 import torch
 import yaml
-from nas_space_bonsai import cost as bonsai_cost
 from scipy.optimize import nnls
 
-from nas.cost import c_model_bytes, lut_terms
+from nas.backends import CSource
 from nas.data import calibration_batch
 from nas.errors import ConfigError
-from nas.graph import trace
-from nas.hardware import LatencyEntry, load_profile
+from nas.hardware import HardwareProfile, LatencyEntry, load_profile
 from nas.int8 import quantize
-from nas.planner import lifetimes, plan
 from nas.plugin_manager import get_plugin_manager
 
-from . import AVR_CORES, QEMU_CORES, bonsai_codegen, codegen, sim
+from . import AVR_CORES, QEMU_CORES, as_c, codegen, sim, sim_target
 
-USAGE = """usage: python -m nas calibrate +hw=NAME [fit=60] [check=50] [seed=0] [max_macs=3000000]
-                                  [out=outputs/calibrate_NAME]"""
+USAGE = """usage: python -m nas calibrate +hw=NAME [space=NAME] [fit=60] [check=50] [seed=0]
+                                  [max_macs=3000000] [out=outputs/calibrate_NAME]"""
 DEFAULTS = {"fit": 60, "check": 50, "seed": 0, "max_macs": 3_000_000}
+TEXT_OPTIONS = ("hw", "space", "out")
 
 
 def parse_args(args: list[str]) -> dict[str, Any]:
@@ -60,9 +65,9 @@ def parse_args(args: list[str]) -> dict[str, Any]:
     for arg in args:
         key, sep, value = arg.partition("=")
         key = key.lstrip("+")
-        if not sep or key not in (*DEFAULTS, "hw", "out"):
+        if not sep or key not in (*DEFAULTS, *TEXT_OPTIONS):
             raise ConfigError(
-                f"calibrate: unknown argument '{arg}'; valid: +hw=NAME, "
+                f"calibrate: unknown argument '{arg}'; valid: +hw=NAME, space=NAME, "
                 + ", ".join(f"{k}=N" for k in DEFAULTS)
                 + ", out=DIR"
             )
@@ -83,26 +88,31 @@ def parse_args(args: list[str]) -> dict[str, Any]:
 Ops = list[tuple[str, int, int]]  # (lut kind, executed MACs, outputs) per operation
 
 
-def _random_bn(module: torch.nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-
-
 @dataclass(frozen=True)
 class RandomModel:
-    """A random int8 model and what the static cost model says of it."""
+    """A random int8 model, its C, and what the static cost model says of it."""
 
-    model: Any  # QGraph or QBonsai
-    ops: Ops
-    phases: list[Ops]  # the ops between the firmware's marks: one op each for graphs
-    model_bytes: int
-    arena_bytes: int
+    model: Any  # QGraph, or a space's own int8 model (nas.backends.CExportable)
+    source: CSource
+
+    @property
+    def ops(self) -> Ops:
+        return list(self.source.ops)
+
+    @property
+    def phases(self) -> list[Ops]:
+        """The ops between the firmware's marks."""
+        out, i = [], 0
+        for n in self.source.marks:
+            out.append(self.ops[i : i + n])
+            i += n
+        return out
 
 
-def random_models(space_name: str, seed: int, max_macs: int) -> Iterator[RandomModel]:
-    """Endless random int8 models of a space with at most ``max_macs`` MACs."""
+def random_models(
+    space_name: str, seed: int, max_macs: int, hw: HardwareProfile
+) -> Iterator[RandomModel]:
+    """Endless random int8 models of a space with at most ``max_macs`` MACs on ``hw``."""
     space = get_plugin_manager().get("search_space", space_name)()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed))
@@ -110,50 +120,36 @@ def random_models(space_name: str, seed: int, max_macs: int) -> Iterator[RandomM
     while True:
         spec = space.sample(sampler.ask())
         torch.manual_seed(int(rng.integers(2**31)))
-        module = space.build(spec, 1, 10).eval()
+        module = space.random_model(spec, 1, 10)
         size = space.resolution(spec)
         x = rng.random((32, 1, size, size)).astype(np.float32)
-        if space_name == "bonsai":
-            module.threshold(freeze=True)  # exactly the sampled number of entries
-            shape = module.shape
-            ops = [(o["kind"], o["macs"], o["outputs"]) for o in bonsai_cost.ops(shape)]
-            if sum(o[1] for o in ops) <= max_macs:
-                yield RandomModel(
-                    module.quantize_int8(x),
-                    ops,
-                    bonsai_phases(ops),
-                    bonsai_cost.model_bytes(shape),
-                    bonsai_cost.arena_bytes(shape, stream_input=True),
-                )
+        graph = space.trace(module, (1, 1, size, size), "calibrate")
+        if space.cost(module, graph, hw).macs > max_macs:
             continue
-        _random_bn(module)
-        graph = trace(module, (1, 1, size, size), "calibrate")
-        if graph.macs <= max_macs:
-            ops = lut_terms(graph)
-            yield RandomModel(
-                quantize(graph, calibration_batch(x, 32, 0)),
-                ops,
-                [[op] for op in ops],
-                c_model_bytes(graph),
-                plan(lifetimes(graph)).head_bytes,  # the generated C's static arena
-            )
+        if graph is not None:
+            model = quantize(graph, calibration_batch(x, 32, 0))
+        else:  # a space whose models are not layer graphs quantizes its own (nas.spaces)
+            model = module.quantize_int8(x)
+        yield RandomModel(model, as_c(model).to_c())
 
 
-def bonsai_phases(ops: Ops) -> list[Ops]:
-    """Bonsai's ops (`nas_space_bonsai.cost.ops` order) grouped as its C marks them: input
-    and projection, then each level's W, V and tanh, with theta above the leaves."""
-    depth = sum(kind == "tanh" for kind, _, _ in ops) - 1
-    phases, i = [ops[:2]], 2
-    for level in range(depth + 1):
-        n = 4 if level < depth else 3
-        phases.append(ops[i : i + n])
-        i += n
-    return phases
+def pick_space(hw: HardwareProfile, target: str) -> str:
+    """The first space (by name) for backend c_sim whose C runs in ``target``."""
+    for name, cls in get_plugin_manager().registry("search_space").items():
+        if cls.backends is not None and "c_sim" not in cls.backends:
+            continue
+        try:
+            first = next(random_models(name, 0, sys.maxsize, hw))
+        except ConfigError:
+            continue  # its models have no C, or the profile lacks its table entries
+        if target in first.source.targets and first.source.marks:
+            return name
+    raise ConfigError(f"calibrate: no search space generates C that runs on {hw.name}")
 
 
-def simulate(model: Any, core: str, profile: bool = False) -> sim.SimResult:
+def simulate(model: RandomModel, core: str, profile: bool = False) -> sim.SimResult:
     """One inference of ``model`` in the simulator of ``core`` (zero input)."""
-    source = bonsai_codegen.generate(model) if core in AVR_CORES else codegen.generate(model)
+    source = model.source
     x_q = np.zeros((1, source.input_bytes), dtype=np.int8)
     with tempfile.TemporaryDirectory(prefix="nas_calibrate_") as tmp:
         codegen.write(source, Path(tmp))
@@ -194,15 +190,11 @@ def _version(cmd: list[str]) -> str:
 
 def run(opts: dict[str, Any]) -> Path:
     hw = load_profile(opts["hw"])
-    if hw.core in QEMU_CORES:
-        space, tools, packages, unit = (
-            "mobilenet",
-            sim.ARM_TOOLS,
-            sim.ARM_TOOLS_PACKAGES,
-            "instructions",
-        )
-    elif hw.core in AVR_CORES:
-        space, tools, packages, unit = "bonsai", sim.AVR_TOOLS, sim.AVR_TOOLS_PACKAGES, "cycles"
+    target = sim_target(hw)
+    if target == "arm":
+        tools, packages, unit = sim.ARM_TOOLS, sim.ARM_TOOLS_PACKAGES, "instructions"
+    elif target == "avr":
+        tools, packages, unit = sim.AVR_TOOLS, sim.AVR_TOOLS_PACKAGES, "cycles"
     else:
         raise ConfigError(
             f"calibrate: profile '{hw.name}' has core '{hw.core}'; the simulators here run "
@@ -212,27 +204,33 @@ def run(opts: dict[str, Any]) -> Path:
         raise ConfigError(
             f"calibrate: missing {', '.join(sim.missing(tools))}; apt-get install {packages}"
         )
+    space = opts.get("space") or pick_space(hw, target)
+    models = random_models(space, opts["seed"], opts["max_macs"], hw)
+    first = next(models)
+    if target not in first.source.targets or not first.source.marks:
+        raise ConfigError(
+            f"calibrate: the C of search space '{space}' does not run on {hw.name} "
+            f"(harnesses: {', '.join(first.source.targets)}) or has no profiling marks"
+        )
     out = Path(opts.get("out") or f"outputs/calibrate_{hw.name}")
     out.mkdir(parents=True, exist_ok=True)
     total = opts["fit"] + opts["check"]
-    models = random_models(space, opts["seed"], opts["max_macs"])
     samples: list[tuple[Ops, float]] = []
     for k in range(opts["fit"]):
-        m = next(models)
-        # one sample per op the firmware marks: each op of a graph, each phase of a tree
-        samples += zip(
-            m.phases, simulate(m.model, hw.core, profile=True).op_counts[0], strict=True
-        )
+        m = first if k == 0 else next(models)
+        # one sample per group of ops the firmware marks: each op of a graph, each level
+        # of a tree
+        samples += zip(m.phases, simulate(m, hw.core, profile=True).op_counts[0], strict=True)
         print(f"\rcalibrate {hw.name}: {k + 1}/{total} models", end="", flush=True)
     table = fit(samples)
     checks: list[tuple[int, float, int]] = []
     flash_extra, ram_extra = 0, 0
     for k in range(opts["fit"], total):
         m = next(models)
-        result = simulate(m.model, hw.core)
+        result = simulate(m, hw.core)
         # what the firmware needs beyond the model's constants and planned activations
-        flash_extra = max(flash_extra, result.flash_bytes - m.model_bytes)
-        ram_extra = max(ram_extra, result.ram_bytes - m.arena_bytes)
+        flash_extra = max(flash_extra, result.flash_bytes - m.source.model_bytes)
+        ram_extra = max(ram_extra, result.ram_bytes - m.source.arena_bytes)
         checks.append((sum(n for _, n, _ in m.ops), predict(m.ops, table), result.counts[0]))
         print(f"\rcalibrate {hw.name}: {k + 1}/{total} models", end="", flush=True)
     print()

@@ -3,37 +3,25 @@
 The arena is planned by `nas.planner` (TFLite Micro's greedy planner), so the C model
 holds the activations the cost model counts. ``nas_model_run(input, output)`` copies the
 int8 input into the arena, runs every op with the kernels of ``csrc/nas_kernels.h`` and
-copies the int8 logits out.
+copies the int8 logits out. Other model kinds bring their own C (`nas.backends.CSource`);
+`write` lays out either kind with this backend's runtime headers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from nas.backends import CSource, c_array
+from nas.cost import c_model_bytes, lut_terms
 from nas.int8 import QGraph
 from nas.planner import lifetimes, plan
 
 CSRC = Path(__file__).parent / "csrc"
-
-
-@dataclass(frozen=True)
-class CModel:
-    """Generated sources and the sizes a harness needs."""
-
-    source: str
-    input_bytes: int
-    output_bytes: int
-    arena_bytes: int
-
-
-def c_array(ctype: str, name: str, values, qualifier: str = "") -> str:
-    """A constant C array (one zero when ``values`` is empty: C99 has no empty arrays)."""
-    flat = [str(int(v)) for v in np.asarray(values).reshape(-1)]
-    decl = " ".join(filter(None, ["static const", ctype, qualifier, name]))
-    return f"{decl}[{max(len(flat), 1)}] = {{{', '.join(flat) or '0'}}};\n"
+#: Headers every generated model may include (`nas.backends.CSource`).
+RUNTIME_HEADERS = ("nas_kernels.h", "nas_rom.h")
+__all__ = ["CSRC", "RUNTIME_HEADERS", "c_array", "generate", "write"]
 
 
 def _per_channel(values: np.ndarray, n: int) -> np.ndarray:
@@ -41,8 +29,9 @@ def _per_channel(values: np.ndarray, n: int) -> np.ndarray:
     return np.repeat(values, n) if values.size == 1 else values
 
 
-def generate(qg: QGraph) -> CModel:
-    """The C translation unit of ``qg`` (includes ``nas_kernels.h``)."""
+def generate(qg: QGraph) -> CSource:
+    """The C of ``qg``: ``nas_model.c`` (includes ``nas_kernels.h``), for the host and the
+    Cortex-M harness (it copies its input from RAM)."""
     g = qg.graph
     p = plan(lifetimes(g))
     offset = {b.tensor: p.offsets[i] for i, b in enumerate(p.buffers) if b.tensor >= 0}
@@ -115,11 +104,25 @@ def generate(qg: QGraph) -> CModel:
         + f"\n    NAS_MARK({len(g.ops) - 1});"
         + f"\n    memcpy(output, {buf(g.outputs[0])}, {n_out});\n}}\n"
     )
-    return CModel(source, n_in, n_out, p.head_bytes)
+    ops = tuple(lut_terms(g))
+    return CSource(
+        source,
+        n_in,
+        n_out,
+        p.head_bytes,
+        targets=("host", "arm"),
+        model_bytes=c_model_bytes(g),
+        ops=ops,
+        marks=(1,) * len(ops),  # NAS_MARK after every op
+    )
 
 
-def write(model: CModel, folder: Path) -> list[Path]:
-    """``nas_model.c``, ``nas_model.h`` and the kernel headers in ``folder``."""
+def write(model: CSource, folder: Path) -> list[Path]:
+    """``nas_model.c``, ``nas_model.h``, the runtime headers and the model's own headers
+    in ``folder``."""
+    clash = sorted({"nas_model.c", "nas_model.h", *RUNTIME_HEADERS} & set(model.headers))
+    if clash:
+        raise ValueError(f"c_sim: a model's header may not be named {clash[0]}")
     folder.mkdir(parents=True, exist_ok=True)
     header = (
         "#ifndef NAS_MODEL_H\n#define NAS_MODEL_H\n#include <stdint.h>\n"
@@ -129,7 +132,8 @@ def write(model: CModel, folder: Path) -> list[Path]:
         "void nas_model_run(const int8_t *input, int8_t *output);\n#endif\n"
     )
     files = {"nas_model.c": model.source, "nas_model.h": header}
-    files.update({h.name: h.read_text() for h in sorted(CSRC.glob("nas_*.h"))})
+    files.update({name: (CSRC / name).read_text() for name in RUNTIME_HEADERS})
+    files.update(model.headers)
     for name, text in files.items():
         (folder / name).write_text(text)
     return [folder / n for n in files]

@@ -2,8 +2,11 @@
 
 ``model_data.h`` / ``model_data.cc`` hold the flatbuffer as a 16-byte-aligned C array;
 ``main.cc`` builds a ``MicroInterpreter`` with a ``MicroMutableOpResolver`` holding exactly
-the operators the model uses and an arena of the size measured for it; ``FIRMWARE.md``
-says how to build it into a firmware.
+the operators the model uses and an arena of the larger of two sizes, rounded up to 16
+bytes: the smallest arena in which the x86-64 interpreter ran the model
+(``arena_bytes_measured``) and the static estimate for the target profile (``cost``'s
+``arena_bytes``, which counts CMSIS-NN's scratch buffers); ``FIRMWARE.md`` says how to
+build it into a firmware.
 """
 
 from __future__ import annotations
@@ -57,8 +60,8 @@ def write_firmware(best_dir: Path) -> None:
 #include "tensorflow/lite/schema/schema_generated.h"
 
 namespace {{
-// Arena measured by the TFLite Micro interpreter for this model ({measured} B on x86-64)
-// or estimated for the target ({target} B), whichever is larger, rounded up.
+// The smallest arena the TFLite Micro interpreter ran this model in ({measured} B on
+// x86-64) or the one estimated for the target ({target} B), whichever is larger, rounded up.
 constexpr int kArenaSize = {arena};
 alignas(16) uint8_t tensor_arena[kArenaSize];
 }}  // namespace
@@ -114,8 +117,9 @@ arena {arena} B).
 3. Quantize inputs as the model expects: int8 = round(x / scale) + zero_point with the
    input tensor's scale and zero point (see `arch.json` or the `.tflite`).
 
-The arena size was measured by the TFLite Micro interpreter on x86-64, whose persistent
-structures are larger than on a 32-bit MCU; CMSIS-NN kernels may ask for scratch space,
-which the target estimate includes.
+The arena size is the smallest in which the TFLite Micro interpreter on x86-64 allocated
+and ran the model (found by bisection; its persistent structures are larger than on a
+32-bit MCU) or the target's estimate, whichever is larger; CMSIS-NN kernels may ask for
+scratch space, which the target estimate includes.
 """
     )

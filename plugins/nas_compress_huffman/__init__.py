@@ -1,7 +1,7 @@
 """``huffman``: canonical Huffman coding of a model's int8 weights (an ``encoding`` step).
 
 Deep Compression (Han, Mao, Dally, ICLR 2016) reports 20-30% extra savings from Huffman
-coding quantized weights (shared/REFERENCES.md). One code is built per model over the 256
+coding quantized weights (docs/references.md). One code is built per model over the 256
 int8 values, stored canonically (the number of codes of each length, then the symbols in
 code order), and the weights are bit-packed MSB first. The encoder is checked by decoding
 the stream and comparing with the original weights; a mismatch fails the trial.

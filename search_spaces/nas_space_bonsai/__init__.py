@@ -9,9 +9,10 @@ depth; 0 is a single node), ``z_density``, ``w_density``, ``v_density`` and
 ``path_sigma_end`` (the soft-path sharpness reached at the end of annealing).
 
 Models are scored as int8 (`.quant`) by the ``estimate`` backend or as generated C by
-``c_sim`` (simavr on the Uno); TFLite Micro has no operator for a path-dependent tree, so
-``backend=tflm`` is refused with a clear message, and ``ptq`` is the compression method
-that applies. A binary one-vs-rest task
+``c_sim`` (simavr on the Uno): the int8 model brings its own C (`.codegen`, through
+`nas.backends.CExportable`), so the backend knows nothing of trees. TFLite Micro has no
+operator for a path-dependent tree, so ``backend=tflm`` is refused with a clear message,
+and ``ptq`` is the compression method that applies. A binary one-vs-rest task
 (``dataset.positive_class=3``) gives a tree with one score, whose sign decides.
 """
 
@@ -106,6 +107,14 @@ class BonsaiSearchSpace(BaseSearchSpace):
     def build(self, spec: ArchSpec, in_channels: int, num_classes: int) -> nn.Module:
         shape = self.shape(spec, in_channels, num_classes)
         return Bonsai(shape, float(spec["sigma"]), float(spec["path_sigma_end"]))
+
+    def random_model(self, spec: ArchSpec, in_channels: int, num_classes: int) -> nn.Module:
+        """Random weights with exactly the sampled number of entries per matrix, as after
+        training (the support frozen)."""
+        module = self.build(spec, in_channels, num_classes).eval()
+        assert isinstance(module, Bonsai)
+        module.threshold(freeze=True)
+        return module
 
     def trace(self, module: nn.Module, input_shape: tuple[int, ...], name: str) -> Graph | None:
         return None

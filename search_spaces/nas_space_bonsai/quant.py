@@ -13,6 +13,9 @@ code generated for a chip computes the same integers.
    all nodes; ``t = TANH[requantize(sigma * V_q z_q)]``, a 256-entry int8 table of
    ``127 * tanh(i / 32)``; ``score += u * t`` (int32).
 5. The class is the argmax of the ``L`` scores (binary: ``score > 0``).
+
+`QBonsai` implements `nas.backends.CExportable`: ``to_c`` generates its C (`.codegen`), so
+the ``c_sim`` backend compiles it and runs it on the host and in simavr.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nas.backends import CSource
 from nas.int8 import QParams, multiply_by_quantized_multiplier, quantize_multiplier
+
+from .model import GROUPS, BonsaiShape
 
 TANH_INPUT_SCALE = 1.0 / 32.0  # int8 table index i stands for i / 32, i.e. [-4, 3.97]
 TANH_TABLE = np.round(127 * np.tanh(np.arange(-128, 128) * TANH_INPUT_SCALE)).astype(np.int8)
@@ -61,6 +67,35 @@ class QBonsai:
     w_mult: list[tuple[int, int]]  # per node: W_q z_q -> u (int8)
     v_mult: list[tuple[int, int]]  # per node: sigma * V_q z_q -> tanh table index
     scales: dict[str, float]  # float scales, for reports and the generated C comments
+
+    @property
+    def shape(self) -> BonsaiShape:
+        """The sizes of this model, as the cost model reads them: densities such that
+        `BonsaiShape.nnz` is the number of stored entries of each matrix."""
+        proj, features = self.Z.shape
+        density = {}
+        for group in GROUPS:
+            support = np.asarray(self.support[group], dtype=bool)
+            if len(support) == 0:  # no theta in a single-node tree
+                density[group] = 1.0
+                continue
+            per_matrix = support.reshape(len(support), -1)
+            density[group] = int(per_matrix.sum(1).max()) / per_matrix.shape[1]
+        return BonsaiShape(features, proj, self.depth, self.num_scores, density)
+
+    def to_c(self) -> CSource:
+        """The model as C (`nas.backends.CExportable`; see `.codegen`)."""
+        from .codegen import generate
+
+        return generate(self)
+
+    def c_inputs(self, x_nchw: np.ndarray) -> np.ndarray:
+        """Float images -> the int8 features the C reads, one row per image."""
+        return self.input.quantize(x_nchw.reshape(len(x_nchw), -1))
+
+    def c_outputs(self, x_q: np.ndarray) -> np.ndarray:
+        """The int32 scores (little-endian) the C writes for int8 features ``x_q``."""
+        return self.scores(x_q).astype("<i4")
 
     def project(self, x_q: np.ndarray) -> np.ndarray:
         """int8 ``z`` for int8 flattened inputs (batch, features)."""

@@ -16,7 +16,7 @@ import torch
 import nas
 from nas.backends import BaseBackend
 from nas.compression import BaseCompressionMethod, Candidate
-from nas.graph import trace
+from nas.errors import ConfigError
 from nas.int8 import predict_int8
 
 
@@ -32,6 +32,15 @@ class ClipWeights(BaseCompressionMethod):
     stage = "structure"
     Config = ClipConfig
 
+    def __init__(self, config: ClipConfig | None = None) -> None:
+        super().__init__(config)
+        # Checked here, when the search builds its components: a bad value stops the run
+        # with this one line before any candidate is trained.
+        if not 0.0 < self.config.percentile <= 100.0:
+            raise ConfigError(
+                f"compression.clip.percentile={self.config.percentile}: must be in (0, 100]"
+            )
+
     def apply(self, candidate: Candidate) -> Candidate:
         clipped = 0
         with torch.no_grad():
@@ -41,10 +50,7 @@ class ClipWeights(BaseCompressionMethod):
                     limit = float(np.percentile(w.abs().numpy(), self.config.percentile))
                     clipped += int((w.abs() > limit).sum())
                     w.clamp_(-limit, limit)
-        size = candidate.data.resolution
-        candidate.graph = trace(
-            candidate.module, (1, candidate.data.in_channels, size, size), candidate.name
-        )
+        candidate.retrace()  # the cost model and the quantizer read the graph, not the module
         candidate.metrics["clip_weights_clipped"] = clipped
         return candidate
 

@@ -1,21 +1,33 @@
-"""C99 source for an int8 Bonsai model (`nas_space_bonsai.quant.QBonsai`).
+"""C99 source for an int8 Bonsai model (`.quant.QBonsai`), through `nas.backends.CSource`.
 
-Storage follows the Bonsai cost model (`nas_space_bonsai.cost`) byte for byte: each matrix
-group dense or sparse, whichever is smaller; sparse lines are a count byte then
-(index, value) byte pairs; ``Z`` is stored by input feature so the projection reads the
-input once, one byte at a time (on AVR straight from flash). Constants carry ``NAS_ROM``
-(``PROGMEM`` on AVR) and are read through ``NAS_RD8`` / ``NAS_RD32``.
+Storage follows the Bonsai cost model (`.cost`) byte for byte: each matrix group dense or
+sparse, whichever is smaller; sparse lines are a count byte then (index, value) byte
+pairs; ``Z`` is stored by input feature so the projection reads the input once, one byte
+at a time (on AVR straight from flash). Constants carry ``NAS_ROM`` (``PROGMEM`` on AVR)
+and are read through ``NAS_RD8`` / ``NAS_RD32``; the inference itself is
+``csrc/nas_bonsai.h``, which uses the C backend's runtime headers ``nas_rom.h`` and
+``nas_kernels.h`` (requantization, ``NAS_MARK``).
 
 ``nas_model_run(input, output)`` writes the ``L`` int32 class scores (little-endian) to
-``output``: the integers `QBonsai.scores` computes.
+``output``: the integers `QBonsai.scores` computes. It marks the end of the projection and
+of each tree level, so a profiling build times those phases.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from nas_space_bonsai import cost as bonsai_cost
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .codegen import CModel, c_array
+import numpy as np
+
+from nas.backends import CSource, c_array
+
+from . import cost as bonsai_cost
+
+if TYPE_CHECKING:
+    from .quant import QBonsai
+
+HEADER = Path(__file__).parent / "csrc" / "nas_bonsai.h"
 
 
 def _layout(matrices: np.ndarray, support: np.ndarray, by_column: bool) -> tuple[bool, list[int]]:
@@ -40,8 +52,16 @@ def _layout(matrices: np.ndarray, support: np.ndarray, by_column: bool) -> tuple
     return bool(sparse), [v & 0xFF for v in out]  # int8 values as their bytes
 
 
-def generate(qb) -> CModel:
-    """The C translation unit of ``qb`` (includes ``nas_rom.h`` and ``nas_bonsai.h``)."""
+def marks(depth: int) -> tuple[int, ...]:
+    """Ops of `.cost.ops` between the C's marks: input and projection (2), then each
+    level's W, V and tanh, with theta above the leaves (4, ..., 4, 3)."""
+    return (2, *[4] * depth, 3)
+
+
+def generate(qb: QBonsai) -> CSource:
+    """The C of ``qb``: ``nas_model.c`` (includes ``nas_rom.h`` and ``nas_bonsai.h``)."""
+    from .quant import TANH_TABLE
+
     proj, features = qb.Z.shape
     n_scores, nodes = qb.num_scores, len(qb.W)
     sup = {g: np.asarray(m, dtype=bool) for g, m in qb.support.items()}
@@ -52,8 +72,6 @@ def generate(qb) -> CModel:
     t_sparse, t_data = _layout(
         qb.theta.reshape(internal, 1, proj), sup["theta"].reshape(internal, 1, proj), False
     )
-    from nas_space_bonsai.quant import TANH_TABLE
-
     zp = qb.input.zero_point
 
     def rom(ctype: str, name: str, values) -> str:
@@ -97,4 +115,18 @@ def generate(qb) -> CModel:
         + "\nvoid nas_model_run(const int8_t *input, int8_t *output) {\n"
         "    nas_bonsai_run(input, output);\n}\n"
     )
-    return CModel(source, features, 4 * n_scores, 4 * proj + 4 * n_scores + 1)
+    shape = qb.shape
+    ops = tuple((o["kind"], o["macs"], o["outputs"]) for o in bonsai_cost.ops(shape))
+    return CSource(
+        source=source,
+        input_bytes=features,
+        output_bytes=4 * n_scores,
+        arena_bytes=bonsai_cost.arena_bytes(shape, stream_input=True),
+        headers={HEADER.name: HEADER.read_text()},
+        output_dtype="<i4",
+        # the C reads its input through NAS_RD8, as the AVR harness needs (input in flash)
+        targets=("host", "avr"),
+        model_bytes=bonsai_cost.model_bytes(shape),
+        ops=ops,
+        marks=marks(qb.depth),
+    )
