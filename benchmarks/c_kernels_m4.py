@@ -27,7 +27,7 @@ from nas.graph import trace
 from nas.int8 import quantize
 
 # (layer, module, input channels, input side, CMSIS-NN instructions/MAC on M4 from
-# REFERENCES.md)
+# docs/references.md)
 LAYERS = [
     ("conv 3x3, 32->32, 16x16", nn.Conv2d(32, 32, 3, padding=1), 32, 16, "1.93"),
     ("conv 3x3, Cin 3 (->32, 16x16)", nn.Conv2d(3, 32, 3, padding=1), 3, 16, "4.82"),

@@ -14,12 +14,14 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from nas.errors import ConfigError, NasError
+from nas.plugin_manager import CORE_COMMANDS
 
 USAGE = """\
 usage: python -m nas <command> [arguments]
@@ -32,7 +34,7 @@ commands:
           python -m nas search +hw=cortex_m4 search.n_trials=40 sampler=nsga2
           python -m nas search -m +hw=cortex_m4,cortex_m7      (one run per chip)
         Common keys: search.n_trials, search.timeout_s, search.seed, search.epochs,
-        sampler=tpe|nsga2|random, dataset=<name>, search_space=<name>,
+        sampler={samplers}, dataset=<name>, search_space=<name>,
         backend=<name>, compression=[<name>,...], study.name, storage.url,
         hydra.run.dir. `python -m nas search --help` shows the composed config.
   list [profiles|spaces|datasets|compression|backends|plugins]
@@ -55,7 +57,7 @@ _RUN_DIR_EXISTED: dict[Path, bool] = {}
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def _search_app(cfg: DictConfig) -> None:
     from nas.config import use_space_backend
-    from nas.rundir import RunDir
+    from nas.rundir import RunDir, mask_sweep_config
     from nas.search import run_search
 
     hc = HydraConfig.get()
@@ -68,14 +70,14 @@ def _search_app(cfg: DictConfig) -> None:
             "default backend)",
             file=sys.stderr,
         )
+    mask_sweep_config()  # Hydra's multirun.yaml holds the command line's passwords
     guard = RunDir(run_dir, existed=_RUN_DIR_EXISTED.get(run_dir.resolve(), False))
     try:
-        if cfg.search.report:  # the first process; workers leave the user's config alone
-            guard.save_config(cfg)
-        run_search(cfg, run_dir, overrides)
+        frame = run_search(cfg, run_dir, overrides, on_start=lambda: guard.start(cfg))
     except NasError as exc:
-        guard.restore()
-        print(f"error: {exc}", file=sys.stderr)
+        if cfg.search.report:  # the first process; workers share its run directory
+            guard.restore()
+        print_error(exc)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         print(f"interrupted: the report of the finished trials is in {run_dir}", file=sys.stderr)
@@ -86,10 +88,37 @@ def _search_app(cfg: DictConfig) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(130)
+    failed = all_failed(frame)
+    if failed:
+        print_error(failed)
+        raise SystemExit(1)
+
+
+def print_error(message: object) -> None:
+    """One ``error: ...`` line on stderr, with every URL password masked."""
+    from nas.storage import mask_url
+
+    print(f"error: {mask_url(str(message))}", file=sys.stderr)
+
+
+def all_failed(frame: Any) -> str:
+    """When no trial of the study completed and some failed: one line that counts the
+    failure reasons (most frequent first); otherwise empty."""
+    from nas.record import REASON, STATE
+
+    if not len(frame) or (frame[STATE] == "COMPLETE").any():
+        return ""
+    reasons = frame.loc[frame[STATE] == "FAIL", REASON].fillna("no reason recorded")
+    if reasons.empty:
+        return ""
+    counts = reasons.astype(str).value_counts()
+    summary = "; ".join(f"{n} x {reason}" for reason, n in counts.items())
+    return f"every trial failed ({len(reasons)} of {len(frame)}): {summary}"
 
 
 def search_command(args: list[str]) -> int:
     from nas.config import register_configs
+    from nas.storage import mask_override_logs
     from nas.validate import check_search_args
 
     help_flags = {"--help", "-h", "--hydra-help", "--info", "--cfg", "-c"}
@@ -102,7 +131,11 @@ def search_command(args: list[str]) -> int:
             run_dir = Path(arg.split("=", 1)[1]).resolve()
             _RUN_DIR_EXISTED[run_dir] = run_dir.exists()
     sys.argv = ["python -m nas search", *args]
-    _search_app()
+    mask_override_logs()  # a multirun logs each job's overrides, storage.url included
+    try:
+        _search_app()
+    except SystemExit as exc:  # the search's own exit status: 1 or 2 (in-process callers)
+        return exc.code if isinstance(exc.code, int) else 1
     return 0
 
 
@@ -143,16 +176,17 @@ def usage() -> str:
         text = [*cmd.help.strip().splitlines(), f"(plugin {pm.command_owner(name)})"]
         lines += [" " * 8 + line for line in text]
     extra = "\nplugin commands:\n" + "\n".join(lines) + "\n" if lines else ""
-    return USAGE + extra + FOOTER
+    from nas.config import SAMPLERS
+
+    return USAGE.format(samplers="|".join(SAMPLERS)) + extra + FOOTER
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     try:
+        core = (search_command, list_command, report_command)
         commands: dict[str, Callable[[list[str]], int]] = {
-            "search": search_command,
-            "list": list_command,
-            "report": report_command,
+            **dict(zip(CORE_COMMANDS, core, strict=True)),  # "search", "list", "report"
             **plugin_commands(),
         }
         if not args or args[0] in ("-h", "--help", "help"):
@@ -163,8 +197,11 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"unknown command '{command}'; valid: {', '.join(commands)}")
         return commands[command](rest)
     except NasError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return 2
+    except BrokenPipeError:  # `python -m nas list | head`: the reader has gone, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 The primary config is ``nas/conf/config.yaml``. Groups and where their options come from:
 
 - ``hw``: one option per hardware-profile YAML (`nas.hardware.available_profiles`); not
-  in the defaults list, so it is selected with ``+hw=cortex_m4``.
+  in the defaults list, so it is selected with ``+hw=cortex_m4``. Only the selected
+  profiles' files are read (`register_configs`).
 - ``search_space``, ``dataset``, ``backend``: one option per registered plugin class; the
   fields of its ``Config`` dataclass become the options (``dataset.seed=1``).
 - ``compression``: a list selection (``compression=[ptq]``), each method's options under
@@ -20,6 +21,7 @@ repeats none of them), the ``hw`` schema is derived from the fields of
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, get_origin
 
@@ -33,8 +35,7 @@ from nas.hardware import (
     field_type,
     is_required,
     profile_fields,
-    profile_from_mapping,
-    read_profile_file,
+    read_named_profile,
 )
 from nas.plugin_manager import KINDS, get_plugin_manager
 
@@ -219,16 +220,15 @@ def _named(cls: type, name: str) -> type:
     )
 
 
-def _hw_node(path: Any) -> Any:
-    """The ConfigStore node of one profile file: typed when valid, raw when not (so that
+def _hw_node(name: str) -> Any:
+    """The ConfigStore node of profile ``name``: typed when valid, raw when not (so that
     selecting a malformed profile reaches `profile_from_cfg` and its clear error). A null
     value means the field's default, as in `nas.hardware.profile_from_mapping`; keys the
     schema does not know are kept untyped (`HardwareProfile.extra`)."""
     try:
-        data = read_profile_file(path)
-        profile_from_mapping(data, str(path))
+        path, data, _ = read_named_profile(name)
     except ProfileError:
-        return {"source_file": str(path)}
+        return {"source_file": str(available_profiles().get(name, name))}
     known = {f.name for f in dataclasses.fields(HardwareConfig)}
     given = {k: v for k, v in data.items() if v is not None}
     node = OmegaConf.merge(
@@ -240,8 +240,11 @@ def _hw_node(path: Any) -> Any:
     return node
 
 
-def register_configs() -> None:
-    """Fill the ConfigStore: schemas, plugin options and hardware profiles."""
+def register_configs(profiles: Iterable[str] | None = None) -> None:
+    """Fill the ConfigStore: schemas, plugin options and hardware profiles.
+
+    Only the profiles named in ``profiles`` (what the command line selects) are read; None
+    reads every available one (bounded per file by `nas.hardware.read_profile_file`)."""
     cs = ConfigStore.instance()
     cs.store(name="nas_schema", node=NasConfig)
     for name, schema in SAMPLERS.items():
@@ -254,8 +257,9 @@ def register_configs() -> None:
             node = _named(cls.Config, name)
             package = f"compression.{name}" if kind == "compression" else None
             cs.store(group=kind, name=name, node=node, package=package)
-    for name, path in available_profiles().items():
-        cs.store(group="hw", name=name, node=_hw_node(path))
+    names = available_profiles() if profiles is None else profiles
+    for name in dict.fromkeys(names):
+        cs.store(group="hw", name=name, node=_hw_node(name))
 
 
 def plugin_config(cls: Any, cfg: DictConfig) -> Any:

@@ -84,6 +84,41 @@ def one_vs_rest(data: Arrays, positive: int) -> Arrays:
     )
 
 
+def check_arrays(data: Arrays, name: str) -> Arrays:
+    """``data`` when a search can train, validate and test on it: no empty split, images and
+    labels of the same length, labels in ``0..num_classes-1`` and two classes to train on."""
+    splits = {
+        "train": (data.x_train, data.y_train),
+        "validation": (data.x_val, data.y_val),
+        "test": (data.x_test, data.y_test),
+    }
+    sizes = ", ".join(f"{k} {len(y)}" for k, (_, y) in splits.items())
+    for split, (x, y) in splits.items():
+        if len(x) != len(y):
+            raise ConfigError(f"dataset '{name}': {split} has {len(x)} images, {len(y)} labels")
+        if len(y) == 0:
+            raise ConfigError(
+                f"dataset '{name}': the {split} split is empty ({sizes} images); use more "
+                "images or other split fractions"
+            )
+        if y.min() < 0 or y.max() >= data.num_classes:
+            raise ConfigError(
+                f"dataset '{name}': {split} labels outside 0..{data.num_classes - 1}"
+            )
+    if len(np.unique(data.y_train)) < 2:
+        raise ConfigError(
+            f"dataset '{name}': the train split holds a single class ({sizes} images); a "
+            "classifier needs at least two"
+        )
+    return data
+
+
+def check_fraction(name: str, value: float) -> None:
+    """A split fraction must be in [0, 1)."""
+    if not 0 <= value < 1:
+        raise ConfigError(f"dataset.{name}={value} must be >= 0 and < 1")
+
+
 def calibration_batch(x_nchw: np.ndarray, n: int, seed: int) -> np.ndarray:
     """``n`` images drawn without replacement (in their original order), as NHWC: the
     calibration set int8 quantization measures activation ranges on."""

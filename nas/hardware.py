@@ -3,6 +3,10 @@
 Profiles live in the repository's ``hardware_profiles/`` folder; users add their own chips
 by pointing ``NAS_HARDWARE_PROFILES`` (``os.pathsep``-separated folders) at more YAML files.
 A profile file that is malformed fails with one line naming the file and the field.
+A profile's file is read only when the profile is selected, and reading is bounded: only
+regular files of at most `MAX_PROFILE_BYTES`, no YAML anchors or aliases. A profile's
+name is its file's stem (``name:`` must agree), and one name may have one file only: a
+user file named like a built-in is refused, not silently preferred.
 The fields of `HardwareProfile` are the one schema of a profile file: the validation here
 and the Hydra schema of ``hw`` (`nas.config.HardwareConfig`) are derived from them.
 """
@@ -13,6 +17,7 @@ import functools
 import importlib.util
 import math
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
@@ -25,6 +30,10 @@ from nas.errors import ProfileError
 #: The runtimes a profile may name, and the kernel libraries.
 RUNTIMES = ("tflm", "c")
 KERNEL_LIBRARIES = ("reference", "cmsis_nn")
+#: Largest profile file read, in bytes (the built-ins are under 5 KB), and the deepest
+#: nesting of mappings and lists (the built-ins use 3 levels).
+MAX_PROFILE_BYTES = 64 * 1024
+MAX_PROFILE_DEPTH = 16
 
 #: The built-in profiles: the repository's ``hardware_profiles/`` folder, installed as the
 #: package ``nas_hardware_profiles`` so that a built wheel carries them.
@@ -226,42 +235,153 @@ def profile_dirs() -> list[Path]:
     return dirs
 
 
-def available_profiles() -> dict[str, Path]:
-    """Profile name (file stem) -> file; a later folder overrides an earlier one."""
-    found: dict[str, Path] = {}
+def profile_files() -> dict[str, list[Path]]:
+    """Profile name (file stem) -> every file of that name, in folder order (built-ins
+    first). Nothing is read: a file is opened only when its profile is selected. A folder
+    listed twice counts once."""
+    found: dict[str, list[Path]] = {}
+    seen: set[Path] = set()
     for d in profile_dirs():
-        if d.is_dir():
-            for path in sorted(d.glob("*.yaml")):
-                found[path.stem] = path
+        key = d.resolve()
+        if key in seen or not d.is_dir():
+            continue
+        seen.add(key)
+        for path in sorted(d.glob("*.yaml")):
+            found.setdefault(path.stem, []).append(path)
     return dict(sorted(found.items()))
 
 
-def read_profile_file(path: Path) -> dict[str, Any]:
-    """Parse a profile file into a mapping (not yet validated); errors name the file."""
+def available_profiles() -> dict[str, Path]:
+    """Profile name (file stem) -> its file (the first one found; `profile_path` refuses a
+    name that more than one folder defines). Nothing is read."""
+    return {name: paths[0] for name, paths in profile_files().items()}
+
+
+def profile_path(name: str) -> Path:
+    """The one file of profile ``name``; an unknown name, or one that two folders define
+    (a user file named like a built-in), fails with one line naming the files."""
+    files = profile_files()
+    if name not in files:
+        raise ProfileError(
+            f"unknown hardware profile '{name}'; available: {', '.join(files) or '(none found)'}"
+        )
+    paths = files[name]
+    if len(paths) > 1:
+        raise ProfileError(
+            f"hardware profile '{name}' is defined by more than one file: "
+            f"{', '.join(map(str, paths))}; profile names must be unique: rename the file you "
+            "added (and its 'name:' field)"
+        )
+    return paths[0]
+
+
+class _Refused(Exception):
+    """A profile file the loader will not expand; the message names why."""
+
+
+class _ProfileLoader(yaml.SafeLoader):
+    """A safe loader that refuses anchors and aliases (no alias bombs: each value is
+    written once) and nesting deeper than `MAX_PROFILE_DEPTH`."""
+
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if getattr(event, "anchor", None) is not None:
+            raise _Refused(
+                f"YAML anchors and aliases (&{event.anchor}, *{event.anchor}) are not allowed "
+                f"in a hardware profile (line {event.start_mark.line + 1}); write the values out"
+            )
+        self.depth += 1
+        try:
+            if self.depth > MAX_PROFILE_DEPTH:
+                raise _Refused(
+                    f"nested deeper than {MAX_PROFILE_DEPTH} levels "
+                    f"(line {event.start_mark.line + 1})"
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, if it is a regular file (symlinks followed) of at most
+    `MAX_PROFILE_BYTES`; FIFOs, devices and directories are refused without reading."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        kind = _file_kind(os.stat(path).st_mode)
+        if kind is None:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as f:
+                kind = _file_kind(os.fstat(f.fileno()).st_mode)  # replaced since the stat?
+                data = f.read(MAX_PROFILE_BYTES + 1) if kind is None else b""
     except OSError as exc:
         raise ProfileError(f"{path}: cannot read hardware profile ({exc.strerror})") from None
+    if kind is not None:
+        raise ProfileError(f"{path}: is {kind}, not a regular file; a profile is a YAML file")
+    if len(data) > MAX_PROFILE_BYTES:
+        raise ProfileError(
+            f"{path}: larger than {MAX_PROFILE_BYTES} bytes, the limit for a hardware profile"
+        )
+    return data
+
+
+def _file_kind(mode: int) -> str | None:
+    """None for a regular file, else what the file is (for the error message)."""
+    if stat.S_ISREG(mode):
+        return None
+    kinds = {
+        stat.S_ISDIR: "a directory",
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISSOCK: "a socket",
+    }
+    return next((name for test, name in kinds.items() if test(mode)), "a special file")
+
+
+def read_profile_file(path: Path) -> dict[str, Any]:
+    """Parse a profile file into a mapping (not yet validated); errors name the file.
+
+    Bounded whatever the file holds: at most `MAX_PROFILE_BYTES` are read, only from a
+    regular file, and anchors and aliases are refused, so nothing expands.
+    """
+    try:
+        data = yaml.load(_read_bytes(path).decode("utf-8"), Loader=_ProfileLoader)  # noqa: S506
     except UnicodeDecodeError:
         raise ProfileError(f"{path}: not a text file (expected UTF-8 YAML)") from None
+    except _Refused as exc:
+        raise ProfileError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise ProfileError(f"{path}: not valid YAML{at}") from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise ProfileError(f"{path}: not a valid value ({exc})") from None
     if not isinstance(data, dict):
         raise ProfileError(f"{path}: a hardware profile must be a mapping of fields")
     return data
 
 
+def read_named_profile(name: str) -> tuple[Path, dict[str, Any], HardwareProfile]:
+    """Profile ``name``: its file, the file's mapping and the validated profile. The
+    file's stem is the profile's name, so its ``name:`` field must be the same."""
+    path = profile_path(name)
+    data = read_profile_file(path)
+    profile = profile_from_mapping(data, str(path))
+    if profile.name != path.stem:
+        raise ProfileError(
+            f"{path}: field 'name' is '{profile.name}' but the file is '{path.name}'; a "
+            f"profile's name must be its file's name: set name: {path.stem} or rename the file"
+        )
+    return path, data, profile
+
+
 def load_profile(name_or_path: str | Path) -> HardwareProfile:
-    """Load and validate a profile by name (``cortex_m4``) or by path to a YAML file."""
+    """Load and validate a profile by name (``cortex_m4``) or by path to a YAML file.
+
+    By name, the file comes from `profile_dirs` and its ``name:`` must be its stem; a path
+    is read as given."""
     path = Path(name_or_path)
     if path.suffix != ".yaml":
-        profiles = available_profiles()
-        if str(name_or_path) not in profiles:
-            raise ProfileError(
-                f"unknown hardware profile '{name_or_path}'; available: "
-                f"{', '.join(profiles) or '(none found)'}"
-            )
-        path = profiles[str(name_or_path)]
+        return read_named_profile(str(name_or_path))[2]
     return profile_from_mapping(read_profile_file(path), str(path))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from nas.hardware import available_profiles, load_profile
+from nas.errors import ProfileError
+from nas.hardware import available_profiles, read_named_profile
 from nas.plugin_manager import KINDS, get_plugin_manager
 
 SECTIONS = ("profiles", "spaces", "datasets", "compression", "backends", "plugins")
@@ -24,6 +25,23 @@ def _first_line(doc: str | None) -> str:
     return (doc or "").strip().splitlines()[0] if (doc or "").strip() else ""
 
 
+def _profiles_table() -> list[str]:
+    """One row per profile: its limits and file, or ``INVALID: <reason>`` for a file that
+    cannot be used (malformed, too large, not a regular file, named twice), so that one
+    bad file neither hides the others nor stops the listing."""
+    rows = []
+    for name, path in available_profiles().items():
+        try:
+            path, _, p = read_named_profile(name)
+        except ProfileError as exc:
+            reason = str(exc).removeprefix(f"{path}: ")
+            rows.append([name, f"INVALID: {reason}", "", "", "", str(path)])
+            continue
+        mhz = f"{p.clock_hz / 1e6:g} MHz"
+        rows.append([name, p.board, f"{p.sram_bytes} B", f"{p.flash_bytes} B", mhz, str(path)])
+    return _table(["name", "board", "sram", "flash", "clock", "file"], rows)
+
+
 def render(sections: list[str]) -> str:
     pm = get_plugin_manager()
     packages = {p.name: p.package for p in pm.plugins()}
@@ -31,23 +49,7 @@ def render(sections: list[str]) -> str:
     for section in sections:
         out.append(f"{section}:")
         if section == "profiles":
-            rows = []
-            for name, path in available_profiles().items():
-                try:
-                    p = load_profile(path)
-                    rows.append(
-                        [
-                            name,
-                            p.board,
-                            f"{p.sram_bytes} B",
-                            f"{p.flash_bytes} B",
-                            f"{p.clock_hz / 1e6:g} MHz",
-                            str(path),
-                        ]
-                    )
-                except Exception as exc:
-                    rows.append([name, f"INVALID: {exc}", "", "", "", str(path)])
-            out += _table(["name", "board", "sram", "flash", "clock", "file"], rows)
+            out += _profiles_table()
         elif section == "plugins":
             rows = [[p.name, p.module, p.package] for p in pm.plugins()]
             out += _table(["plugin", "module", "package"], rows)

@@ -50,7 +50,7 @@ KINDS = {
     "backend": ("nas_register_backends", "backend"),
 }
 COMMAND_HOOK = "nas_register_commands"
-#: Commands of the core command line; a plugin command may not reuse these names.
+#: Commands of the core command line (`nas.__main__`); a plugin command may not reuse them.
 CORE_COMMANDS = ("search", "list", "report")
 HOOK_PREFIX = "nas_"
 

@@ -119,7 +119,7 @@ CORE_COLUMNS = frozenset(
         HEARTBEAT,
         RETRY_OF,
         *REASONS,
-        *(set(COST) - MEASURED_BY_BACKEND),
+        *COST,
         *(name + UNCOMPRESSED_SUFFIX for name in COST),
         *LOAD_COLUMNS,
         PARETO_RUN,
@@ -140,10 +140,13 @@ def core_columns_in(names: Iterable[str]) -> list[str]:
     return [name for name in names if is_core_column(name)]
 
 
-def check_plugin_metrics(plugin: str, names: Iterable[str]) -> None:
+def check_plugin_metrics(
+    plugin: str, names: Iterable[str], allowed: frozenset[str] = frozenset()
+) -> None:
     """Raise `TrialError` when ``plugin`` (``"backend 'tflm'"``) returned core columns
-    among the metric ``names``."""
-    found = core_columns_in(names)
+    among the metric ``names``; ``allowed``: core names this plugin may replace (a
+    backend: `MEASURED_BY_BACKEND`)."""
+    found = [name for name in core_columns_in(names) if name not in allowed]
     if found:
         keys = ", ".join(f"'{name}'" for name in found)
         column = "core column" if len(found) == 1 else "core columns"

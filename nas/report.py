@@ -51,7 +51,7 @@ from nas.record import (
     STATE,
     TRAIN_S,
 )
-from nas.storage import open_storage
+from nas.storage import display_url, mask_url, open_storage, without_masked_password
 
 #: The first columns of ``trials.csv``, in order (then the others sorted, then ``arch_*``).
 FIRST_COLUMNS = [
@@ -217,6 +217,8 @@ def write_run(
         f"Limits: SRAM {hw.sram_bytes} B, flash {hw.flash_bytes} B, clock "
         f"{hw.clock_hz / 1e6:g} MHz, active power {hw.active_power_mw:g} mW.",
         "",
+        f"Hardware profile file: `{hw.source_file}`.",
+        "",
         "Trials: " + ", ".join(f"{k} {_fmt(v)}" for k, v in counts.items()) + ".",
         "",
         "## Pareto front (feasible; acc_int8 up, latency_ms down)",
@@ -231,7 +233,8 @@ def write_run(
         ]
     lines += failures(df)
     lines += estimate_vs_measured(df)
-    lines += ["## Settings", "", "```json", json.dumps(settings, indent=2), "```", ""]
+    shown = mask_url(json.dumps(settings, indent=2))
+    lines += ["## Settings", "", "```json", shown, "```", ""]
     (run_dir / "report.md").write_text("\n".join(lines))
     best_dir = None
     if best is not None:
@@ -313,11 +316,19 @@ def _run_settings(cfg: Any) -> dict[str, str]:
     }
 
 
+def _saved_url(cfg: Any, cfg_file: Path) -> str | None:
+    """``storage.url`` of a saved run config; an ``${oc.env:NAME}`` in it is resolved now."""
+    try:
+        return (cfg.get("storage") or {}).get("url")
+    except Exception as exc:  # an environment variable the URL refers to is not set
+        raise ConfigError(f"{cfg_file}: storage.url: {str(exc).splitlines()[0]}") from None
+
+
 def _sources(source: str | Path) -> list[tuple[str, str, dict[str, str]]]:
     """(run label, storage URL, settings) found in a run/sweep directory or given as a URL."""
     text = str(source)
     if "://" in text:
-        return [(text, text, {})]
+        return [(display_url(text), text, {})]
     root = Path(source)
     if not root.exists():
         raise ConfigError(f"report source '{root}' does not exist (a run directory or a URL)")
@@ -325,8 +336,10 @@ def _sources(source: str | Path) -> list[tuple[str, str, dict[str, str]]]:
     for cfg_file in sorted(root.rglob(".hydra/config.yaml")):
         run_dir = cfg_file.parent.parent
         cfg: Any = OmegaConf.load(cfg_file)
-        url = (cfg.get("storage") or {}).get("url")
-        if not url:
+        url = _saved_url(cfg, cfg_file)
+        if url:  # saved masked: libpq finds the password itself (PGPASSWORD, ~/.pgpass)
+            url = without_masked_password(url)
+        else:
             for name, prefix in (("study.db", "sqlite:///"), ("study.log", "journal://")):
                 if (run_dir / name).is_file():
                     url = prefix + str((run_dir / name).resolve())
@@ -358,7 +371,7 @@ def load(sources: Iterable[str | Path]) -> pd.DataFrame:
                 attrs = {**settings, **study.user_attrs}
                 if isinstance(attrs.get("compression"), list):
                     attrs["compression"] = ",".join(attrs["compression"])
-                ident = {"run": run, "study": name, "storage": url}
+                ident = {"run": run, "study": name, "storage": display_url(url)}
                 ident.update({k: str(attrs.get(k, "")) for k in LOAD_COLUMNS[3:]})
                 for i, (key, value) in enumerate(ident.items()):
                     df.insert(i, key, value)

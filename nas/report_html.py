@@ -18,7 +18,7 @@ from nas.errors import ConfigError
 from nas.hardware import load_profile, profile_from_mapping
 from nas.plugin_manager import get_plugin_manager
 from nas.record import ARCH, ARCH_PREFIX, PARETO_RUN
-from nas.storage import open_storage
+from nas.storage import mask_url, open_storage
 
 #: A report compares targets: a chip and the search space searched on it.
 TARGET = ["hw", "search_space"]
@@ -149,7 +149,8 @@ def markdown(df: pd.DataFrame, sources: list[str]) -> str:
     table = report.markdown_table
     ship = report.best_feasible(df, by=TARGET)
     arch = [c for c in df.columns if c.startswith(ARCH_PREFIX)]
-    lines = ["# mcu-nas comparison", "", "Sources: " + ", ".join(f"`{s}`" for s in sources), ""]
+    shown = ", ".join(f"`{mask_url(s)}`" for s in sources)
+    lines = ["# mcu-nas comparison", "", "Sources: " + shown, ""]
     counts = df.groupby([*TARGET, "run"]).apply(lambda g: pd.Series(report.summary(g)))
     lines += ["## Trials per run", "", table(counts.reset_index()), ""]
     lines += [

@@ -37,7 +37,7 @@ from nas.backends import REQUIRED_METRICS, BaseBackend
 from nas.compression import BaseCompressionMethod, Candidate, order, run_pipeline
 from nas.config import SAMPLERS, SearchConfig, plugin_config
 from nas.cost import Cost
-from nas.data import Arrays, one_vs_rest
+from nas.data import Arrays, check_arrays, one_vs_rest
 from nas.errors import ConfigError, NasError, TrialError
 from nas.hardware import HardwareProfile, profile_from_mapping
 from nas.interrupt import CTRL_C
@@ -51,11 +51,14 @@ from nas.record import (
     DUPLICATE_OF,
     FAIL_REASON,
     FEASIBLE,
+    HEARTBEAT,
     INFEASIBLE_REASON,
     LATENCY_MS,
+    MEASURED_BY_BACKEND,
     NOT_REPEATED,
     PRUNE_REASON,
     REASON,
+    RETRY_OF,
     STATE,
     TRAIN_S,
     UNCOMPRESSED_SUFFIX,
@@ -63,7 +66,7 @@ from nas.record import (
     check_plugin_metrics,
 )
 from nas.spaces import BaseSearchSpace, check_supported
-from nas.storage import Heartbeat, fail_stale_trials, open_storage, storage_url
+from nas.storage import Heartbeat, fail_stale_trials, mask_url, open_storage, storage_url
 from nas.train import TrainSettings, accuracy
 
 log = logging.getLogger(__name__)
@@ -129,13 +132,23 @@ def build_components(cfg: DictConfig, pm: PluginManager | None = None) -> Compon
     )
 
 
+#: The last dataset loaded, by (name, options): command-line validation loads it first.
+_LOADED: dict[tuple[str, str], Arrays] = {}
+
+
 def load_dataset(dataset: Any) -> Arrays:
     """The dataset's arrays (one-vs-rest when ``positive_class`` is set); any failure of
     its loader becomes one clear `ConfigError`."""
+    key = (dataset.name, repr(dataset.config))
+    if key in _LOADED:
+        return _LOADED[key]
     try:
         data = dataset.load()
         positive = getattr(dataset.config, "positive_class", None)
-        return data if positive is None else one_vs_rest(data, positive)
+        data = data if positive is None else one_vs_rest(data, positive)
+        _LOADED.clear()  # keep one dataset: validation loads it, the search reuses it
+        _LOADED[key] = check_arrays(data, dataset.name)
+        return data
     except NasError:
         raise
     except Exception as exc:
@@ -204,6 +217,37 @@ def trial_seed(search_seed: int, trial_number: int) -> int:
     return search_seed * 1000 + trial_number
 
 
+class ShadowTrial:
+    """An Optuna trial whose user attributes are also kept here, so that a result can
+    still be recorded when another worker finished the trial meanwhile (its writes then
+    fail with `optuna.exceptions.UpdateFinishedTrialError` and are only kept here)."""
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        self.trial = trial
+        self.attrs: dict[str, Any] = {}
+        self.taken = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.trial, name)
+
+    def _write(self, write: Callable[[str, Any], None], key: str, value: Any) -> None:
+        if self.taken:
+            return
+        try:
+            write(key, value)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            self.taken = True
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        """Record ``key`` on the trial (and here)."""
+        self.attrs[key] = value
+        self._write(self.trial.set_user_attr, key, value)
+
+    def set_constraint(self, key: str, value: float) -> None:
+        """Set an Optuna constraint (lost when the trial was taken: rare, set early)."""
+        self._write(self.trial.set_constraint, key, value)
+
+
 class Objective:
     """Callable for `optuna.Study.optimize`: one candidate from sample to score.
 
@@ -217,6 +261,8 @@ class Objective:
         self.comp = comp
         self.run_dir = run_dir
         self._resized: dict[int, Arrays] = {}
+        #: The new trial that holds the result of a trial another worker took meanwhile.
+        self.recovered: optuna.trial.FrozenTrial | None = None
         self.objectives = objectives(cfg)
         p, by_latency = cfg.pruner, LATENCY_MS in self.objectives
         self.pruner = (
@@ -238,18 +284,64 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         storage = trial.study._storage  # noqa: SLF001 - heartbeats write to the trial directly
+        shadow = ShadowTrial(trial)
         try:
             with Heartbeat(storage, trial._trial_id, self.cfg.study.heartbeat_s):
-                return self._run(trial)
+                values = self._run(shadow)  # type: ignore[arg-type]
         except optuna.TrialPruned:
+            self.keep_if_taken(shadow, optuna.trial.TrialState.PRUNED)
             raise
         except KeyboardInterrupt:
-            trial.set_user_attr(FAIL_REASON, "interrupted (Ctrl-C)")
+            shadow.set_user_attr(FAIL_REASON, "interrupted (Ctrl-C)")
             raise
         except Exception as exc:
+            if isinstance(exc, optuna.exceptions.UpdateFinishedTrialError):
+                exc = TrialError("the trial was finished by another worker")
             reason = str(exc) if isinstance(exc, NasError) else f"{type(exc).__name__}: {exc}"
-            trial.set_user_attr(FAIL_REASON, reason)
+            shadow.set_user_attr(FAIL_REASON, reason)
+            self.keep_if_taken(shadow, optuna.trial.TrialState.FAIL)
             raise
+        if self.keep_if_taken(shadow, optuna.trial.TrialState.COMPLETE, values):
+            raise TrialError(f"trial {trial.number} was taken by another worker")
+        return values
+
+    def keep_if_taken(
+        self,
+        shadow: ShadowTrial,
+        state: optuna.trial.TrialState,
+        values: list[float] | None = None,
+    ) -> bool:
+        """When another worker marked this trial abandoned while this process was paused
+        (SIGSTOP, a suspended laptop, a long pause), Optuna can no longer be told its result:
+        record the result as a new trial, and leave it in `recovered` for the search loop.
+        True when it did."""
+        trial = shadow.trial
+        frozen = trial.study._storage.get_trial(trial._trial_id)  # noqa: SLF001
+        if frozen.state == optuna.trial.TrialState.RUNNING:
+            return False
+        attrs = {**frozen.user_attrs, **shadow.attrs}
+        attrs.pop(HEARTBEAT, None)
+        if state != optuna.trial.TrialState.FAIL:
+            attrs.pop(FAIL_REASON, None)
+        new = optuna.trial.create_trial(
+            state=state,
+            values=values if state == optuna.trial.TrialState.COMPLETE else None,
+            params=frozen.params,
+            distributions=frozen.distributions,
+            user_attrs=attrs,
+            system_attrs=frozen.system_attrs,
+            intermediate_values=frozen.intermediate_values,
+        )
+        trial.study.add_trial(new)
+        self.recovered = trial.study.get_trials(deepcopy=False)[-1]
+        log.warning(
+            "trial %d was marked abandoned by another worker while this one was paused; its "
+            "result (%s) is recorded as trial %d",
+            trial.number,
+            state.name,
+            self.recovered.number,
+        )
+        return True
 
     def _run(self, trial: optuna.Trial) -> list[float]:
         """The trial, step by step; the objective values."""
@@ -368,7 +460,9 @@ class Objective:
             raise TrialError(
                 f"{cand.name}: backend '{backend.name}' failed: {type(exc).__name__}: {exc}"
             ) from exc
-        check_plugin_metrics(f"{cand.name}: backend '{backend.name}'", measured)
+        check_plugin_metrics(
+            f"{cand.name}: backend '{backend.name}'", measured, MEASURED_BY_BACKEND
+        )
         metrics = {**cand.metrics, **measured}
         missing = [m for m in REQUIRED_METRICS if m not in metrics]
         if missing:
@@ -383,7 +477,8 @@ class Objective:
             why = f"same architecture as trial {twin.number}, which was pruned"
             trial.set_user_attr(PRUNE_REASON, why)
             raise optuna.TrialPruned(why)
-        set_attrs(trial, {k: v for k, v in twin.user_attrs.items() if k not in NOT_REPEATED})
+        kept = NOT_REPEATED | {RETRY_OF}  # the twin's own history, not this trial's
+        set_attrs(trial, {k: v for k, v in twin.user_attrs.items() if k not in kept})
         return list(twin.values)
 
     def save(self, number: int, cand: Candidate, cost: Cost, metrics: dict[str, Any]) -> None:
@@ -397,6 +492,7 @@ class Objective:
             "in_channels": cand.data.in_channels,
             "num_classes": cand.data.num_classes,
             "hw": self.comp.hw.name,
+            "hw_file": self.comp.hw.source_file,
             "cost": cost.as_dict(),
             "metrics": metrics,
         }
@@ -471,14 +567,28 @@ class Progress:
         if self.count_infeasible:
             return
         if self.counted >= self.total:
-            study.stop()
+            _stop(study)
         elif self.sampled >= MAX_SAMPLED_PER_TRIAL * self.total:
             self.bar.write(
                 f"stopping: {self.sampled} candidates sampled, only {self.counted} of "
                 f"{self.total} were new architectures that fit the budget "
                 "(search.count_infeasible=false)"
             )
-            study.stop()
+            _stop(study)
+
+    def done(self) -> bool:
+        """Whether this process has run its share (see the class docstring)."""
+        cap = self.sampled >= MAX_SAMPLED_PER_TRIAL * self.total and not self.count_infeasible
+        return self.counted >= self.total or cap
+
+
+def _stop(study: optuna.Study) -> None:
+    """`optuna.Study.stop`, which refuses outside `optuna.Study.optimize` (a recovered
+    trial is counted between two calls of it: `optimize`)."""
+    try:
+        study.stop()
+    except RuntimeError:
+        pass
 
 
 def open_study(cfg: DictConfig, url: str) -> optuna.Study:
@@ -496,7 +606,7 @@ def open_study(cfg: DictConfig, url: str) -> optuna.Study:
     if (found != names) if found else (study.directions != directions):
         found = found or [d.name.lower() for d in study.directions]
         raise ConfigError(
-            f"study '{cfg.study.name}' in {url} already exists with objectives "
+            f"study '{cfg.study.name}' in {mask_url(url)} already exists with objectives "
             f"[{','.join(found)}], not search.objectives=[{','.join(names)}]: choose another "
             "study.name or those objectives"
         )
@@ -524,14 +634,22 @@ def record_settings(study: optuna.Study, cfg: DictConfig, comp: Components) -> N
             study.set_user_attr(key, value)
 
 
-def run_search(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> Any:
+def run_search(
+    cfg: DictConfig,
+    run_dir: Path,
+    overrides: list[str] | None = None,
+    on_start: Callable[[], None] | None = None,
+) -> Any:
     """Run (or continue) the study, write the run directory, return the trials frame.
 
     With ``search.workers`` > 1, ``overrides`` (the command line) start the other workers.
+    ``on_start`` is called once every input has been checked and the study is open, right
+    before the first trial: what fails before it is bad input, and nothing ran.
     """
     pm = get_plugin_manager()
     check_writable(run_dir)
     comp = build_components(cfg, pm)
+    print(f"hardware profile: {comp.hw.name} from {comp.hw.source_file}", flush=True)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     url = storage_url(cfg.storage.url, run_dir, cfg.storage.name)
     study = open_study(cfg, url)
@@ -543,20 +661,15 @@ def run_search(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
     n = workers.shares(cfg.search.n_trials, max(1, cfg.search.workers))
     if len(n) > 1:
         torch.set_num_threads(workers.threads_per_worker(len(n)))
+    if on_start is not None:
+        on_start()
     procs = workers.spawn(overrides or [], n[1:], cfg.search.seed, url, cfg.study.name, run_dir)
     count_all = cfg.search.count_infeasible
     progress = Progress(n[0], pm, st.grace_s, st.retry_stale, count_all)
     interrupted = False
     try:
         with CTRL_C:
-            study.optimize(
-                Objective(cfg, comp, run_dir),
-                n_trials=n[0] if count_all else (None if n[0] else 0),
-                timeout=cfg.search.timeout_s,
-                catch=(Exception,),
-                callbacks=[progress],
-                gc_after_trial=False,
-            )
+            optimize(study, Objective(cfg, comp, run_dir), progress, cfg.search.timeout_s)
     except KeyboardInterrupt:
         interrupted = True
         raise
@@ -572,6 +685,38 @@ def run_search(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
                 comp.backend.deploy(best_dir)
             pm.observe_study(str(run_dir), frame)
     return frame
+
+
+def optimize(
+    study: optuna.Study, objective: Objective, progress: Progress, timeout_s: float | None
+) -> None:
+    """`optuna.Study.optimize` until this process ran its share or ``timeout_s`` passed.
+
+    A worker paused longer than the grace period finds its trial marked abandoned by its
+    peers, and Optuna refuses to be told that trial's result (``ValueError: Cannot tell a
+    FAIL trial``): the objective has recorded the result as a new trial, which is counted
+    here, and the search goes on."""
+    started = time.monotonic()
+    while not progress.done():
+        left = None if timeout_s is None else timeout_s - (time.monotonic() - started)
+        if left is not None and left <= 0:
+            return
+        n_trials = progress.total - progress.counted if progress.count_infeasible else None
+        try:
+            study.optimize(
+                objective,
+                n_trials=n_trials,
+                timeout=left,
+                catch=(Exception,),
+                callbacks=[progress],
+                gc_after_trial=False,
+            )
+            return
+        except ValueError:
+            recovered, objective.recovered = objective.recovered, None
+            if recovered is None:
+                raise
+            progress(study, recovered)
 
 
 def check_writable(run_dir: Path) -> None:

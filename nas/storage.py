@@ -8,11 +8,24 @@ directory. Every running trial writes a heartbeat (a user attribute with the tim
 background thread; a worker that starts, or finishes a trial, fails every ``RUNNING`` trial
 whose heartbeat is older than the grace period, records why, and (``study.retry_stale``)
 queues its parameters again, so a killed run resumes without losing or duplicating work.
+
+Passwords: wherever the project writes or prints a URL (``.hydra/``, ``report.md``, the
+``storage`` column of comparisons, error lines, Hydra's multirun log and ``multirun.yaml``)
+its password is masked (`mask_url`: ``postgresql://user:***@host/db``), and workers get the
+URL in ``NAS_STORAGE_URL``, never on their command line. To keep the password off the
+command line too, leave it out of the URL and let libpq find it (``PGPASSWORD``,
+``~/.pgpass``), or write ``postgresql://user:${oc.env:NAME}@host/db``: the saved config
+keeps the reference, not the secret. With ``storage.url`` unset, ``NAS_STORAGE_URL`` is
+the URL. A run directory saved with a masked URL is reopened without the password, so
+``python -m nas report RUN_DIR`` needs ``PGPASSWORD`` or ``~/.pgpass`` (or the URL itself).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import random
+import re
 import threading
 import time
 from pathlib import Path
@@ -26,10 +39,96 @@ from nas.errors import ConfigError
 from nas.record import FAIL_REASON, HEARTBEAT, RETRY_OF
 
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
+#: The storage URL when ``storage.url`` is not set; workers get theirs here, never on argv.
+URL_ENV = "NAS_STORAGE_URL"
+#: What a URL's password is replaced with wherever the project writes or prints it.
+MASK = "***"
+#: ``scheme://user:password@``: the password is group 2 (up to the last ``@`` of the host
+#: part, so an unencoded ``@`` in the password is masked too). Hydra's multirun passes
+#: overrides with ``:`` escaped (``postgresql\://u\:pw@h``): the backslashes are optional.
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*\\?://[^:/?#@\s\\]*\\?:)([^/?#\s]*)(@)")
+#: The install hint for a missing database driver, per URL scheme.
+DRIVER_HINTS = {
+    "postgresql": "for PostgreSQL: pip install 'psycopg[binary]'",
+    "postgresql+psycopg": "for PostgreSQL: pip install 'psycopg[binary]'",
+    "postgresql+psycopg2": "for PostgreSQL with psycopg2: pip install psycopg2-binary",
+    "mysql": "for MySQL: pip install mysqlclient, or pip install pymysql and write "
+    "mysql+pymysql://...",
+    "mysql+mysqldb": "for MySQL: pip install mysqlclient",
+    "mysql+pymysql": "for MySQL with PyMySQL: pip install pymysql",
+    "sqlite": "for SQLite: this Python was built without the sqlite3 module",
+}
+#: Why a URL without a password may still open a PostgreSQL storage.
+NO_PASSWORD_HINT = (
+    "the URL has no password (saved run directories keep it masked): set PGPASSWORD, add "
+    "it to ~/.pgpass, or write it as ${oc.env:NAME} in storage.url"
+)
+#: Masked URL -> the real one, for URLs this process showed masked and may open again.
+_REVEAL: dict[str, str] = {}
+
+
+def mask_url(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@host`` replaced by
+    ``***``; an interpolation such as ``${oc.env:NAME}`` is not a secret and is kept."""
+
+    def repl(m: re.Match[str]) -> str:
+        secret = m.group(2)
+        if not secret or (secret.startswith("${") and secret.endswith("}")):
+            return m.group(0)
+        return m.group(1) + MASK + m.group(3)
+
+    return _USERINFO.sub(repl, text)
+
+
+class MaskFilter(logging.Filter):
+    """Masks URL passwords in the records of the logger it is added to."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message with `mask_url`; keep every record."""
+        message = record.getMessage()
+        masked = mask_url(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+#: Loggers that print the command line's overrides (Hydra's launcher, one line per job).
+OVERRIDE_LOGGERS = ("hydra._internal.core_plugins.basic_launcher",)
+
+
+def mask_override_logs() -> None:
+    """Mask URL passwords in what Hydra logs about the jobs it launches (a multirun)."""
+    for name in OVERRIDE_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, MaskFilter) for f in logger.filters):
+            logger.addFilter(MaskFilter())
+
+
+def display_url(url: str) -> str:
+    """``url`` masked for output; `open_storage` still opens the masked form in this process."""
+    shown = mask_url(url)
+    if shown != url:
+        _REVEAL[shown] = url
+    return shown
+
+
+def without_masked_password(url: str) -> str:
+    """A URL read back from a saved file with its password masked, minus the mask, so that
+    libpq looks the password up itself (``PGPASSWORD``, ``~/.pgpass``)."""
+    return url.replace(f":{MASK}@", "@", 1) if f":{MASK}@" in url else url
+
+
+def driver_hint(scheme: str) -> str:
+    """What to install for a storage URL's scheme (``mysql+pymysql``, else ``mysql``)."""
+    scheme = scheme.lower()
+    found = DRIVER_HINTS.get(scheme) or DRIVER_HINTS.get(scheme.split("+", 1)[0])
+    return found or f"install the database driver for '{scheme}'"
 
 
 def storage_url(url: str | None, run_dir: Path, kind: str = "sqlite") -> str:
-    """The effective URL: ``url`` or a file in the run directory."""
+    """The effective URL: ``url``, else ``$NAS_STORAGE_URL``, else a file in the run
+    directory."""
+    url = url or os.environ.get(URL_ENV)
     if url:
         return url
     if kind == "journal":
@@ -38,7 +137,10 @@ def storage_url(url: str | None, run_dir: Path, kind: str = "sqlite") -> str:
 
 
 def open_storage(url: str) -> BaseStorage:
-    """An Optuna storage for ``url``; a bad or unreachable URL is one clear `ConfigError`."""
+    """An Optuna storage for ``url``; a bad or unreachable URL is one clear `ConfigError`
+    that shows the URL masked (`mask_url`)."""
+    url = _REVEAL.get(url, url)
+    shown = mask_url(url)
     scheme = url.split(":", 1)[0].split("+", 1)[0]
     try:
         if scheme == "journal":
@@ -46,7 +148,7 @@ def open_storage(url: str) -> BaseStorage:
 
             path = Path(url.removeprefix("journal://"))
             if not path.parent.is_dir():
-                raise ConfigError(f"storage.url '{url}': folder {path.parent} does not exist")
+                raise ConfigError(f"storage.url '{shown}': folder {path.parent} does not exist")
             return JournalStorage(JournalFileBackend(str(path)))
         if scheme in RDB_SCHEMES:
             return _rdb_storage(url, scheme)
@@ -54,12 +156,15 @@ def open_storage(url: str) -> BaseStorage:
         raise
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = mask_url(first).replace(url, shown)
         if isinstance(exc, ImportError):
-            first += "; for PostgreSQL: pip install 'psycopg[binary]'"
-        raise ConfigError(f"storage.url '{url}': cannot open the storage ({first})") from None
+            first += f"; {driver_hint(url.split(':', 1)[0])}"
+        elif "no password supplied" in first:
+            first += f"; {NO_PASSWORD_HINT}"
+        raise ConfigError(f"storage.url '{shown}': cannot open the storage ({first})") from None
     raise ConfigError(
-        f"storage.url '{url}': unsupported scheme '{scheme}'; valid: sqlite:///FILE, "
-        "journal:///FILE, postgresql://USER:PASSWORD@HOST/DB, mysql://..."
+        f"storage.url '{shown}': unsupported scheme '{scheme}'; valid: sqlite:///FILE, "
+        "journal:///FILE, postgresql://USER[:PASSWORD]@HOST/DB, mysql+pymysql://..."
     )
 
 

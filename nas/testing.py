@@ -33,7 +33,7 @@ from nas.graph import trace
 from nas.hardware import load_profile
 from nas.int8 import run_float
 from nas.plugin_manager import get_plugin_manager
-from nas.record import check_plugin_metrics
+from nas.record import MEASURED_BY_BACKEND, check_plugin_metrics
 from nas.train import TrainSettings, accuracy, fit
 
 SPEC = {
@@ -124,7 +124,7 @@ def check_backend(cls: type[BaseBackend]) -> dict[str, Any]:
     assert cand.graph is not None
     cost = estimate(cand.graph, cand.hw)
     first = cls().score(cand, cost)
-    check_plugin_metrics(f"backend '{cls.name}'", first)
+    check_plugin_metrics(f"backend '{cls.name}'", first, MEASURED_BY_BACKEND)
     for key in REQUIRED_METRICS:
         assert key in first, f"{cls.name}: score() must return {key}"
         assert 0.0 <= first[key] <= 1.0, f"{cls.name}: {key} = {first[key]} not in [0, 1]"

@@ -3,21 +3,29 @@
 Every problem is one `ConfigError` line that names the bad value and what would be valid:
 override syntax, unknown group options (hardware profile, search space, dataset, backend,
 compression method, sampler, storage), values of the wrong type, malformed or incomplete
-hardware profiles, and a run directory that cannot be written. For ``-m`` sweeps every
-combination is checked.
+hardware profiles, and a run directory that cannot be written. Values Hydra's types
+accept but a search cannot use are refused too (`check_values`: negative or zero counts,
+times and rates, a grace period of a few heartbeats, samplers Optuna refuses), as are
+storage URLs that cannot keep the study (`check_storage`), ``search.enqueue`` entries the
+search space cannot take (`check_space`) and datasets too small to train, validate and
+test on (`check_dataset`). For ``-m`` sweeps every combination is checked.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import tempfile
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_module
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
 
-from nas.config import SAMPLERS, STORAGES, register_configs, use_space_backend
+from nas.config import SAMPLERS, STORAGES, plugin_config, register_configs, use_space_backend
 from nas.errors import ConfigError, NasError
 from nas.hardware import available_profiles, load_profile
 from nas.plugin_manager import KINDS, get_plugin_manager
@@ -85,6 +93,17 @@ def check_names(overrides: list[Any]) -> None:
         )
 
 
+def selected_profiles(overrides: list[Any]) -> list[str]:
+    """The hardware profiles the overrides select (every value of a ``-m`` sweep): the
+    only profile files a search reads."""
+    names: list[str] = []
+    for o in overrides:
+        if o.key_or_group == "hw":
+            values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
+            names += [str(v) for v in values]
+    return names
+
+
 def combinations(overrides: list[Any]) -> list[list[str]]:
     """Every override set a ``-m`` sweep expands to (at most `MAX_COMBINATIONS`)."""
     choices = []
@@ -117,11 +136,11 @@ def check_config(args: list[str]) -> None:
                 f"{hw.source_file}: latency_lut has no entry for {', '.join(missing)}, which "
                 f"search space '{space.name}' needs"
             )
-        if cfg.search.n_trials < 0 or cfg.search.workers < 1 or cfg.search.epochs < 1:
-            raise ConfigError(
-                "search.n_trials must be >= 0, search.workers >= 1 and search.epochs >= 1"
-            )
         objectives(cfg)
+        check_values(cfg)
+        check_storage(cfg)
+        check_space(cfg, space)
+        check_dataset(cfg)
     except NasError:
         raise
     except Exception as exc:  # an interpolation or value Hydra accepted but cannot resolve
@@ -136,9 +155,14 @@ def check_run_dir(overrides: list[Any], multirun: bool) -> None:
     probe = path
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        why = "is not a directory" if not probe.is_dir() else "is not writable"
-        raise ConfigError(f"{key} '{path}': '{probe}' {why}; choose another with {key}=DIR")
+    why = "is not a directory" if not probe.is_dir() else "is not writable"
+    if probe.is_dir() and os.access(probe, os.W_OK):
+        try:  # root passes os.access everywhere, yet /proc or a read-only mount refuse
+            os.rmdir(tempfile.mkdtemp(prefix=".nas_probe_", dir=probe))
+            return
+        except OSError as exc:
+            why = f"cannot be written ({exc.strerror})"
+    raise ConfigError(f"{key} '{path}': '{probe}' {why}; choose another with {key}=DIR")
 
 
 def check_search_args(args: list[str]) -> list[str]:
@@ -149,8 +173,163 @@ def check_search_args(args: list[str]) -> list[str]:
     plain = [a for a in args if not a.startswith("-")]
     overrides = parse(plain)
     check_names(overrides)
-    register_configs()
+    register_configs(selected_profiles(overrides))
     for combo in combinations(overrides):
         check_config(combo)
     check_run_dir(overrides, multirun)
     return args
+
+
+#: A grace period must cover more than this many heartbeats, or a busy worker's trials
+#: would be taken for abandoned between two beats.
+MIN_HEARTBEATS_PER_GRACE = 3
+#: The largest ``search.seed`` the samplers accept (NumPy's seed range).
+MAX_SEED = 2**32 - 1
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def check_values(cfg: Any) -> None:
+    """Ranges Hydra's types cannot express: counts, times, rates and the study's clock."""
+    s, st, p = cfg.search, cfg.study, cfg.pruner
+    _require(
+        s.n_trials >= 0 and s.workers >= 1 and s.epochs >= 1,
+        "search.n_trials must be >= 0, search.workers >= 1 and search.epochs >= 1",
+    )
+    _require(
+        s.timeout_s is None or s.timeout_s > 0,
+        f"search.timeout_s={s.timeout_s} must be a positive number of seconds or null",
+    )
+    _require(0 <= s.seed <= MAX_SEED, f"search.seed={s.seed} must be in 0..{MAX_SEED}")
+    _require(s.batch_size >= 1, f"search.batch_size={s.batch_size} must be >= 1")
+    _require(s.lr > 0, f"search.lr={s.lr} must be > 0")
+    _require(s.weight_decay >= 0, f"search.weight_decay={s.weight_decay} must be >= 0")
+    _require(st.heartbeat_s > 0, f"study.heartbeat_s={st.heartbeat_s} must be > 0 seconds")
+    _require(
+        st.grace_s > MIN_HEARTBEATS_PER_GRACE * st.heartbeat_s,
+        f"study.grace_s={st.grace_s} must be more than {MIN_HEARTBEATS_PER_GRACE} heartbeats "
+        f"(study.heartbeat_s={st.heartbeat_s}), or running trials are taken for abandoned",
+    )
+    _require(
+        p.n_startup_trials >= 0 and p.n_warmup_epochs >= 0,
+        "pruner.n_startup_trials and pruner.n_warmup_epochs must be >= 0",
+    )
+    _check_sampler(cfg)
+
+
+def _check_sampler(cfg: Any) -> None:
+    """Build the sampler once: Optuna refuses its own bad values (NSGA-II population)."""
+    from nas.search import make_sampler
+
+    node = cfg.sampler
+    for key in ("n_startup_trials", "population_size"):
+        value = node.get(key)
+        low = 2 if key == "population_size" else 0
+        _require(value is None or value >= low, f"sampler.{key}={value} must be >= {low}")
+    try:
+        make_sampler(cfg)
+    except NasError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"sampler={node.name}: {_one_line(exc)}") from None
+
+
+def check_storage(cfg: Any) -> None:
+    """A storage URL that cannot hold the study, found without opening it: an unknown
+    scheme, an in-memory SQLite database (lost when the run ends), a missing or
+    unwritable folder. An unreachable server is found when the search opens it."""
+    from nas.storage import RDB_SCHEMES, URL_ENV, mask_url
+
+    url = cfg.storage.url or os.environ.get(URL_ENV)
+    if not url:
+        return
+    shown = mask_url(str(url))
+    scheme = str(url).split(":", 1)[0].split("+", 1)[0]
+    if scheme not in (*RDB_SCHEMES, "journal"):
+        raise ConfigError(
+            f"storage.url '{shown}': unsupported scheme '{scheme}'; valid: sqlite:///FILE, "
+            "journal:///FILE, postgresql://USER[:PASSWORD]@HOST/DB, mysql+pymysql://..."
+        )
+    if scheme not in ("sqlite", "journal"):
+        return
+    prefix = "journal://" if scheme == "journal" else str(url).split("://", 1)[0] + ":///"
+    path = str(url)[len(prefix) :] if str(url).startswith(prefix) else ""
+    if scheme == "sqlite" and (path in ("", ":memory:") or path.startswith("file::memory:")):
+        raise ConfigError(
+            f"storage.url '{shown}' is an in-memory database: the study would be lost when "
+            "the run ends; use sqlite:///FILE or leave storage.url unset (study.db in the run "
+            "directory)"
+        )
+    _check_file_target(Path(path), f"storage.url '{shown}'")
+
+
+def _check_file_target(path: Path, what: str) -> None:
+    """A file that is to be created or written: its folder exists and is writable."""
+    if path.is_dir():
+        raise ConfigError(f"{what}: {path} is a directory, not a file")
+    if path.exists():
+        _require(os.access(path, os.W_OK), f"{what}: {path} is not writable")
+        return
+    folder = path.parent
+    _require(folder.is_dir(), f"{what}: folder {folder} does not exist")
+    _require(os.access(folder, os.W_OK), f"{what}: folder {folder} is not writable")
+
+
+def check_space(cfg: Any, space_cls: type) -> None:
+    """The space can sample an architecture, and each ``search.enqueue`` entry names only
+    choices the space has, with values it can take: an unknown key would be ignored and a
+    random architecture trained instead."""
+    import optuna
+
+    space = space_cls(plugin_config(space_cls, cfg.search_space))
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    try:  # one random architecture: empty or impossible choices fail here, not per trial
+        space.build(space.sample(study.ask()), 1, 2)
+    except Exception as exc:
+        raise ConfigError(f"search_space={space.name}: {_one_line(exc)}") from None
+    for entry in cfg.search.enqueue:
+        if not isinstance(entry, Mapping):
+            raise ConfigError(
+                f"search.enqueue: {entry!r} is not a mapping of choices, e.g. "
+                "search.enqueue=[{resolution:28,...}]"
+            )
+        entry = (
+            OmegaConf.to_container(entry, resolve=True) if OmegaConf.is_config(entry) else entry
+        )
+        assert isinstance(entry, Mapping)
+        wanted = {str(k): v for k, v in entry.items()}
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        study.enqueue_trial(wanted)
+        trial = study.ask()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                space.sample(trial)
+            except Exception as exc:
+                raise ConfigError(f"search.enqueue {wanted}: {_one_line(exc)}") from None
+        for key, value in wanted.items():
+            if key not in trial.params:
+                raise ConfigError(
+                    f"search.enqueue: '{key}' is not a choice of search space '{space.name}' "
+                    f"for this architecture; its choices: {', '.join(trial.params)}"
+                )
+            if trial.params[key] != value:
+                dist = trial.distributions[key]
+                valid = getattr(dist, "choices", None)
+                raise ConfigError(
+                    f"search.enqueue: {key}={value!r} is not a value search space "
+                    f"'{space.name}' can take" + (f"; valid: {list(valid)}" if valid else "")
+                )
+
+
+def check_dataset(cfg: Any) -> None:
+    """Load the dataset once (the search reuses it): missing files, bad options and splits
+    too small to train, validate and test on are found before anything is written."""
+    from nas.search import load_dataset
+
+    cls = get_plugin_manager().get("dataset", cfg.dataset.name)
+    load_dataset(cls(plugin_config(cls, cfg.dataset)))

@@ -101,7 +101,7 @@ def test_unreachable_storage(cli, tmp_path):
     )
     assert proc.returncode == 2
     err = proc.stderr.strip().splitlines()
-    assert len(err) == 1 and "storage.url 'postgresql://nas:nas@127.0.0.1:1/none'" in err[0]
+    assert len(err) == 1 and "storage.url 'postgresql://nas:***@127.0.0.1:1/none'" in err[0]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run").exists()  # no .hydra/, no search.log, no directory
 
@@ -238,3 +238,39 @@ def test_multirun_sweeps_are_checked_per_combination():
     assert check_search_args(args) == ["-m", "+hw=cortex_m4,cortex_m7", "sampler=tpe,random"]
     with pytest.raises(NasError, match="unknown sampler 'cmaes'"):
         check_search_args(["-m", "+hw=cortex_m4,cortex_m7", "sampler=tpe,cmaes"])
+
+
+def test_a_search_whose_every_trial_failed_exits_1_with_the_reasons(capsys, monkeypatch, tmp_path):
+    import nas.search
+
+    def boom(self, trial):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(nas.search.Objective, "_run", boom)
+    run = tmp_path / "run"
+    args = ["+hw=cortex_m4", "search.n_trials=2", "backend=estimate", f"hydra.run.dir={run}"]
+    assert main(["search", *args]) == 1
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert lines == ["error: every trial failed (2 of 2): 2 x RuntimeError: boom"], err
+    assert (run / "trials.csv").is_file()  # the report of what happened is still written
+
+
+def test_a_repeat_does_not_copy_retry_of_from_its_twin():
+    from nas.record import ACC_INT8, DUPLICATE_OF, FEASIBLE, RETRY_OF
+    from nas.search import Objective
+
+    study = optuna.create_study(directions=["maximize"])
+    dist = optuna.distributions.CategoricalDistribution([8, 16])
+    twin = optuna.trial.create_trial(
+        params={"w": 8},
+        distributions={"w": dist},
+        values=[0.5],
+        user_attrs={RETRY_OF: 3, FEASIBLE: True, ACC_INT8: 0.5},
+    )
+    study.add_trial(twin)
+    trial = study.ask({"w": dist})
+    Objective.repeat(Objective.__new__(Objective), trial, study.trials[0])
+    attrs = study._storage.get_trial(trial._trial_id).user_attrs
+    assert attrs[DUPLICATE_OF] == 0 and attrs[ACC_INT8] == 0.5
+    assert RETRY_OF not in attrs

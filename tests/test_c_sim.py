@@ -83,6 +83,7 @@ def test_host_c_is_bit_exact_on_random_architectures(tmp_path, seed):
     np.testing.assert_array_equal(got, run_int8(qg, x_q).reshape(len(x_q), -1))
 
 
+@pytest.mark.slow
 def test_cortex_m4_in_qemu_is_bit_exact_and_counted(tmp_path):
     arm_tools()
     cand = make_candidate()
@@ -101,6 +102,7 @@ def test_cortex_m4_in_qemu_is_bit_exact_and_counted(tmp_path):
     assert 0 < first.stack_bytes < 4096
 
 
+@pytest.mark.slow
 def test_instruction_count_is_exact_for_a_known_loop(tmp_path):
     """The counter reads 40 instructions per SysTick tick: a 2-instruction loop run
     100,000 times must read 200,000."""
@@ -199,6 +201,7 @@ def test_bonsai_c_is_bit_exact_and_stored_as_the_cost_model_counts(tmp_path, bon
         assert sizes["tanh_table"] == 256 and sizes["z_bias"] == shape.proj_dim
 
 
+@pytest.mark.slow
 def test_bonsai_on_atmega328p_in_simavr(tmp_path, bonsai_models):
     avr_tools()
     qb, shape, x_q = bonsai_models[0]
@@ -332,7 +335,12 @@ class QCentroid:
 
 
 @pytest.mark.parametrize(
-    ("hw", "simulate"), [("cortex_m4", False), ("cortex_m4", True), ("arduino_uno", True)]
+    ("hw", "simulate"),
+    [
+        ("cortex_m4", False),
+        pytest.param("cortex_m4", True, marks=pytest.mark.slow),  # QEMU
+        pytest.param("arduino_uno", True, marks=pytest.mark.slow),  # simavr
+    ],
 )
 def test_a_third_party_model_kind_is_compiled_and_run(hw, simulate):
     if simulate:

@@ -16,7 +16,13 @@ def test_compression_method_contract(name):
     check_compression_method(get_plugin_manager().get("compression", name))
 
 
-@pytest.mark.parametrize("name", nas.list_backends())
+@pytest.mark.parametrize(
+    "name",
+    [  # the c_sim contract runs QEMU: a simulator run, slow
+        pytest.param(n, marks=pytest.mark.slow) if n == "c_sim" else n
+        for n in nas.list_backends()
+    ],
+)
 def test_backend_contract(name):
     if name == "c_sim":
         from test_c_sim import arm_tools

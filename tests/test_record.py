@@ -58,7 +58,13 @@ BUILTIN_METRICS = [
 
 
 def test_builtin_plugin_metrics_are_not_core_columns():
-    assert record.core_columns_in(BUILTIN_METRICS) == []
+    assert record.core_columns_in(BUILTIN_METRICS) == list(record.MEASURED_BY_BACKEND)
+    record.check_plugin_metrics("backend 'tflm'", BUILTIN_METRICS, record.MEASURED_BY_BACKEND)
+
+
+def test_only_a_backend_may_replace_a_cost_figure_with_its_measurement():
+    with pytest.raises(TrialError, match="compression method 'x' returned core column"):
+        record.check_plugin_metrics("compression method 'x'", {"model_bytes": 1})
 
 
 @pytest.mark.parametrize(
@@ -86,7 +92,7 @@ def test_core_columns(name):
 def test_every_cost_figure_and_core_column_of_the_csv_is_reserved():
     """The static cost (and its ``_uncompressed`` twin) and every column of ``trials.csv``
     that the core writes; the backend's own figures stay free."""
-    backend_figures = {record.ACC_INT8, record.ACC_INT8_TEST, *record.MEASURED_BY_BACKEND}
+    backend_figures = {record.ACC_INT8, record.ACC_INT8_TEST}
     for name in Cost.__dataclass_fields__:
         assert record.is_core_column(name) == (name not in backend_figures)
         assert record.is_core_column(name + record.UNCOMPRESSED_SUFFIX)

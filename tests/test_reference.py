@@ -44,7 +44,7 @@ def test_enqueued_references_run_first_and_match_tflm_bit_for_bit(cli, tmp_path)
 
 
 @pytest.mark.slow
-def test_enqueued_value_outside_the_space_fails_that_trial_only(cli, tmp_path):
+def test_enqueued_value_outside_the_space_is_refused_before_anything_runs(cli, tmp_path):
     r = cli(
         "search",
         "+hw=cortex_m4",
@@ -53,12 +53,11 @@ def test_enqueued_value_outside_the_space_fails_that_trial_only(cli, tmp_path):
         "search.enqueue=[{family:resnet,width:4,resolution:8}]",
         "search.n_trials=2",
         "search.epochs=1",
-        f"hydra.run.dir={tmp_path}",
+        f"hydra.run.dir={tmp_path / 'run'}",
     )
-    assert r.returncode == 0, r.stderr
-    df = pd.read_csv(tmp_path / "trials.csv")
-    assert df["state"].tolist()[0] == "FAIL" and "resnet" in df["reason"][0]
-    assert df["state"].tolist()[1] == "COMPLETE"
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("error: search.enqueue") and "resnet" in r.stderr, r.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_scaled_is_the_largest_version_that_fits():

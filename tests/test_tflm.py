@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import numpy as np
 import optuna
@@ -306,3 +307,16 @@ def test_search_with_tflm_backend_writes_a_deployable_model(cli, tmp_path):
     out = invoke_all(load(model, arena), x_q)
     acc = float((out.argmax(1) == d.y_test).mean())
     assert acc == pytest.approx(info["metrics"]["acc_int8_tflm"])
+
+
+def test_a_try_in_a_child_reports_its_error_and_cannot_hang(monkeypatch):
+    from nas_backend_tflm import runtime
+
+    def fails():
+        raise RuntimeError("arena too small: boom")
+
+    attempt = runtime._in_child(fails)
+    assert not attempt.ok and "boom" in attempt.message, attempt
+    monkeypatch.setattr(runtime, "CHILD_TIMEOUT_S", 0.5)
+    attempt = runtime._in_child(lambda: time.sleep(30))
+    assert not attempt.ok and "no answer within 0.5 s" in attempt.message, attempt

@@ -11,6 +11,7 @@ import weakref
 import optuna
 import pandas as pd
 import pytest
+import yaml
 from conftest import spawn_cli
 
 from nas.interrupt import CtrlC
@@ -51,6 +52,9 @@ def test_search_workers_share_one_sqlite_study(cli, tmp_path):
     _no_duplicates_no_losses(study, 5)
     assert len(pd.read_csv(run / "trials.csv")) == 5
     assert (run / "worker_1.log").is_file() and (run / "worker_2.log").is_file()
+    # the run's config files show the user's command, not a worker's
+    overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
+    assert overrides == ["+hw=cortex_m4", "search.workers=3", "search.n_trials=5", *FAST]
 
 
 @pytest.mark.slow
@@ -152,8 +156,8 @@ def test_killed_search_resumes(tmp_path):
     p.wait()
     before = _states(db)
     assert before.count("RUNNING") == 1
-    time.sleep(3)  # the dead worker's heartbeat goes stale
-    p = spawn_cli(*args, "search.n_trials=2", "study.grace_s=2", "search.epochs=1")
+    time.sleep(5)  # the dead worker's heartbeat goes stale
+    p = spawn_cli(*args, "search.n_trials=2", "study.grace_s=4", "search.epochs=1")
     _, err = p.communicate(timeout=600)
     assert p.returncode == 0, err[-3000:]
     study = optuna.load_study(study_name="cortex_m4-mobilenet-digits", storage=f"sqlite:///{db}")
@@ -213,3 +217,85 @@ def test_a_ctrl_c_swallowed_in_a_weakref_callback_is_raised_again():
             guard.check()
     finally:
         signal.signal(signal.SIGINT, outer)
+
+
+def _running_trial(db) -> optuna.trial.FrozenTrial | None:
+    try:
+        study = optuna.load_study(study_name="stall", storage=f"sqlite:///{db}")
+    except Exception:
+        return None
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    return running[0] if running else None
+
+
+@pytest.mark.slow
+def test_a_paused_worker_survives_its_trial_taken_by_a_peer(tmp_path):
+    """SIGSTOP a worker in a trial past ``study.grace_s``: a peer marks the trial abandoned.
+    Resumed (SIGCONT), the worker records its finished result as a new trial, runs the rest
+    of its share and exits 0 (it used to die with ``Cannot tell a FAIL trial``)."""
+    db = tmp_path / "study.db"
+    common = [
+        "search",
+        "+hw=cortex_m4",
+        *LONG[:-1],
+        "search.epochs=8",
+        "study.name=stall",
+        "study.heartbeat_s=1",
+        "study.grace_s=4",
+        f"storage.url=sqlite:///{db}",
+    ]
+    paused = spawn_cli(*common, "search.n_trials=2", f"hydra.run.dir={tmp_path / 'a'}")
+    # paused in training, after the check for an earlier twin
+    _wait_for(lambda: "val_acc_curve" in getattr(_running_trial(db), "user_attrs", {}), paused)
+    paused.send_signal(signal.SIGSTOP)
+    try:
+        taken = _running_trial(db)
+        assert taken is not None
+        time.sleep(6)  # past the grace period
+        peer = spawn_cli(
+            *common, "search.n_trials=1", "search.epochs=1", f"hydra.run.dir={tmp_path / 'b'}"
+        )
+        _, err = peer.communicate(timeout=600)
+        assert peer.returncode == 0, err[-3000:]
+    finally:
+        paused.send_signal(signal.SIGCONT)
+    _, err = paused.communicate(timeout=600)
+    assert paused.returncode == 0, err[-3000:]
+    assert "Cannot tell" not in err and "Traceback" not in err, err[-3000:]
+    study = optuna.load_study(study_name="stall", storage=f"sqlite:///{db}")
+    trials = study.get_trials(deepcopy=False)
+    first = trials[taken.number]
+    assert first.state.name == "FAIL"
+    assert "abandoned" in first.user_attrs["fail_reason"]
+    recovered = [
+        t
+        for t in trials
+        if t.params == first.params
+        and t.state.name == "COMPLETE"
+        and "retry_of" not in t.user_attrs  # not the peer's retry (it may be a repeat of it)
+    ]
+    assert len(recovered) == 1 and "acc_int8" in recovered[0].user_attrs
+    assert recovered[0].user_attrs["train_s"] > 0  # its training was kept, not repeated
+    states = [t.state.name for t in trials]
+    assert states.count("FAIL") == 1 and "RUNNING" not in states
+    assert states.count("COMPLETE") == 3  # the paused worker's 2, the peer's retry
+
+
+def test_a_result_for_a_trial_taken_meanwhile_is_recorded_as_a_new_trial():
+    """In-process: the writes and the result of a trial that a peer failed meanwhile."""
+    from nas.search import Objective, ShadowTrial
+
+    study = optuna.create_study(directions=["maximize"])
+    trial = study.ask()
+    trial.suggest_categorical("w", [8, 16])
+    shadow = ShadowTrial(trial)
+    shadow.set_user_attr("before", 1)
+    study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+    shadow.set_user_attr("after", 2)  # refused by the storage, kept by the shadow
+    assert shadow.taken
+    objective = Objective.__new__(Objective)
+    assert objective.keep_if_taken(shadow, optuna.trial.TrialState.COMPLETE, [0.75])
+    new = study.trials[-1]
+    assert objective.recovered is not None and objective.recovered.number == new.number == 1
+    assert new.state.name == "COMPLETE" and new.values == [0.75]
+    assert new.params == trial.params and new.user_attrs == {"before": 1, "after": 2}

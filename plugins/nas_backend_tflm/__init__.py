@@ -55,7 +55,7 @@ class TflmBackend(BaseBackend):
             raise TrialError(f"{candidate.name}: {exc}") from None
         estimated = tflm_arena(qg.graph, "reference", HOST_POINTER_BYTES)
         measured = min_arena_bytes(model, guess=estimated.min_bytes)
-        interp = load(model, measured)
+        interp = load(model, measured, known_to_fit=True)
         d = candidate.data
         x_val = qg.input_params.quantize(d.x_val.transpose(0, 2, 3, 1))
         x_test = qg.input_params.quantize(d.x_test.transpose(0, 2, 3, 1))

@@ -27,7 +27,11 @@ from __future__ import annotations
 import faulthandler
 import os
 import re
+import resource
+import signal
 import tempfile
+import time
+import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +43,9 @@ from nas.errors import TrialError
 #: Where `load` starts looking for an arena that fits, and where the search gives up.
 MIN_ARENA_BYTES = 4096
 MAX_ARENA_BYTES = 1 << 30
+#: How long one try in a child process may take before it is killed and counted as failed
+#: (a try builds an interpreter and invokes it once: milliseconds for MCU-sized models).
+CHILD_TIMEOUT_S = 60.0
 _LINE = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
 _CATEGORY = re.compile(r"'([^']+)' used (\d+) bytes .*?for (\d+) ")
 
@@ -110,18 +117,39 @@ def _in_child(fn: Callable[[], object]) -> Attempt:
             code = 1
             try:
                 faulthandler.disable()  # a crash here is an answer, not a bug report
+                resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # and no core dump
                 os.dup2(err.fileno(), 2)
                 fn()
                 code = 0
+            except BaseException as exc:  # noqa: BLE001 - its text is the answer
+                os.write(2, "".join(traceback.format_exception_only(exc)).encode())
             finally:
                 os._exit(code)
-        _, status = os.waitpid(pid, 0)
+        status = _wait(pid, CHILD_TIMEOUT_S)
         err.seek(0)
         lines = err.read().decode(errors="replace").strip().splitlines()
+    if status is None:
+        return Attempt(False, f"no answer within {CHILD_TIMEOUT_S:g} s (killed)")
     code = os.waitstatus_to_exitcode(status)
     if code < 0:
         lines.append(f"killed by signal {-code}")
     return Attempt(code == 0, lines[-1].strip() if lines else f"exit status {code}")
+
+
+def _wait(pid: int, timeout_s: float) -> int | None:
+    """The child's wait status, or None after killing it when it ran past ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.001
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def try_arena(model: bytes, arena_size: int) -> Attempt:
@@ -147,12 +175,14 @@ def fitting_arena(model: bytes, arena_size: int) -> int:
     return size
 
 
-def load(model: bytes, arena_size: int):
+def load(model: bytes, arena_size: int, known_to_fit: bool = False):
     """A TFLM interpreter for ``model``, with ``arena_size`` bytes of arena or, where that
-    is too small, the first doubling of it (from `MIN_ARENA_BYTES`) that fits."""
+    is too small, the first doubling of it (from `MIN_ARENA_BYTES`) that fits.
+    ``known_to_fit``: ``arena_size`` already ran in a child (`min_arena_bytes`): no try."""
     from tflite_micro import runtime
 
-    return runtime.Interpreter.from_bytes(model, arena_size=fitting_arena(model, arena_size))
+    size = arena_size if known_to_fit else fitting_arena(model, arena_size)
+    return runtime.Interpreter.from_bytes(model, arena_size=size)
 
 
 def _bracket(model: bytes, guess: int) -> tuple[int, int]:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from nas import hookimpl
-from nas.data import Arrays, BaseDataset, DatasetConfig, stratified_split
+from nas.data import Arrays, BaseDataset, DatasetConfig, check_fraction, stratified_split
+from nas.errors import ConfigError
 
 
 @dataclass
@@ -33,6 +34,13 @@ class DigitsDataset(BaseDataset):
         x = (bunch.images / 16.0).astype(np.float32)[:, None, :, :]
         y = bunch.target.astype(np.int64)
         c = self.config
+        check_fraction("val_fraction", c.val_fraction)
+        check_fraction("test_fraction", c.test_fraction)
+        if c.val_fraction + c.test_fraction >= 1:
+            raise ConfigError(
+                f"dataset.val_fraction={c.val_fraction} + dataset.test_fraction="
+                f"{c.test_fraction} leaves no training images; their sum must be < 1"
+            )
         tr, va, te = stratified_split(y, (c.val_fraction, c.test_fraction), c.seed)
         return Arrays(x[tr], y[tr], x[va], y[va], x[te], y[te], num_classes=10)
 

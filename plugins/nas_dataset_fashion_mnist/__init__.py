@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from nas import hookimpl
-from nas.data import Arrays, BaseDataset, DatasetConfig, stratified_split
+from nas.data import Arrays, BaseDataset, DatasetConfig, check_fraction, stratified_split
 from nas.errors import ConfigError
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
@@ -79,6 +79,10 @@ class FashionMnistDataset(BaseDataset):
 
     def load(self) -> Arrays:
         c = self.config
+        check_fraction("val_fraction", c.val_fraction)
+        for key in ("train_subset", "test_subset"):
+            if getattr(c, key) < 0:
+                raise ConfigError(f"dataset.{key}={getattr(c, key)} must be >= 0 (0: all)")
         root = Path(c.root)
         arrays = {key: read_idx(find(root, name)) for key, name in FILES.items()}
         for split in ("train", "test"):
