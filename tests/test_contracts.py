@@ -19,8 +19,7 @@ def test_compression_method_contract(name):
 @pytest.mark.parametrize(
     "name",
     [  # the c_sim contract runs QEMU: a simulator run, slow
-        pytest.param(n, marks=pytest.mark.slow) if n == "c_sim" else n
-        for n in nas.list_backends()
+        pytest.param(n, marks=pytest.mark.slow) if n == "c_sim" else n for n in nas.list_backends()
     ],
 )
 def test_backend_contract(name):
