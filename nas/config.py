@@ -62,7 +62,7 @@ class SearchConfig:
     #: Architectures to evaluate first, each a dict of the space's choices (its
     #: ``arch_`` columns), e.g. ``search.enqueue=[{family:cnn,width:16,resolution:28}]``:
     #: a hand-designed model to compare with, or a found one to train again with another
-    #: recipe (``search.n_trials=1``). An entry the space cannot take is refused before anything runs.
+    #: recipe (``search.n_trials=1``). An entry the space cannot take is refused up front.
     enqueue: list[Any] = field(default_factory=list)
     #: What the sampler optimizes: ``[acc_int8, latency_ms]`` (the default: the Pareto
     #: front of accuracy against latency) or ``[acc_int8]`` (accuracy first: the most
