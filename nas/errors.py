@@ -21,3 +21,10 @@ class GraphError(NasError):
 
 class TrialError(NasError):
     """A trial failed for a reason worth recording (diverged training, missing quantization)."""
+
+
+def check_option(option: str, value: object, ok: bool, valid: str) -> None:
+    """A plugin option's range check (call it in the ``Config``'s ``__post_init__``, so a
+    bad value stops the command before anything runs): one line naming the option."""
+    if not ok:
+        raise ConfigError(f"{option}={value} is not valid; it must be {valid}")

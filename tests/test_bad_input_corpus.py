@@ -218,6 +218,27 @@ PLUGINS = _cases(
         ("ptq-option", [HW, "compression.ptq.nope=1"], "compression.ptq.nope"),
         ("ptq-option-type", [HW, "compression.ptq.per_channel=maybe"], "per_channel"),
         ("prune-option-type", [HW, "compression=[prune,ptq]", "compression.prune.amount=x"], "x"),
+        (
+            "prune-amount-range",
+            [HW, "compression=[prune,ptq]", "compression.prune.amount=1.5"],
+            "compression.prune.amount=1.5 is not valid",
+        ),
+        (
+            "ptq-calibration-range",
+            [HW, "compression.ptq.calibration_samples=0"],
+            "compression.ptq.calibration_samples=0",
+        ),
+        (
+            "qat-momentum-range",
+            [HW, "compression=[qat]", "compression.qat.momentum=0"],
+            "compression.qat.momentum=0",
+        ),
+        (
+            "distill-alpha-range",
+            [HW, "compression=[distill,ptq]", "compression.distill.alpha=2"],
+            "compression.distill.alpha=2",
+        ),
+        ("c-sim-inputs-range", [HW, "backend=c_sim", "backend.sim_inputs=0"], "sim_inputs=0"),
         ("no-quantization", [HW, "compression=[prune]"], "quantization"),
         ("bonsai-tflm", [HW, "search_space=bonsai", "backend=tflm"], "bonsai"),
     ],

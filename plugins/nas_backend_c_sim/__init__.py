@@ -40,7 +40,7 @@ from nas import hookimpl
 from nas.backends import BaseBackend, CExportable, CSource
 from nas.compression import Candidate
 from nas.cost import Cost
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_option
 from nas.hardware import HardwareProfile
 from nas.int8 import QGraph, run_int8
 from nas.plugin_manager import Command
@@ -58,6 +58,9 @@ class CSimConfig:
     simulate: bool = True
     #: Test images run in the simulator (each inference is measured).
     sim_inputs: int = 4
+
+    def __post_init__(self) -> None:
+        check_option("backend.sim_inputs", self.sim_inputs, self.sim_inputs >= 1, "1 or more")
 
 
 def sim_target(hw: HardwareProfile) -> str | None:

@@ -24,7 +24,7 @@ from torch import nn
 from nas import hookimpl
 from nas.compression import BaseCompressionMethod, Candidate
 from nas.data import Arrays
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_option
 from nas.plugin_manager import get_plugin_manager
 from nas.train import DEFAULT_SETTINGS, TrainSettings, accuracy, batches, fit
 
@@ -53,6 +53,20 @@ class DistillConfig:
     lr_scale: float = 0.3
     teacher_epochs: int = 15
     cache_dir: str = ".nas_cache/teachers"
+
+    def __post_init__(self) -> None:
+        check_option(
+            "compression.distill.temperature", self.temperature, self.temperature > 0, "above 0"
+        )
+        check_option("compression.distill.alpha", self.alpha, 0 <= self.alpha <= 1, "in [0, 1]")
+        check_option("compression.distill.epochs", self.epochs, self.epochs >= 0, "0 or more")
+        check_option("compression.distill.lr_scale", self.lr_scale, self.lr_scale > 0, "above 0")
+        check_option(
+            "compression.distill.teacher_epochs",
+            self.teacher_epochs,
+            self.teacher_epochs >= 1,
+            "1 or more",
+        )
 
 
 def _fingerprint(data: Arrays) -> str:

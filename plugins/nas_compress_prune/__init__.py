@@ -19,6 +19,7 @@ from torch import nn
 
 from nas import hookimpl
 from nas.compression import BaseCompressionMethod, Candidate
+from nas.errors import check_option
 from nas.train import DEFAULT_SETTINGS, fit
 
 _ACTS = (nn.ReLU, nn.ReLU6)
@@ -30,6 +31,24 @@ class PruneConfig:
     finetune_epochs: int = 3
     lr_scale: float = 0.3
     min_channels: int = 4
+
+    def __post_init__(self) -> None:
+        check_option(
+            "compression.prune.amount", self.amount, 0 <= self.amount < 1, "a fraction in [0, 1)"
+        )
+        check_option(
+            "compression.prune.finetune_epochs",
+            self.finetune_epochs,
+            self.finetune_epochs >= 0,
+            "0 or more",
+        )
+        check_option("compression.prune.lr_scale", self.lr_scale, self.lr_scale > 0, "above 0")
+        check_option(
+            "compression.prune.min_channels",
+            self.min_channels,
+            self.min_channels >= 1,
+            "1 or more",
+        )
 
 
 def _conv_like(conv: nn.Conv2d, keep: torch.Tensor, out: bool, inp: bool) -> nn.Conv2d:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from nas import hookimpl
 from nas.compression import BaseCompressionMethod, Candidate
 from nas.data import calibration_batch
+from nas.errors import check_option
 from nas.int8 import quantize
 
 
@@ -29,6 +30,14 @@ class PtqConfig:
     calibration_samples: int = 256
     seed: int = 0
     per_channel: bool = True
+
+    def __post_init__(self) -> None:
+        check_option(
+            "compression.ptq.calibration_samples",
+            self.calibration_samples,
+            self.calibration_samples >= 1,
+            "1 or more",
+        )
 
 
 class PostTrainingQuantization(BaseCompressionMethod):

@@ -25,6 +25,7 @@ from torch import nn
 from nas import hookimpl
 from nas.compression import BaseCompressionMethod, Candidate
 from nas.data import calibration_batch
+from nas.errors import check_option
 from nas.int8 import accuracy_int8, quantize
 from nas.train import DEFAULT_SETTINGS, TrainSettings, fit
 
@@ -39,6 +40,19 @@ class QatConfig:
     momentum: float = 0.1
     seed: int = 0
     per_channel: bool = True
+
+    def __post_init__(self) -> None:
+        check_option("compression.qat.epochs", self.epochs, self.epochs >= 0, "0 or more")
+        check_option("compression.qat.lr_scale", self.lr_scale, self.lr_scale > 0, "above 0")
+        check_option(
+            "compression.qat.calibration_samples",
+            self.calibration_samples,
+            self.calibration_samples >= 1,
+            "1 or more",
+        )
+        check_option(
+            "compression.qat.momentum", self.momentum, 0 < self.momentum <= 1, "in (0, 1]"
+        )
 
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:
