@@ -46,11 +46,13 @@ kernels are assumed to allocate like the reference ones, plus their scratch buff
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nas.graph import Graph, Op
 from nas.hardware import HardwareProfile
 from nas.planner import ALIGN, Alloc, align, head_end, lifetimes, plan, tail_start
+
+if TYPE_CHECKING:  # annotations only: the cost's names (nas.record) need no torch
+    from nas.graph import Graph, Op
 
 # TFLM arena model (`tflm_arena`). Sizes of TFLM structs that hold pointers, per pointer
 # width. 64-bit: measured on the x86-64 ``tflite-micro`` wheel (RecordingMicroAllocator's

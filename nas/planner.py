@@ -22,8 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from nas.graph import Graph
+if TYPE_CHECKING:  # an annotation only: importing the planner needs no torch
+    from nas.graph import Graph
 
 ALIGN = 16
 

@@ -22,9 +22,7 @@ interpreter allocates and invokes it (`nas_backend_tflm.runtime.min_arena_bytes`
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -119,24 +117,15 @@ def update_rows(df: pd.DataFrame, results: Path, budget: str) -> tuple[list[str]
     return changes, gap
 
 
-def git_commit() -> str:
-    """The commit measured with, and whether the working tree had changes."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=run.ROOT, capture_output=True, text=True).stdout
-
-    dirty = ", with uncommitted changes" if git("status", "--porcelain").strip() else ""
-    return (git("rev-parse", "--short", "HEAD").strip() or "unknown") + dirty
-
-
 def rewrite_section(results: Path, df: pd.DataFrame, budget: str, gap: int) -> None:
     """Replace the budget's notes and table in ``RESULTS.md`` and redraw its memory plot."""
     path = results / "RESULTS.md"
     lines = path.read_text().splitlines()
     start = lines.index(f"## {budget}")
     end = next(i for i in range(start, len(lines)) if lines[i].startswith("!["))
+    made = run.provenance()
     note = (
-        f"{NOTE} on {datetime.date.today().isoformat()} (commit {git_commit()}) with "
+        f"{NOTE} on {made['date']} (commit {made['commit']}) with "
         "`python benchmarks/fashion_mnist/remeasure_arena.py`: the smallest arena each "
         "stored model runs in. The run itself had recorded what TFLite Micro's "
         "RecordingMicroAllocator reports once allocation is done, which leaves out the "
