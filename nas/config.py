@@ -39,6 +39,41 @@ from nas.hardware import (
 )
 from nas.plugin_manager import KINDS, get_plugin_manager
 
+#: ``search.strategy``: ``train`` trains every feasible candidate; ``supernet`` trains one
+#: weight-sharing network once and scores candidates with inherited weights
+#: (`nas.supernet`).
+STRATEGIES = ("train", "supernet")
+#: ``search.supernet.finalist_init``: finalists start from their inherited weights or
+#: from a fresh initialisation.
+FINALIST_INITS = ("inherited", "scratch")
+
+
+@dataclass
+class SupernetConfig:
+    """``search.strategy=supernet`` (`nas.supernet`): how the supernet is trained (with
+    ``search.batch_size``, ``search.lr``, ``search.weight_decay`` and ``search.seed``) and
+    how its candidates are scored and finished."""
+
+    #: The trained supernet (a checkpoint per epoch while it trains). None:
+    #: ``supernet.pt`` in the run directory. A file trained for other space options,
+    #: data or training options is refused; one that exists and matches is reused.
+    path: str | None = None
+    epochs: int = 10
+    #: Random subnets per step, besides the largest and the smallest (the sandwich rule).
+    random_subnets: int = 2
+    #: In-place distillation: the smaller subnets learn the largest one's soft labels.
+    distill: bool = True
+    #: Draw the random subnets among those that fit the chip (the static cost and the
+    #: search's limits, as for candidates): the weights the search will use are trained.
+    sample_feasible: bool = True
+    #: Training images each candidate's batch-norm statistics are recalibrated on.
+    bn_images: int = 512
+    #: The best candidates by inherited int8 accuracy, then trained (``search.epochs``),
+    #: compressed and scored by the backend like the trials of ``search.strategy=train``.
+    finalists: int = 3
+    #: Finalists start from their inherited weights, or from scratch.
+    finalist_init: str = "inherited"
+
 
 @dataclass
 class SearchConfig:
@@ -77,6 +112,10 @@ class SearchConfig:
     #: budget allows, and more MACs usually buy accuracy (MCUNet, Lin et al. 2020).
     #: None: no floor.
     min_macs: int | None = None
+    #: ``train`` (every feasible candidate is trained) or ``supernet`` (candidates inherit
+    #: the weights of one trained supernet; `STRATEGIES`).
+    strategy: str = "train"
+    supernet: SupernetConfig = field(default_factory=SupernetConfig)
 
 
 @dataclass

@@ -46,6 +46,18 @@ ACC_FLOAT_TEST = "acc_float_test"
 HEARTBEAT = "heartbeat_unix"
 #: A trial queued again after its worker stopped: the number of the abandoned trial.
 RETRY_OF = "retry_of"
+#: How the trial's ``acc_int8`` was measured: ``supernet`` (inherited weights of the
+#: ``supernet`` strategy, int8 validation accuracy only; `nas.supernet`) or the name of
+#: the backend that scored the trained model.
+SCORED_BY = "scored_by"
+#: The ``scored_by`` value of candidates scored with inherited weights.
+SUPERNET = "supernet"
+#: Seconds a ``supernet`` candidate took to score (extract, recalibrate, quantize, validate).
+SCORE_S = "score_s"
+#: A finalist of the ``supernet`` strategy: the number of the candidate it was chosen from,
+#: and that candidate's inherited int8 validation accuracy.
+FINALIST_OF = "finalist_of"
+ACC_INT8_INHERITED = "acc_int8_inherited"
 #: The static cost's names (`nas.cost.Cost`: ``flash_bytes``, ``latency_ms``...).
 COST = tuple(f.name for f in dataclasses.fields(Cost))
 #: When compression changed the graph: ``<cost name>_uncompressed`` keeps the searched one.
@@ -94,7 +106,9 @@ REASONS = (INFEASIBLE_REASON, FAIL_REASON, PRUNE_REASON)
 #: Attributes that are not columns of the row.
 HIDDEN = (ARCH, VAL_ACC_CURVE, *REASONS)
 #: What a repeat does not copy from the trial that trained its architecture.
-NOT_REPEATED = frozenset({VAL_ACC_CURVE, HEARTBEAT, TRAIN_S, PRUNE_REASON, FAIL_REASON})
+NOT_REPEATED = frozenset(
+    {VAL_ACC_CURVE, HEARTBEAT, TRAIN_S, PRUNE_REASON, FAIL_REASON, FINALIST_OF, ACC_INT8_INHERITED}
+)
 #: Cost names a backend may replace with its measurement: the ``tflm`` backend returns
 #: the real ``.tflite`` size as ``model_bytes`` (and the estimate as
 #: ``model_bytes_estimated``).
@@ -118,6 +132,10 @@ CORE_COLUMNS = frozenset(
         ACC_FLOAT_TEST,
         HEARTBEAT,
         RETRY_OF,
+        SCORED_BY,
+        SCORE_S,
+        FINALIST_OF,
+        ACC_INT8_INHERITED,
         *REASONS,
         *COST,
         *(name + UNCOMPRESSED_SUFFIX for name in COST),

@@ -48,7 +48,9 @@ from nas.record import (
     PARETO_RUN,
     REASON,
     REASONS,
+    SCORED_BY,
     STATE,
+    SUPERNET,
     TRAIN_S,
 )
 from nas.storage import display_url, mask_url, open_storage, without_masked_password
@@ -108,12 +110,21 @@ def record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
 
 def trained_mask(df: pd.DataFrame) -> pd.Series:
     """True for completed rows that fit and were trained and scored; a repeat is left out
-    (the trial that trained its architecture stands for it)."""
+    (the trial that trained its architecture stands for it), and so are the candidates of
+    a supernet search scored with inherited weights (`inherited_mask`)."""
     ok = (df[STATE] == "COMPLETE") & df[FEASIBLE].astype(bool)
     ok &= df[ACC_INT8].notna() if ACC_INT8 in df else False
     if DUPLICATE_OF in df:
         ok &= df[DUPLICATE_OF].isna()
-    return ok
+    return ok & ~inherited_mask(df)
+
+
+def inherited_mask(df: pd.DataFrame) -> pd.Series:
+    """True for the candidates a supernet search scored with inherited weights
+    (``scored_by`` is ``supernet``): ranked there, never trained or run on a backend."""
+    if SCORED_BY not in df:
+        return pd.Series(False, index=df.index)
+    return df[SCORED_BY] == SUPERNET
 
 
 def repeat_mask(df: pd.DataFrame) -> pd.Series:
@@ -188,6 +199,7 @@ def summary(df: pd.DataFrame) -> dict[str, Any]:
     return {
         "trials": len(df),
         "complete_feasible": int(trained_mask(df).sum()),
+        "inherited": int((inherited_mask(df) & df[FEASIBLE].astype(bool)).sum()),
         "repeats": int(repeat_mask(df).sum()),
         "infeasible": int(((states == "COMPLETE") & ~df[FEASIBLE]).sum()),
         "pruned": int((states == "PRUNED").sum()),
@@ -245,6 +257,8 @@ def write_run(
             shutil.copytree(src, best_dir)
     print()
     repeats = f"{counts['repeats']} repeated, " if counts["repeats"] else ""
+    if counts["inherited"]:
+        repeats = f"{counts['inherited']} scored on the supernet, " + repeats
     print(
         f"Pareto front on {hw.name}: {counts['complete_feasible']} feasible, {repeats}"
         f"{counts['infeasible']} infeasible, {counts['pruned']} pruned, "

@@ -47,10 +47,12 @@ from nas.record import (
     ACC_FLOAT,
     ACC_FLOAT_TEST,
     ACC_INT8,
+    ACC_INT8_INHERITED,
     ARCH,
     DUPLICATE_OF,
     FAIL_REASON,
     FEASIBLE,
+    FINALIST_OF,
     HEARTBEAT,
     INFEASIBLE_REASON,
     LATENCY_MS,
@@ -59,14 +61,24 @@ from nas.record import (
     PRUNE_REASON,
     REASON,
     RETRY_OF,
+    SCORE_S,
+    SCORED_BY,
     STATE,
+    SUPERNET,
     TRAIN_S,
     UNCOMPRESSED_SUFFIX,
     VAL_ACC_CURVE,
     check_plugin_metrics,
 )
-from nas.spaces import BaseSearchSpace, check_supported
+from nas.spaces import BaseSearchSpace, Supernet, check_supported
 from nas.storage import Heartbeat, fail_stale_trials, mask_url, open_storage, storage_url
+from nas.supernet import (
+    bn_images,
+    int8_val_accuracy,
+    open_supernet,
+    recalibrate_bn,
+    train_supernet,
+)
 from nas.train import TrainSettings, accuracy
 
 log = logging.getLogger(__name__)
@@ -263,6 +275,8 @@ class Objective:
         self._resized: dict[int, Arrays] = {}
         #: The new trial that holds the result of a trial another worker took meanwhile.
         self.recovered: optuna.trial.FrozenTrial | None = None
+        #: ``search.strategy=supernet``: the trained supernet candidates inherit from.
+        self.supernet: Supernet | None = None
         self.objectives = objectives(cfg)
         p, by_latency = cfg.pruner, LATENCY_MS in self.objectives
         self.pruner = (
@@ -349,8 +363,11 @@ class Objective:
         cost = self.static_cost(trial, sampled)
         if not self.check_feasible(trial, cost):
             return self.values(0.0, cost.latency_ms)
-        if (twin := trained_twin(trial)) is not None:
+        inherit = self.supernet is not None and FINALIST_OF not in trial.user_attrs
+        if (twin := trained_twin(trial, inherit)) is not None:
             return self.repeat(trial, twin)
+        if inherit:
+            return self.values(self.inherit(trial, sampled), cost.latency_ms)
         settings = self.train(trial, sampled, cost.latency_ms)
         compressed = self.compress(sampled, settings)
         cost = self.recost(trial, cost, compressed)
@@ -370,15 +387,28 @@ class Objective:
         torch.manual_seed(trial_seed(self.cfg.search.seed, trial.number))  # initial weights
         module = space.build(spec, data.in_channels, data.num_classes)
         shape = (1, data.in_channels, size, size)
+        finalist = FINALIST_OF in trial.user_attrs
+        if finalist and self.supernet and self.cfg.search.supernet.finalist_init == "inherited":
+            self.supernet.extract(spec, module)
         return Sampled(f"trial {trial.number}", spec, module, data, shape)
 
     def static_cost(self, trial: optuna.Trial, cand: Sampled) -> Cost:
         """Trace the candidate and cost its graph on the chip; records the cost."""
-        space = self.comp.space
-        graph = space.trace(cand.module, cand.shape, cand.name)
-        cost = space.cost(cand.module, graph, self.comp.hw)
+        cost = self.cost_of(cand.module, cand.shape, cand.name)
         set_attrs(trial, cost.as_dict())
         return cost
+
+    def cost_of(self, module: nn.Module, shape: tuple[int, ...], name: str) -> Cost:
+        """The static cost of ``module`` on the chip."""
+        space = self.comp.space
+        return space.cost(module, space.trace(module, shape, name), self.comp.hw)
+
+    def fits(self, spec: dict[str, Any]) -> bool:
+        """Whether the architecture ``spec`` is feasible, from its static cost alone."""
+        size = self.comp.space.resolution(spec)
+        c, k = self.comp.data.in_channels, self.comp.data.num_classes
+        cost = self.cost_of(self.comp.space.build(spec, c, k), (1, c, size, size), "subnet")
+        return not feasibility(cost, self.comp.hw, self.cfg.search).reason
 
     def check_feasible(self, trial: optuna.Trial, cost: Cost) -> bool:
         """Set the Optuna constraints and record whether the candidate fits (and why
@@ -391,6 +421,23 @@ class Objective:
         if verdict.reason:
             trial.set_user_attr(INFEASIBLE_REASON, verdict.reason)
         return not verdict.reason
+
+    def inherit(self, trial: optuna.Trial, cand: Sampled) -> float:
+        """Score the candidate with the weights it inherits from the supernet: batch norm
+        recalibrated, int8 post-training quantization, validation accuracy (`nas.supernet`).
+        Records ``acc_int8`` and ``scored_by=supernet``; no training, no backend."""
+        assert self.supernet is not None
+        started = time.perf_counter()
+        seed = self.cfg.search.seed
+        self.supernet.extract(cand.spec, cand.module)
+        recalibrate_bn(cand.module, bn_images(cand.data, self.cfg.search.supernet.bn_images, seed))
+        graph = self.comp.space.trace(cand.module, cand.shape, cand.name)
+        acc = int8_val_accuracy(graph, cand.data, seed)
+        set_attrs(
+            trial,
+            {ACC_INT8: acc, SCORED_BY: SUPERNET, SCORE_S: time.perf_counter() - started},
+        )
+        return acc
 
     def train(self, trial: optuna.Trial, cand: Sampled, latency_ms: float) -> TrainSettings:
         """Train the candidate's module (the pruner may stop it: `optuna.TrialPruned`);
@@ -419,8 +466,10 @@ class Objective:
             CTRL_C.check()
             curve.append(acc)
             trial.set_user_attr(VAL_ACC_CURVE, curve)
-            if self.pruner and self.pruner.should_prune(trial.study, epoch, acc, latency_ms):
-                why = self.pruner.reason(epoch, acc)
+            finalist = FINALIST_OF in trial.user_attrs  # the chosen few are trained to the end
+            pruner = None if finalist else self.pruner
+            if pruner and pruner.should_prune(trial.study, epoch, acc, latency_ms):
+                why = pruner.reason(epoch, acc)
                 trial.set_user_attr(TRAIN_S, time.perf_counter() - started)
                 trial.set_user_attr(PRUNE_REASON, why)
                 raise optuna.TrialPruned(why)
@@ -463,7 +512,7 @@ class Objective:
         check_plugin_metrics(
             f"{cand.name}: backend '{backend.name}'", measured, MEASURED_BY_BACKEND
         )
-        metrics = {**cand.metrics, **measured}
+        metrics = {**cand.metrics, **measured, SCORED_BY: backend.name}
         missing = [m for m in REQUIRED_METRICS if m not in metrics]
         if missing:
             raise TrialError(f"backend '{backend.name}' returned no {', '.join(missing)}")
@@ -505,16 +554,18 @@ class Objective:
             (out / name).write_bytes(data)
 
 
-def trained_twin(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
+def trained_twin(trial: optuna.Trial, inherited: bool = False) -> optuna.trial.FrozenTrial | None:
     """The earlier trial of the study that trained the same architecture (completed or
     pruned; not itself a repeat), or None. Categorical samplers such as TPE propose the
-    same choices again once they settle on a region; training them again is waste."""
+    same choices again once they settle on a region; training them again is waste.
+    ``inherited``: look for one scored on the supernet instead (`nas.supernet`)."""
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     for t in trial.study.get_trials(deepcopy=False, states=done):
         if (
             t.params == trial.params
             and t.user_attrs.get(FEASIBLE)
             and DUPLICATE_OF not in t.user_attrs
+            and (t.user_attrs.get(SCORED_BY) == SUPERNET) == inherited
             and (t.state == optuna.trial.TrialState.PRUNED or ACC_INT8 in t.user_attrs)
         ):
             return t
@@ -535,9 +586,15 @@ class Progress:
     ``MAX_SAMPLED_PER_TRIAL * total`` candidates in all)."""
 
     def __init__(
-        self, total: int, pm: PluginManager, grace_s: float, retry: bool, count_infeasible: bool
+        self,
+        total: int,
+        pm: PluginManager,
+        grace_s: float,
+        retry: bool,
+        count_infeasible: bool,
+        desc: str = "trials",
     ) -> None:
-        self.bar = tqdm(total=total, desc="trials", unit="trial", dynamic_ncols=True)
+        self.bar = tqdm(total=total, desc=desc, unit="trial", dynamic_ncols=True)
         self.pm = pm
         self.grace_s, self.retry = grace_s, retry
         self.total, self.count_infeasible = total, count_infeasible
@@ -659,17 +716,30 @@ def run_search(
     for params in cfg.search.enqueue:
         study.enqueue_trial(dict(params), skip_if_exists=True)
     n = workers.shares(cfg.search.n_trials, max(1, cfg.search.workers))
-    if len(n) > 1:
-        torch.set_num_threads(workers.threads_per_worker(len(n)))
+    objective = Objective(cfg, comp, run_dir)
+    supernet = None
+    if cfg.search.strategy == SUPERNET:  # a file trained for other settings is bad input
+        supernet = open_supernet(cfg, comp.space, comp.data, run_dir)
+        if not supernet.trained and workers.is_worker():
+            raise ConfigError(f"{supernet.path}: the supernet is not trained yet")
     if on_start is not None:
         on_start()
+    if supernet is not None:
+        with CTRL_C:  # every worker's trials need it: trained before they start
+            objective.supernet = train_supernet(supernet, objective.data_at, cfg, objective.fits)
+    if len(n) > 1:
+        torch.set_num_threads(workers.threads_per_worker(len(n)))
     procs = workers.spawn(overrides or [], n[1:], cfg.search.seed, url, cfg.study.name, run_dir)
     count_all = cfg.search.count_infeasible
     progress = Progress(n[0], pm, st.grace_s, st.retry_stale, count_all)
     interrupted = False
     try:
         with CTRL_C:
-            optimize(study, Objective(cfg, comp, run_dir), progress, cfg.search.timeout_s)
+            optimize(study, objective, progress, cfg.search.timeout_s)
+            if supernet is not None and not workers.is_worker():
+                progress.bar.close()
+                workers.wait(procs)  # the finalists are chosen among every worker's trials
+                run_finalists(study, objective, pm, cfg)
     except KeyboardInterrupt:
         interrupted = True
         raise
@@ -685,6 +755,48 @@ def run_search(
                 comp.backend.deploy(best_dir)
             pm.observe_study(str(run_dir), frame)
     return frame
+
+
+def finalist_sources(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
+    """The ``k`` feasible candidates with the highest inherited int8 accuracy (ties: the
+    faster, then the earlier), one per architecture."""
+    scored = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if t.user_attrs.get(SCORED_BY) == SUPERNET
+        and t.user_attrs.get(FEASIBLE)
+        and DUPLICATE_OF not in t.user_attrs
+    ]
+    scored.sort(key=lambda t: (-t.user_attrs[ACC_INT8], t.user_attrs[LATENCY_MS], t.number))
+    chosen: list[optuna.trial.FrozenTrial] = []
+    for t in scored:
+        if len(chosen) < k and all(t.params != c.params for c in chosen):
+            chosen.append(t)
+    return chosen
+
+
+def run_finalists(
+    study: optuna.Study, objective: Objective, pm: PluginManager, cfg: DictConfig
+) -> None:
+    """Train, compress and score the best candidates of a supernet search, each as a new
+    trial with ``finalist_of`` set. A finalist completed by an earlier run of the same
+    study is not trained again; one queued and not run is run now."""
+    sources = finalist_sources(study, cfg.search.supernet.finalists)
+    trials = study.get_trials(deepcopy=False)
+    state = {t.user_attrs.get(FINALIST_OF): t.state for t in trials if FINALIST_OF in t.user_attrs}
+    todo = [t for t in sources if state.get(t.number) != optuna.trial.TrialState.COMPLETE]
+    for t in todo:
+        if state.get(t.number) != optuna.trial.TrialState.WAITING:
+            attrs = {FINALIST_OF: t.number, ACC_INT8_INHERITED: t.user_attrs[ACC_INT8]}
+            study.enqueue_trial(t.params, user_attrs=attrs)
+    if not todo:
+        return
+    st = cfg.study
+    progress = Progress(len(todo), pm, st.grace_s, st.retry_stale, True, desc="finalists")
+    try:
+        optimize(study, objective, progress, None)
+    finally:
+        progress.bar.close()
 
 
 def optimize(

@@ -19,12 +19,14 @@ them with `BaseSearchSpace.random_model`, which such a space may override.
 
 from __future__ import annotations
 
+import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import optuna
+import torch
 from torch import nn
 
 from nas.cost import Cost, estimate, per_op
@@ -63,6 +65,38 @@ def conv_bn(
 @dataclass
 class SearchSpaceConfig:
     """Options every search space has (subclass it to add more)."""
+
+
+class Supernet(nn.Module, ABC):
+    """A space's architectures as one weight-sharing network (``search.strategy=supernet``,
+    `nas.supernet`): every spec of the space is a subnet that runs with the shared weights.
+    """
+
+    @abstractmethod
+    def largest(self) -> ArchSpec:
+        """The subnet with the most compute (the teacher of in-place distillation)."""
+
+    @abstractmethod
+    def smallest(self) -> ArchSpec:
+        """The subnet with the least compute."""
+
+    @abstractmethod
+    def random(self, rng: random.Random) -> ArchSpec:
+        """A subnet drawn uniformly, choice by choice, with ``rng``."""
+
+    @abstractmethod
+    def resolution(self, spec: ArchSpec) -> int:
+        """The input size of the subnet ``spec`` (the caller resizes the images)."""
+
+    @abstractmethod
+    def forward(self, x: torch.Tensor, spec: ArchSpec) -> torch.Tensor:  # type: ignore[override]
+        """Logits of the subnet ``spec`` for NCHW ``x`` at its resolution."""
+
+    @abstractmethod
+    def extract(self, spec: ArchSpec, module: nn.Module) -> nn.Module:
+        """Copy the subnet's weights into ``module``, the space's own network for ``spec``
+        (`BaseSearchSpace.build`), and return it in eval mode: it then computes what the
+        supernet computes for ``spec``."""
 
 
 class BaseSearchSpace(ABC):
@@ -104,6 +138,11 @@ class BaseSearchSpace(ABC):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
         return module
+
+    def supernet(self, in_channels: int, num_classes: int) -> Supernet | None:
+        """The space as one weight-sharing network, or None when it has none (the
+        ``supernet`` search strategy then refuses it)."""
+        return None
 
     def trace(self, module: nn.Module, input_shape: tuple[int, ...], name: str) -> Graph | None:
         """The layer graph of ``module`` (``None`` for models that are not layer graphs)."""

@@ -140,6 +140,7 @@ def check_config(args: list[str]) -> None:
         check_values(cfg)
         check_storage(cfg)
         check_space(cfg, space)
+        check_strategy(cfg, space)
         check_dataset(cfg)
     except NasError:
         raise
@@ -324,6 +325,43 @@ def check_space(cfg: Any, space_cls: type) -> None:
                     f"search.enqueue: {key}={value!r} is not a value search space "
                     f"'{space.name}' can take" + (f"; valid: {list(valid)}" if valid else "")
                 )
+
+
+def check_strategy(cfg: Any, space_cls: type) -> None:
+    """``search.strategy`` and, for ``supernet``, its options, a space that has a supernet
+    and a ``search.supernet.path`` that can be read or written."""
+    from nas.config import FINALIST_INITS, STRATEGIES
+
+    s, sn = cfg.search, cfg.search.supernet
+    _require(
+        s.strategy in STRATEGIES,
+        f"search.strategy={s.strategy} is not a strategy; valid: {', '.join(STRATEGIES)}",
+    )
+    _require(sn.epochs >= 1, f"search.supernet.epochs={sn.epochs} must be >= 1")
+    _require(
+        sn.random_subnets >= 0,
+        f"search.supernet.random_subnets={sn.random_subnets} must be >= 0",
+    )
+    _require(sn.bn_images >= 1, f"search.supernet.bn_images={sn.bn_images} must be >= 1")
+    _require(sn.finalists >= 0, f"search.supernet.finalists={sn.finalists} must be >= 0")
+    _require(
+        sn.finalist_init in FINALIST_INITS,
+        f"search.supernet.finalist_init={sn.finalist_init} is not valid; valid: "
+        + ", ".join(FINALIST_INITS),
+    )
+    if s.strategy != "supernet":
+        return
+    space = space_cls(plugin_config(space_cls, cfg.search_space))
+    if space.supernet(1, 2) is None:
+        raise ConfigError(
+            f"search.strategy=supernet: search space '{space.name}' has no supernet; use "
+            "search.strategy=train or a space that has one (search_space=mobilenet)"
+        )
+    if sn.path:
+        path = Path(str(sn.path))
+        if path.exists() and not path.is_file():
+            raise ConfigError(f"search.supernet.path={path} is not a regular file")
+        _check_file_target(path, f"search.supernet.path={path}")
 
 
 def check_dataset(cfg: Any) -> None:

@@ -43,9 +43,20 @@ def threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
+#: Set in the environment of the processes `spawn` starts.
+WORKER_ENV = "NAS_WORKER"
+
+
+def is_worker() -> bool:
+    """Whether this process is a worker started by `spawn` (not the user's process)."""
+    return os.environ.get(WORKER_ENV) == "1"
+
+
 def worker_env(url: str, workers: int) -> dict[str, str]:
-    """The workers' environment: this one, the storage URL and a share of the CPU threads."""
-    return {**os.environ, URL_ENV: url, "OMP_NUM_THREADS": str(threads_per_worker(workers))}
+    """The workers' environment: this one, the storage URL, a share of the CPU threads and
+    the `WORKER_ENV` mark."""
+    threads = str(threads_per_worker(workers))
+    return {**os.environ, URL_ENV: url, "OMP_NUM_THREADS": threads, WORKER_ENV: "1"}
 
 
 def worker_args(keep: list[str], n: int, seed: int, study: str, run_dir: Path) -> list[str]:

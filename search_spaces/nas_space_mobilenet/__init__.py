@@ -23,7 +23,7 @@ import optuna
 from torch import nn
 
 from nas import hookimpl
-from nas.spaces import ArchSpec, BaseSearchSpace, conv_bn
+from nas.spaces import ArchSpec, BaseSearchSpace, Supernet, conv_bn
 
 
 @dataclass
@@ -111,6 +111,11 @@ class MobileNetSearchSpace(BaseSearchSpace):
             i += 1
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]
         return nn.Sequential(*layers)
+
+    def supernet(self, in_channels: int, num_classes: int) -> Supernet:
+        from nas_space_mobilenet.supernet import MobileNetSupernet
+
+        return MobileNetSupernet(self.config, in_channels, num_classes)
 
 
 @hookimpl
