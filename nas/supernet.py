@@ -116,6 +116,7 @@ def open_supernet(
 ) -> Prepared:
     """The space's supernet and the checkpoint at its path, if any; a `ConfigError` when
     the space has no supernet or the file is not one trained for this search."""
+    torch.manual_seed(cfg.search.seed)  # its initial weights
     net = space.supernet(data.in_channels, data.num_classes)
     if net is None:
         raise ConfigError(
@@ -129,10 +130,9 @@ def open_supernet(
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         found = ckpt["fingerprint"]
-        net.load_state_dict(ckpt["model"])
     except Exception as exc:
         raise ConfigError(
-            f"search.supernet.path={path}: not a supernet checkpoint of this search space "
+            f"search.supernet.path={path}: not a supernet checkpoint "
             f"({type(exc).__name__}); give another path or delete the file"
         ) from None
     if (diff := _difference(found, wanted)) is not None:
@@ -140,6 +140,13 @@ def open_supernet(
             f"search.supernet.path={path} was trained for other settings: {diff}; "
             "give another search.supernet.path to train a new one"
         )
+    try:
+        net.load_state_dict(ckpt["model"])
+    except Exception as exc:
+        raise ConfigError(
+            f"search.supernet.path={path}: its weights do not fit this search space's "
+            f"supernet ({type(exc).__name__}); give another path or delete the file"
+        ) from None
     return Prepared(net, path, wanted, ckpt)
 
 

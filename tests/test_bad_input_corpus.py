@@ -75,6 +75,25 @@ VALUES = _cases(
         ("sweep-bad-value", ["-m", HW, "search.epochs=1,0"], "search.epochs >= 1"),
     ],
 )
+SN = "search.strategy=supernet"
+SUPERNET = _cases(
+    "supernet",
+    [
+        ("strategy", [HW, "search.strategy=oneshot"], "search.strategy=oneshot"),
+        ("epochs-0", [HW, SN, "search.supernet.epochs=0"], "search.supernet.epochs=0"),
+        (
+            "random-negative",
+            [HW, SN, "search.supernet.random_subnets=-1"],
+            "search.supernet.random_subnets=-1",
+        ),
+        ("bn-images-0", [HW, SN, "search.supernet.bn_images=0"], "search.supernet.bn_images=0"),
+        ("finalists", [HW, SN, "search.supernet.finalists=-2"], "search.supernet.finalists=-2"),
+        ("init", [HW, SN, "search.supernet.finalist_init=zeros"], "finalist_init=zeros"),
+        ("no-supernet", [HW, SN, "search_space=bonsai"], "'bonsai' has no supernet"),
+        ("path-dir", [HW, SN, "search.supernet.path=/"], "is not a regular file"),
+        ("path-folder", [HW, SN, "search.supernet.path=/nonexistent/s.pt"], "does not exist"),
+    ],
+)
 STUDY = _cases(
     "study",
     [
@@ -254,7 +273,7 @@ PROFILES = _cases(
         ("hw-without-plus", ["hw=cortex_m9"], "unknown hardware profile 'cortex_m9'"),
     ],
 )
-ALL = VALUES + STUDY + SAMPLERS + ENQUEUE + STORAGES + RUN_DIRS + DATASETS + PLUGINS + PROFILES
+ALL = VALUES + SUPERNET + STUDY + SAMPLERS + ENQUEUE + STORAGES + RUN_DIRS + DATASETS + PLUGINS + PROFILES
 
 
 class _Timeout(Exception):

@@ -1,0 +1,195 @@
+"""``search.strategy=supernet``: the elastic MobileNet-like network, its checkpoints, and
+the search that scores candidates with inherited weights (`nas.supernet`)."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from nas_space_mobilenet import MobileNetConfig, MobileNetSearchSpace
+
+from nas.__main__ import main
+from nas.config import register_configs
+from nas.errors import ConfigError
+from nas.hardware import load_profile
+from nas.search import Objective, build_components
+from nas.supernet import open_supernet, train_supernet
+
+HW = "+hw=cortex_m4"
+#: A small space, so that a supernet trains on digits in seconds.
+TINY = [
+    "search_space.resolutions=[8,12]",
+    "search_space.stem_channels=[4,8]",
+    "search_space.stages=2",
+    "search_space.widths=[4,8]",
+    "search_space.depths=[0,1,2]",
+    "search_space.kernels=[3,5]",
+    "search_space.expansions=[1,2]",
+]
+SN = ["search.strategy=supernet", "search.supernet.epochs=2", "search.batch_size=64"]
+
+
+def _space() -> MobileNetSearchSpace:
+    return MobileNetSearchSpace(
+        MobileNetConfig(stem_strides=[1, 2], widths=[8, 16, 24], expansions=[1, 2, 4])
+    )
+
+
+def _net_with_random_statistics(space: MobileNetSearchSpace):
+    torch.manual_seed(0)
+    net = space.supernet(3, 5)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return net.eval()
+
+
+def test_extracted_subnet_computes_what_the_supernet_computes():
+    """For the largest, the smallest and random subnets (skipped stages, stem stride 2,
+    kernels cropped, residual and non-residual blocks)."""
+    space = _space()
+    net = _net_with_random_statistics(space)
+    rng = random.Random(0)
+    specs = [net.largest(), net.smallest(), *(net.random(rng) for _ in range(12))]
+    assert len({json.dumps(s, sort_keys=True) for s in specs}) == len(specs)
+    for spec in specs:
+        size = space.resolution(spec)
+        x = torch.rand(3, 3, size, size)
+        module = net.extract(spec, space.build(spec, 3, 5))
+        with torch.no_grad():
+            assert torch.allclose(net(x, spec), module(x), atol=1e-5), spec
+
+
+def test_extracted_subnet_has_the_static_cost_of_the_stand_alone_architecture():
+    space, hw = _space(), load_profile("cortex_m4")
+    net = _net_with_random_statistics(space)
+    rng = random.Random(1)
+    for spec in [net.largest(), *(net.random(rng) for _ in range(5))]:
+        shape = (1, 3, space.resolution(spec), space.resolution(spec))
+        alone = space.build(spec, 3, 5).eval()
+        extracted = net.extract(spec, space.build(spec, 3, 5))
+        costs = [space.cost(m, space.trace(m, shape, "x"), hw) for m in (alone, extracted)]
+        assert costs[0] == costs[1]
+
+
+def test_subnet_choices_stay_inside_the_space():
+    space = _space()
+    net = space.supernet(1, 10)
+    c = space.config
+    big, small = net.largest(), net.smallest()
+    assert big["resolution"] == max(c.resolutions) and small["resolution"] == min(c.resolutions)
+    assert big["stem_stride"] == 1 and small["stem_stride"] == 2
+    assert big["s2_depth"] == max(c.depths) and small["s2_depth"] == 0
+    assert small["s1_depth"] == 1  # the first stage is never skipped
+    rng = random.Random(2)
+    for spec in (net.random(rng) for _ in range(50)):
+        assert spec["s1_depth"] > 0 and spec["s2_width"] in c.widths
+
+
+def _cfg(*overrides: str):
+    register_configs(["cortex_m4"])
+    with initialize_config_module("nas.conf", version_base="1.3"):
+        return compose("config", overrides=[HW, *TINY, *SN, *overrides])
+
+
+def test_a_supernet_trained_for_other_options_is_refused(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "sn.pt"
+    cfg = _cfg(f"search.supernet.path={path}", "search.supernet.epochs=1")
+    comp = build_components(cfg)
+    obj = Objective(cfg, comp, tmp_path)
+    train_supernet(open_supernet(cfg, comp.space, comp.data, tmp_path), obj.data_at, cfg)
+    assert torch.load(path, weights_only=True)["complete"]
+    assert open_supernet(cfg, comp.space, comp.data, tmp_path).trained  # reused as it is
+    other = _cfg(f"search.supernet.path={path}", "search.supernet.epochs=1", "search.seed=3")
+    with pytest.raises(ConfigError, match=r"seed=0 \(this search: 3\)"):
+        open_supernet(other, comp.space, comp.data, tmp_path)
+    # As a user meets it: one line, exit 2, no run directory.
+    monkeypatch.chdir(tmp_path)
+    run_dir = tmp_path / "run"
+    code = main(
+        [
+            "search",
+            HW,
+            *TINY[:-1],
+            "search_space.expansions=[1,2,3]",
+            *SN,
+            "search.supernet.epochs=1",
+            f"search.supernet.path={path}",
+            f"hydra.run.dir={run_dir}",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert "was trained for other settings: search_space.expansions=[1, 2]" in err
+    assert not run_dir.exists()
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="not a supernet checkpoint"):
+        open_supernet(cfg, comp.space, comp.data, tmp_path)
+
+
+def _search(run_dir: Path, *extra: str) -> subprocess.Popen:
+    args = [HW, *TINY, *SN, "search.n_trials=12", "search.epochs=2", *extra]
+    return subprocess.Popen(
+        [sys.executable, "-m", "nas", "search", *args, f"hydra.run.dir={run_dir}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_and_the_search_finishes_its_finalists(tmp_path):
+    """Killed (SIGKILL) after the first epoch's checkpoint, the same command resumes at
+    the second epoch and ends with the weights of an uninterrupted run; the search then
+    scores its candidates on the supernet and trains its finalists."""
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    proc = _search(killed, "search.supernet.epochs=3")
+    ckpt = killed / "supernet.pt"
+    deadline = time.monotonic() + 300
+    while not (ckpt.exists() and torch.load(ckpt, weights_only=True)["epoch"] >= 1):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not torch.load(ckpt, weights_only=True)["complete"]
+    resumed = _search(killed, "search.supernet.epochs=3")
+    out = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, out
+    assert "supernet:  33%" in out  # the bar starts where the checkpoint ended
+    ref = _search(whole, "search.supernet.epochs=3", "search.report=false")
+    assert ref.wait(timeout=600) == 0
+    a = torch.load(ckpt, weights_only=True)["model"]
+    b = torch.load(whole / "supernet.pt", weights_only=True)["model"]
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
+
+    df = pd.read_csv(killed / "trials.csv")
+    inherited = df[df.scored_by == "supernet"]
+    finalists = df[df.finalist_of.notna()]
+    assert len(inherited) == 12 and len(finalists) == 3
+    assert (finalists.scored_by == "tflm").all() and finalists.train_s.gt(0).all()
+    assert not inherited.pareto.any() and finalists.pareto.any()
+    best = json.loads((killed / "best" / "arch.json").read_text())
+    assert best["trial"] in set(finalists.number)
+    sources = set(finalists.finalist_of.astype(int))
+    first = inherited.get("duplicate_of", pd.Series(index=inherited.index)).isna()
+    top = inherited[inherited.feasible & first].sort_values("acc_int8", ascending=False)
+    assert top.acc_int8.iloc[2] <= min(df.set_index("number").acc_int8[list(sources)])
+    assert "scored on the supernet" in out
+    # Run again: the trained supernet and the finished finalists are reused.
+    again = _search(killed, "search.supernet.epochs=3", "search.n_trials=0")
+    out = again.communicate(timeout=600)[0]
+    assert again.returncode == 0, out
+    assert "supernet:" not in out and "finalists:" not in out
+    assert len(pd.read_csv(killed / "trials.csv")) == len(df)
