@@ -273,7 +273,18 @@ PROFILES = _cases(
         ("hw-without-plus", ["hw=cortex_m9"], "unknown hardware profile 'cortex_m9'"),
     ],
 )
-ALL = VALUES + SUPERNET + STUDY + SAMPLERS + ENQUEUE + STORAGES + RUN_DIRS + DATASETS + PLUGINS + PROFILES
+ALL = (
+    VALUES
+    + SUPERNET
+    + STUDY
+    + SAMPLERS
+    + ENQUEUE
+    + STORAGES
+    + RUN_DIRS
+    + DATASETS
+    + PLUGINS
+    + PROFILES
+)
 
 
 class _Timeout(Exception):
