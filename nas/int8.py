@@ -54,12 +54,14 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
 
 
 def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
+    """gemmlowp's ``SaturatingRoundingDoublingHighMul``: ``(a*b + nudge) / 2**31`` with the
+    nudge of the sign of ``a*b`` and C's truncating division, which for integers equals
+    ``floor((a*b + 2**30) / 2**31)``, an arithmetic shift; saturates the one overflow."""
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
-    ab = a * b
-    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    t = ab + nudge
-    res = np.where(t >= 0, t >> 31, -((-t) >> 31))  # C division truncates toward zero
+    res = (a * b + (1 << 30)) >> 31
+    if not (b == INT32_MIN).any():  # quantized multipliers are positive: the usual case
+        return res
     overflow = (a == INT32_MIN) & (b == INT32_MIN)
     return np.where(overflow, INT32_MAX, res)
 
@@ -78,7 +80,9 @@ def multiply_by_quantized_multiplier(x: np.ndarray, multiplier, shift) -> np.nda
     shift = np.asarray(shift, dtype=np.int64)
     left = np.maximum(shift, 0)
     right = np.maximum(-shift, 0)
-    x = np.asarray(x, dtype=np.int64) * (np.int64(1) << left)
+    x = np.asarray(x, dtype=np.int64)
+    if left.any():
+        x = x * (np.int64(1) << left)
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier), right)
 
 
@@ -348,7 +352,7 @@ def _int8_op(op: Op, q: QOp, qin: list[QParams], qout: QParams, x: list[np.ndarr
         if op.kind == "conv2d":
             acc = kernels.conv2d(centred, w, op.stride, op.padding)
         elif op.kind == "depthwise_conv2d":
-            acc = kernels.depthwise_conv2d(centred, w, op.stride, op.padding)
+            acc = kernels.depthwise_conv2d(centred, w, op.stride, op.padding, integers=True)
         else:
             acc = kernels.fully_connected(centred, w)
         return _requantize(acc, q, qout)

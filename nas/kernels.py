@@ -38,20 +38,34 @@ def conv2d(x: np.ndarray, w_ohwi: np.ndarray, stride: int, padding) -> np.ndarra
     return (cols @ wmat.T).reshape(n, oh, ow, o)
 
 
-def depthwise_conv2d(x: np.ndarray, w_1hwc: np.ndarray, stride: int, padding) -> np.ndarray:
-    """Accumulators of a depthwise convolution with channel multiplier 1 (no bias)."""
+#: Integers up to this magnitude are exact in float32 (a 24-bit significand).
+FLOAT32_EXACT = 2**24
+
+
+def depthwise_conv2d(
+    x: np.ndarray, w_1hwc: np.ndarray, stride: int, padding, integers: bool = False
+) -> np.ndarray:
+    """Accumulators of a depthwise convolution with channel multiplier 1 (no bias).
+
+    ``integers``: ``x`` and the weights hold integers (the int8 interpreter); when no
+    partial sum can exceed `FLOAT32_EXACT` the sums run in float32, which is exact there
+    and twice as fast as float64 on these memory-bound loops."""
     x = pad_nhwc(x, padding)
     _, kh, kw, c = w_1hwc.shape
     n, h, w, _ = x.shape
     oh, ow = _out_size(h, kh, stride), _out_size(w, kw, stride)
-    acc = np.zeros((n, oh, ow, c))
+    dtype = np.float64
+    if integers and np.abs(x).max() * np.abs(w_1hwc).max() * kh * kw < FLOAT32_EXACT:
+        dtype = np.float32
+        x, w_1hwc = x.astype(dtype), w_1hwc.astype(dtype)
+    acc = np.zeros((n, oh, ow, c), dtype=dtype)
     for i in range(kh):
         for j in range(kw):
             patch = x[
                 :, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride
             ]
             acc += patch * w_1hwc[0, i, j]
-    return acc
+    return acc.astype(np.float64, copy=False)
 
 
 def pool_sum(x: np.ndarray, kernel: tuple[int, int], stride: int) -> np.ndarray:
