@@ -238,6 +238,14 @@ def write_run(
         markdown_table(front) if len(front) else "No feasible trial completed.",
         "",
     ]
+    if counts["inherited"]:
+        lines += [
+            f"{counts['inherited']} feasible candidates were scored with weights inherited "
+            "from the supernet (`scored_by` = `supernet` in `trials.csv`: int8 validation "
+            "accuracy after batch-norm recalibration, no training, no backend). The front "
+            "holds the finalists (`finalist_of`), trained and scored by the backend.",
+            "",
+        ]
     if best is not None:
         lines += [
             f"Best (highest acc_int8 on the front): trial {int(best['number'])}, in `best/`.",

@@ -719,7 +719,7 @@ def run_search(
     objective = Objective(cfg, comp, run_dir)
     supernet = None
     if cfg.search.strategy == SUPERNET:  # a file trained for other settings is bad input
-        supernet = open_supernet(cfg, comp.space, comp.data, run_dir)
+        supernet = open_supernet(cfg, comp.space, comp.data, run_dir, not workers.is_worker())
         if not supernet.trained and workers.is_worker():
             raise ConfigError(f"{supernet.path}: the supernet is not trained yet")
     if on_start is not None:

@@ -112,10 +112,12 @@ class Prepared:
 
 
 def open_supernet(
-    cfg: DictConfig, space: BaseSearchSpace, data: Arrays, run_dir: Path
+    cfg: DictConfig, space: BaseSearchSpace, data: Arrays, run_dir: Path, check: bool = True
 ) -> Prepared:
     """The space's supernet and the checkpoint at its path, if any; a `ConfigError` when
-    the space has no supernet or the file is not one trained for this search."""
+    the space has no supernet or the file is not one trained for this search. ``check``
+    false skips the fingerprint: a worker uses the file its first process checked (with
+    the first process's seed, not the worker's own)."""
     torch.manual_seed(cfg.search.seed)  # its initial weights
     net = space.supernet(data.in_channels, data.num_classes)
     if net is None:
@@ -135,7 +137,7 @@ def open_supernet(
             f"search.supernet.path={path}: not a supernet checkpoint "
             f"({type(exc).__name__}); give another path or delete the file"
         ) from None
-    if (diff := _difference(found, wanted)) is not None:
+    if check and (diff := _difference(found, wanted)) is not None:
         raise ConfigError(
             f"search.supernet.path={path} was trained for other settings: {diff}; "
             "give another search.supernet.path to train a new one"
@@ -297,7 +299,7 @@ def _sandwich_step(
 def recalibrate_bn(module: nn.Module, x: np.ndarray, batch: int = 256) -> None:
     """Replace every batch-norm layer's running statistics by those of ``x`` (NCHW
     training images): a subnet's channels are shared with others, so its inherited
-    statistics are a mixture (OFA, section 3.2)."""
+    statistics are a mixture (Once-for-All recalibrates the same way)."""
     norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in norms]
     for m in norms:

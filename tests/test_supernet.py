@@ -193,3 +193,22 @@ def test_killed_training_resumes_and_the_search_finishes_its_finalists(tmp_path)
     assert again.returncode == 0, out
     assert "supernet:" not in out and "finalists:" not in out
     assert len(pd.read_csv(killed / "trials.csv")) == len(df)
+
+
+@pytest.mark.slow
+def test_workers_score_on_the_trained_supernet_and_the_first_process_finishes(tmp_path):
+    """Two processes: the first trains the supernet before the second starts, the second
+    scores its share with it, and only the first trains the finalists, once both are done."""
+    run = tmp_path / "run"
+    args = ["search.supernet.epochs=1", "search.workers=2", "search.supernet.finalists=2"]
+    proc = _search(run, *args)
+    out = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, out
+    df = pd.read_csv(run / "trials.csv")
+    assert (df.scored_by == "supernet").sum() == 12
+    assert df.finalist_of.notna().sum() == 2
+    worker_log = (run / "worker_1.log").read_text()
+    assert "supernet:" not in worker_log and "finalists" not in worker_log
+    assert "12 feasible candidates were scored with weights inherited" in (
+        run / "report.md"
+    ).read_text()
