@@ -66,7 +66,7 @@ class SupernetConfig:
     #: Draw the random subnets among those that fit the chip (the static cost and the
     #: search's limits, as for candidates): the weights the search will use are trained.
     sample_feasible: bool = True
-    #: Training images each candidate's batch-norm statistics are recalibrated on.
+    #: Training images (2 or more) each candidate's batch norm is recalibrated on.
     bn_images: int = 512
     #: The best candidates by inherited int8 accuracy, then trained (``search.epochs``),
     #: compressed and scored by the backend like the trials of ``search.strategy=train``.
@@ -113,7 +113,8 @@ class SearchConfig:
     #: None: no floor.
     min_macs: int | None = None
     #: ``train`` (every feasible candidate is trained) or ``supernet`` (candidates inherit
-    #: the weights of one trained supernet; `STRATEGIES`).
+    #: the weights of one trained supernet, `STRATEGIES`; ``search.enqueue`` entries are
+    #: then scored like any candidate, and ``timeout_s`` bounds the candidates only).
     strategy: str = "train"
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
 

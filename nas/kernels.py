@@ -54,7 +54,7 @@ def depthwise_conv2d(
     _, kh, kw, c = w_1hwc.shape
     n, h, w, _ = x.shape
     oh, ow = _out_size(h, kh, stride), _out_size(w, kw, stride)
-    dtype = np.float64
+    dtype: type[np.floating] = np.float64
     if integers and np.abs(x).max() * np.abs(w_1hwc).max() * kh * kw < FLOAT32_EXACT:
         dtype = np.float32
         x, w_1hwc = x.astype(dtype), w_1hwc.astype(dtype)

@@ -107,7 +107,16 @@ REASONS = (INFEASIBLE_REASON, FAIL_REASON, PRUNE_REASON)
 HIDDEN = (ARCH, VAL_ACC_CURVE, *REASONS)
 #: What a repeat does not copy from the trial that trained its architecture.
 NOT_REPEATED = frozenset(
-    {VAL_ACC_CURVE, HEARTBEAT, TRAIN_S, PRUNE_REASON, FAIL_REASON, FINALIST_OF, ACC_INT8_INHERITED}
+    {
+        VAL_ACC_CURVE,
+        HEARTBEAT,
+        TRAIN_S,
+        PRUNE_REASON,
+        FAIL_REASON,
+        FINALIST_OF,
+        ACC_INT8_INHERITED,
+        SCORE_S,
+    }
 )
 #: Cost names a backend may replace with its measurement: the ``tflm`` backend returns
 #: the real ``.tflite`` size as ``model_bytes`` (and the estimate as

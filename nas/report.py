@@ -199,7 +199,9 @@ def summary(df: pd.DataFrame) -> dict[str, Any]:
     return {
         "trials": len(df),
         "complete_feasible": int(trained_mask(df).sum()),
-        "inherited": int((inherited_mask(df) & df[FEASIBLE].astype(bool)).sum()),
+        "inherited": int(
+            (inherited_mask(df) & df[FEASIBLE].astype(bool) & ~repeat_mask(df)).sum()
+        ),
         "repeats": int(repeat_mask(df).sum()),
         "infeasible": int(((states == "COMPLETE") & ~df[FEASIBLE]).sum()),
         "pruned": int((states == "PRUNED").sum()),

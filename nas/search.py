@@ -275,8 +275,10 @@ class Objective:
         self._resized: dict[int, Arrays] = {}
         #: The new trial that holds the result of a trial another worker took meanwhile.
         self.recovered: optuna.trial.FrozenTrial | None = None
-        #: ``search.strategy=supernet``: the trained supernet candidates inherit from.
+        #: ``search.strategy=supernet``: the trained supernet candidates inherit from, and
+        #: the seed of their scoring (the supernet's: the same in every worker).
         self.supernet: Supernet | None = None
+        self.score_seed = 0
         self.objectives = objectives(cfg)
         p, by_latency = cfg.pruner, LATENCY_MS in self.objectives
         self.pruner = (
@@ -388,7 +390,8 @@ class Objective:
         module = space.build(spec, data.in_channels, data.num_classes)
         shape = (1, data.in_channels, size, size)
         finalist = FINALIST_OF in trial.user_attrs
-        if finalist and self.supernet and self.cfg.search.supernet.finalist_init == "inherited":
+        inherit = self.cfg.search.supernet.finalist_init == "inherited"
+        if finalist and self.supernet is not None and inherit:
             self.supernet.extract(spec, module)
         return Sampled(f"trial {trial.number}", spec, module, data, shape)
 
@@ -428,7 +431,7 @@ class Objective:
         Records ``acc_int8`` and ``scored_by=supernet``; no training, no backend."""
         assert self.supernet is not None
         started = time.perf_counter()
-        seed = self.cfg.search.seed
+        seed = self.score_seed
         self.supernet.extract(cand.spec, cand.module)
         recalibrate_bn(cand.module, bn_images(cand.data, self.cfg.search.supernet.bn_images, seed))
         graph = self.comp.space.trace(cand.module, cand.shape, cand.name)
@@ -461,13 +464,13 @@ class Objective:
         """What runs after each epoch: Ctrl-C check, the validation curve recorded, and
         the pruner's verdict (a pruned trial records why and how long it trained)."""
         curve: list[float] = []
+        finalist = FINALIST_OF in trial.user_attrs  # the chosen few are trained to the end
+        pruner = None if finalist else self.pruner
 
         def on_epoch(epoch: int, acc: float) -> None:
             CTRL_C.check()
             curve.append(acc)
             trial.set_user_attr(VAL_ACC_CURVE, curve)
-            finalist = FINALIST_OF in trial.user_attrs  # the chosen few are trained to the end
-            pruner = None if finalist else self.pruner
             if pruner and pruner.should_prune(trial.study, epoch, acc, latency_ms):
                 why = pruner.reason(epoch, acc)
                 trial.set_user_attr(TRAIN_S, time.perf_counter() - started)
@@ -707,6 +710,11 @@ def run_search(
     check_writable(run_dir)
     comp = build_components(cfg, pm)
     print(f"hardware profile: {comp.hw.name} from {comp.hw.source_file}", flush=True)
+    supernet = None
+    if cfg.search.strategy == SUPERNET:  # a file trained for other settings is bad input
+        supernet = open_supernet(cfg, comp.space, comp.data, run_dir, not workers.is_worker())
+        if not supernet.trained and workers.is_worker():
+            raise ConfigError(f"{supernet.path}: the supernet is not trained yet")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     url = storage_url(cfg.storage.url, run_dir, cfg.storage.name)
     study = open_study(cfg, url)
@@ -717,24 +725,27 @@ def run_search(
         study.enqueue_trial(dict(params), skip_if_exists=True)
     n = workers.shares(cfg.search.n_trials, max(1, cfg.search.workers))
     objective = Objective(cfg, comp, run_dir)
-    supernet = None
-    if cfg.search.strategy == SUPERNET:  # a file trained for other settings is bad input
-        supernet = open_supernet(cfg, comp.space, comp.data, run_dir, not workers.is_worker())
-        if not supernet.trained and workers.is_worker():
-            raise ConfigError(f"{supernet.path}: the supernet is not trained yet")
     if on_start is not None:
         on_start()
-    if supernet is not None:
-        with CTRL_C:  # every worker's trials need it: trained before they start
-            objective.supernet = train_supernet(supernet, objective.data_at, cfg, objective.fits)
-    if len(n) > 1:
-        torch.set_num_threads(workers.threads_per_worker(len(n)))
-    procs = workers.spawn(overrides or [], n[1:], cfg.search.seed, url, cfg.study.name, run_dir)
-    count_all = cfg.search.count_infeasible
-    progress = Progress(n[0], pm, st.grace_s, st.retry_stale, count_all)
+    procs: list[Any] = []
+    progress: Progress | None = None
     interrupted = False
     try:
         with CTRL_C:
+            if supernet is not None:  # every worker's trials need it: trained first
+                objective.supernet = train_supernet(
+                    supernet, objective.data_at, cfg, objective.fits
+                )
+                objective.score_seed = supernet.seed
+                if not workers.is_worker():
+                    unqueue_finalists(study)
+            if len(n) > 1:
+                torch.set_num_threads(workers.threads_per_worker(len(n)))
+            procs = workers.spawn(
+                overrides or [], n[1:], cfg.search.seed, url, cfg.study.name, run_dir
+            )
+            count_all = cfg.search.count_infeasible
+            progress = Progress(n[0], pm, st.grace_s, st.retry_stale, count_all)
             optimize(study, objective, progress, cfg.search.timeout_s)
             if supernet is not None and not workers.is_worker():
                 progress.bar.close()
@@ -744,7 +755,8 @@ def run_search(
         interrupted = True
         raise
     finally:
-        progress.bar.close()
+        if progress is not None:
+            progress.bar.close()
         codes = workers.wait(procs, interrupt=interrupted)
         if any(codes):
             log.warning("worker exit codes %s: see worker_*.log in %s", codes, run_dir)
@@ -775,24 +787,39 @@ def finalist_sources(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTri
     return chosen
 
 
+def unqueue_finalists(study: optuna.Study) -> None:
+    """Fail the finalists an interrupted run left queued: Optuna hands queued trials out
+    oldest first, and the candidates must not take them (`run_finalists` queues them
+    again when it gets there)."""
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+        if FINALIST_OF in t.user_attrs:
+            study._storage.set_trial_user_attr(t._trial_id, FAIL_REASON, "interrupted")  # noqa: SLF001
+            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)  # noqa: SLF001
+
+
 def run_finalists(
     study: optuna.Study, objective: Objective, pm: PluginManager, cfg: DictConfig
 ) -> None:
     """Train, compress and score the best candidates of a supernet search, each as a new
     trial with ``finalist_of`` set. A finalist completed by an earlier run of the same
-    study is not trained again; one queued and not run is run now."""
+    study is not trained again."""
     sources = finalist_sources(study, cfg.search.supernet.finalists)
-    trials = study.get_trials(deepcopy=False)
-    state = {t.user_attrs.get(FINALIST_OF): t.state for t in trials if FINALIST_OF in t.user_attrs}
-    todo = [t for t in sources if state.get(t.number) != optuna.trial.TrialState.COMPLETE]
+    done = {
+        t.user_attrs[FINALIST_OF]
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if FINALIST_OF in t.user_attrs
+    }
+    todo = [t for t in sources if t.number not in done]
     for t in todo:
-        if state.get(t.number) != optuna.trial.TrialState.WAITING:
-            attrs = {FINALIST_OF: t.number, ACC_INT8_INHERITED: t.user_attrs[ACC_INT8]}
-            study.enqueue_trial(t.params, user_attrs=attrs)
+        attrs = {FINALIST_OF: t.number, ACC_INT8_INHERITED: t.user_attrs[ACC_INT8]}
+        study.enqueue_trial(t.params, user_attrs=attrs)
     if not todo:
         return
+    # Every queued trial runs, oldest first: entries of search.enqueue a stopped
+    # candidate phase left (scored on the supernet), then the finalists.
+    queued = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
     st = cfg.study
-    progress = Progress(len(todo), pm, st.grace_s, st.retry_stale, True, desc="finalists")
+    progress = Progress(queued, pm, st.grace_s, st.retry_stale, True, desc="finalists")
     try:
         optimize(study, objective, progress, None)
     finally:

@@ -61,13 +61,21 @@ def supernet_path(cfg: DictConfig, run_dir: Path) -> Path:
 
 def fingerprint(cfg: DictConfig, data: Arrays) -> dict[str, Any]:
     """What a trained supernet depends on: the space and its options, the dataset (its
-    options and a digest of the training images), the seed and the training options."""
+    options and a digest of the training images), the seed and the training options;
+    with ``sample_feasible``, the chip and the search's limits too."""
     s = cfg.search
     options = OmegaConf.to_container(cfg.search.supernet, resolve=True)
     assert isinstance(options, dict)
     digest = hashlib.sha1(np.ascontiguousarray(data.x_train).tobytes())
     digest.update(np.ascontiguousarray(data.y_train).tobytes())
+    chip: dict[str, Any] = {}
+    if options["sample_feasible"]:  # what fits shapes the training: the chip and limits
+        hw = OmegaConf.to_container(cfg.hw, resolve=True)
+        assert isinstance(hw, dict)
+        hw.pop("source_file", None)
+        chip = {"hw": hw, "max_latency_ms": s.max_latency_ms, "min_macs": s.min_macs}
     return {
+        **chip,
         "search_space": OmegaConf.to_container(cfg.search_space, resolve=True),
         "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
         "training_images": f"{len(data.x_train)} x {list(data.x_train.shape[1:])}, "
@@ -109,6 +117,11 @@ class Prepared:
     @property
     def trained(self) -> bool:
         return bool(self.checkpoint and self.checkpoint.get("complete"))
+
+    @property
+    def seed(self) -> int:
+        """The seed it was trained with, which also seeds the scoring of candidates."""
+        return int((self.checkpoint or {}).get("fingerprint", self.fingerprint)["seed"])
 
 
 def open_supernet(
@@ -154,10 +167,15 @@ def open_supernet(
 
 def _save(prep: Prepared, state: dict[str, Any]) -> None:
     """Write the checkpoint atomically (a kill leaves the previous one)."""
-    prep.path.parent.mkdir(parents=True, exist_ok=True)
     tmp = prep.path.with_name(prep.path.name + ".tmp")
-    torch.save({"fingerprint": prep.fingerprint, **state}, tmp)
-    os.replace(tmp, prep.path)
+    try:
+        prep.path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"fingerprint": prep.fingerprint, **state}, tmp)
+        os.replace(tmp, prep.path)
+    except OSError as exc:
+        raise NasError(
+            f"cannot write the supernet checkpoint {prep.path}: {exc.strerror or exc}"
+        ) from None
 
 
 def _soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -208,6 +226,8 @@ def train_supernet(
             for k, s0 in enumerate(range(0, n, s.batch_size)):
                 CTRL_C.check()
                 idx = perm[s0 : s0 + s.batch_size].numpy()
+                if len(idx) < 2:  # batch norm cannot train on one image at 1 x 1
+                    continue
                 opt.zero_grad()
                 loss = _sandwich_step(net, data_at, idx, rng, draw, sc)
                 if not torch.isfinite(loss):
@@ -232,7 +252,7 @@ def train_supernet(
             _save(prep, state)
     finally:
         bar.close()
-    prep.checkpoint = {"complete": True}
+    prep.checkpoint = {"complete": True, "fingerprint": prep.fingerprint}
     return net.eval()
 
 
@@ -306,9 +326,9 @@ def recalibrate_bn(module: nn.Module, x: np.ndarray, batch: int = 256) -> None:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over the batches below
     module.train()
-    with torch.no_grad():
-        for s in range(0, len(x), batch):
-            module(torch.from_numpy(x[s : s + batch]))
+    with torch.no_grad():  # equal chunks: none of one image, which batch norm refuses
+        for chunk in np.array_split(x, max(1, math.ceil(len(x) / batch))):
+            module(torch.from_numpy(chunk))
     for m, momentum in zip(norms, saved, strict=True):
         m.momentum = momentum
     module.eval()

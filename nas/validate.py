@@ -342,7 +342,6 @@ def check_strategy(cfg: Any, space_cls: type) -> None:
         sn.random_subnets >= 0,
         f"search.supernet.random_subnets={sn.random_subnets} must be >= 0",
     )
-    _require(sn.bn_images >= 1, f"search.supernet.bn_images={sn.bn_images} must be >= 1")
     _require(sn.finalists >= 0, f"search.supernet.finalists={sn.finalists} must be >= 0")
     _require(
         sn.finalist_init in FINALIST_INITS,
@@ -357,11 +356,15 @@ def check_strategy(cfg: Any, space_cls: type) -> None:
             f"search.strategy=supernet: search space '{space.name}' has no supernet; use "
             "search.strategy=train or a space that has one (search_space=mobilenet)"
         )
+    _require(sn.bn_images >= 2, f"search.supernet.bn_images={sn.bn_images} must be >= 2")
     if sn.path:
         path = Path(str(sn.path))
-        if path.exists() and not path.is_file():
-            raise ConfigError(f"search.supernet.path={path} is not a regular file")
-        _check_file_target(path, f"search.supernet.path={path}")
+        what = f"search.supernet.path={path}"
+        if path.exists():  # a trained one is only read
+            _require(path.is_file(), f"{what} is not a regular file")
+            _require(os.access(path, os.R_OK), f"{what} is not readable")
+        else:
+            _check_file_target(path, what)
 
 
 def check_dataset(cfg: Any) -> None:

@@ -41,6 +41,23 @@ class MobileNetConfig:
     strides: list[int] = field(default_factory=lambda: [1, 2])
 
 
+def choices(c: MobileNetConfig) -> list[tuple[str, list[int]]]:
+    """Every choice of the space in sampling order: (Optuna parameter, options). The
+    first stage is never skipped; ``stem_stride`` is a choice only when it has options."""
+    out = [("resolution", list(c.resolutions)), ("stem_channels", list(c.stem_channels))]
+    if len(c.stem_strides) > 1:
+        out.append(("stem_stride", list(c.stem_strides)))
+    for i in range(1, c.stages + 1):
+        out += [
+            (f"s{i}_width", list(c.widths)),
+            (f"s{i}_depth", [d for d in c.depths if d > 0] if i == 1 else list(c.depths)),
+            (f"s{i}_kernel", list(c.kernels)),
+            (f"s{i}_expand", list(c.expansions)),
+            (f"s{i}_stride", list(c.strides)),
+        ]
+    return out
+
+
 class InvertedResidual(nn.Module):
     """MobileNetV2 block; ``expand == 1`` drops the expansion convolution."""
 
@@ -69,21 +86,7 @@ class MobileNetSearchSpace(BaseSearchSpace):
     Config = MobileNetConfig
 
     def sample(self, trial: optuna.Trial) -> ArchSpec:
-        c = self.config
-        spec: ArchSpec = {
-            "resolution": trial.suggest_categorical("resolution", list(c.resolutions)),
-            "stem_channels": trial.suggest_categorical("stem_channels", list(c.stem_channels)),
-        }
-        if len(c.stem_strides) > 1:
-            spec["stem_stride"] = trial.suggest_categorical("stem_stride", list(c.stem_strides))
-        for i in range(1, c.stages + 1):
-            depths = [d for d in c.depths if d > 0] if i == 1 else list(c.depths)
-            spec[f"s{i}_width"] = trial.suggest_categorical(f"s{i}_width", list(c.widths))
-            spec[f"s{i}_depth"] = trial.suggest_categorical(f"s{i}_depth", depths)
-            spec[f"s{i}_kernel"] = trial.suggest_categorical(f"s{i}_kernel", list(c.kernels))
-            spec[f"s{i}_expand"] = trial.suggest_categorical(f"s{i}_expand", list(c.expansions))
-            spec[f"s{i}_stride"] = trial.suggest_categorical(f"s{i}_stride", list(c.strides))
-        return spec
+        return {name: trial.suggest_categorical(name, opts) for name, opts in choices(self.config)}
 
     def resolution(self, spec: ArchSpec) -> int:
         return int(spec["resolution"])

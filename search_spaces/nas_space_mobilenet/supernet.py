@@ -18,7 +18,7 @@ graph, static cost, int8 export and deploy artifacts as one trained alone.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,7 @@ from torch import nn
 
 from nas.graph import same_padding
 from nas.spaces import ArchSpec, Supernet
+from nas_space_mobilenet import choices
 
 
 class ElasticConvBN(nn.Module):
@@ -130,23 +131,9 @@ class MobileNetSupernet(Supernet):
 
     # -------------------------------------------------------------- choices
 
-    def _pick(self, pick) -> ArchSpec:  # noqa: ANN001 - pick(name, options) -> option
-        """A spec with each choice made by ``pick``, in the order of `sample`."""
-        c = self.config
-        spec: ArchSpec = {
-            "resolution": pick("resolution", c.resolutions),
-            "stem_channels": pick("stem_channels", c.stem_channels),
-        }
-        if len(c.stem_strides) > 1:
-            spec["stem_stride"] = pick("stem_stride", c.stem_strides)
-        for i in range(1, c.stages + 1):
-            depths = [d for d in c.depths if d > 0] if i == 1 else list(c.depths)
-            spec[f"s{i}_width"] = pick("width", c.widths)
-            spec[f"s{i}_depth"] = pick("depth", depths)
-            spec[f"s{i}_kernel"] = pick("kernel", c.kernels)
-            spec[f"s{i}_expand"] = pick("expand", c.expansions)
-            spec[f"s{i}_stride"] = pick("stride", c.strides)
-        return spec
+    def _pick(self, pick: Callable[[str, list[int]], int]) -> ArchSpec:
+        """A spec with each choice of the space made by ``pick(name, options)``."""
+        return {name: pick(name, opts) for name, opts in choices(self.config)}
 
     def largest(self) -> ArchSpec:
         # The most compute: every size at its largest, strides at their smallest.
