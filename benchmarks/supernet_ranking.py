@@ -134,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=8, help="supernet epochs")
     ap.add_argument("--hours", type=float, default=None, help="start no work after this")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument(
+        "--steps",
+        default="inherited,proxy,finetune,final",
+        help="which measurements this process makes (two processes may split them)",
+    )
     ap.add_argument("--work", type=Path, default=WORK)
     opts = ap.parse_args(argv)
     started = time.monotonic()
@@ -157,17 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     def time_left() -> bool:
         return opts.hours is None or time.monotonic() - started < opts.hours * 3600
 
-    # 1. the supernet
+    kinds = opts.steps.split(",")
+    # 1. the supernet (an untrained one is enough to draw architectures)
     state_file = work / "supernet_cpu.json"
-    prep = open_supernet(search, obj.comp.space, obj.comp.data, work)
-    if not prep.trained:
+    uses_weights = "inherited" in kinds or "finetune" in kinds
+    prep = open_supernet(search, obj.comp.space, obj.comp.data, work, check=uses_weights)
+    net = prep.net.eval()
+    if not prep.trained and uses_weights:
         cpu0 = time.process_time()
         net = train_supernet(prep, obj.data_at, search, obj.fits)
         spent = json.loads(state_file.read_text())["cpu_s"] if state_file.is_file() else 0.0
         state_file.write_text(json.dumps({"cpu_s": spent + time.process_time() - cpu0}))
-    else:
-        net = prep.net.eval()
-    obj.supernet = net
 
     # 2. architectures and their inherited accuracy
     archs_file = work / "archs.json"
@@ -185,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     inherited_file = work / "inherited.jsonl"
     done = {r["i"] for r in lines(inherited_file)}
     for i, spec in enumerate(specs):
-        if i in done:
+        if i in done or "inherited" not in kinds:
             continue
         cpu0, wall0 = time.process_time(), time.perf_counter()
         size = net.resolution(spec)
@@ -197,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         append(inherited_file, {"i": i, "acc": acc, "cpu_s": cpu, "wall_s": wall})
 
-    # 3. each architecture trained alone: the proxy, then the final recipe
+    # 3. each architecture trained alone: the proxy, from inherited weights, final recipe
     for i, spec in enumerate(specs):
         for kind, o, init in (
             ("proxy", obj, None),
@@ -205,12 +210,13 @@ def main(argv: list[str] | None = None) -> int:
             ("final", final_obj, None),
         ):
             path = work / f"{kind}.jsonl"
-            if i in {r["i"] for r in lines(path)} or not time_left():
+            if kind not in kinds or i in {r["i"] for r in lines(path)} or not time_left():
                 continue
             acc, cpu = train_alone(o, spec, seed=i, inherit=init)
             append(path, {"i": i, **acc, "cpu_s": cpu})
             print(f"{kind} {i}: {acc} ({cpu:.0f} CPU s)", flush=True)
-    write_result(work, specs, opts, sys.argv)
+    if (work / "supernet_cpu.json").is_file():
+        write_result(work, specs, opts, sys.argv)
     return 0
 
 
