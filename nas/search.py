@@ -769,9 +769,13 @@ def run_search(
     return frame
 
 
-def finalist_sources(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
-    """The ``k`` feasible candidates with the highest inherited int8 accuracy (ties: the
-    faster, then the earlier), one per architecture."""
+def finalist_sources(
+    study: optuna.Study, k: int, by_latency: bool = False
+) -> list[optuna.trial.FrozenTrial]:
+    """The ``k`` feasible candidates to train, one per architecture, by inherited int8
+    accuracy (ties: the faster, then the earlier). ``by_latency`` (latency is an
+    objective): spread along the inherited Pareto front of accuracy against latency,
+    from the fastest to the most accurate, then the most accurate of the rest."""
     scored = [
         t
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -780,11 +784,21 @@ def finalist_sources(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTri
         and DUPLICATE_OF not in t.user_attrs
     ]
     scored.sort(key=lambda t: (-t.user_attrs[ACC_INT8], t.user_attrs[LATENCY_MS], t.number))
-    chosen: list[optuna.trial.FrozenTrial] = []
+    unique: list[optuna.trial.FrozenTrial] = []
     for t in scored:
-        if len(chosen) < k and all(t.params != c.params for c in chosen):
-            chosen.append(t)
-    return chosen
+        if all(t.params != u.params for u in unique):
+            unique.append(t)
+    if not by_latency or k < 2:
+        return unique[:k]
+    front, fastest = [], float("inf")
+    for t in unique:  # most accurate first: each new fastest is on the front
+        if t.user_attrs[LATENCY_MS] < fastest:
+            front.append(t)
+            fastest = t.user_attrs[LATENCY_MS]
+    if len(front) > k:  # evenly spaced by rank, both ends kept
+        front = [front[round(i * (len(front) - 1) / (k - 1))] for i in range(k)]
+    rest = [t for t in unique if t not in front]
+    return front + rest[: k - len(front)]
 
 
 def unqueue_finalists(study: optuna.Study) -> None:
@@ -803,7 +817,8 @@ def run_finalists(
     """Train, compress and score the best candidates of a supernet search, each as a new
     trial with ``finalist_of`` set. A finalist completed by an earlier run of the same
     study is not trained again."""
-    sources = finalist_sources(study, cfg.search.supernet.finalists)
+    by_latency = LATENCY_MS in objective.objectives
+    sources = finalist_sources(study, cfg.search.supernet.finalists, by_latency)
     done = {
         t.user_attrs[FINALIST_OF]
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))

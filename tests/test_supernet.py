@@ -98,6 +98,38 @@ def test_subnet_choices_stay_inside_the_space():
         assert spec["s1_depth"] > 0 and spec["s2_width"] in c.widths
 
 
+def _scored_study(rows: list[tuple[float, float]]):
+    """A study of supernet-scored candidates with these (acc_int8, latency_ms)."""
+    import optuna
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for i, (acc, lat) in enumerate(rows):
+        attrs = {"scored_by": "supernet", "feasible": True, "acc_int8": acc, "latency_ms": lat}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"w": i},
+                distributions={"w": optuna.distributions.IntDistribution(0, 100)},
+                values=[acc, lat],
+                user_attrs=attrs,
+            )
+        )
+    return study
+
+
+def test_finalists_by_accuracy_or_spread_along_the_inherited_front():
+    from nas.search import finalist_sources
+
+    # (acc, latency): the front is 0 (0.9, 9 ms), 2 (0.8, 5), 4 (0.7, 3), 5 (0.5, 1)
+    rows = [(0.9, 9.0), (0.85, 9.5), (0.8, 5.0), (0.75, 6.0), (0.7, 3.0), (0.5, 1.0)]
+    study = _scored_study(rows)
+    numbers = lambda ts: [t.number for t in ts]  # noqa: E731
+    assert numbers(finalist_sources(study, 3)) == [0, 1, 2]
+    assert numbers(finalist_sources(study, 3, by_latency=True)) == [0, 4, 5]
+    assert numbers(finalist_sources(study, 4, by_latency=True)) == [0, 2, 4, 5]
+    assert numbers(finalist_sources(study, 6, by_latency=True)) == [0, 2, 4, 5, 1, 3]
+    assert numbers(finalist_sources(study, 1, by_latency=True)) == [0]
+
+
 def _cfg(*overrides: str):
     register_configs(["cortex_m4"])
     with initialize_config_module("nas.conf", version_base="1.3"):
@@ -155,7 +187,7 @@ def test_killed_training_resumes_and_the_search_finishes_its_finalists(tmp_path)
     the second epoch and ends with the weights of an uninterrupted run; the search then
     scores its candidates on the supernet and trains its finalists."""
     killed, whole = tmp_path / "killed", tmp_path / "whole"
-    proc = _search(killed, "search.supernet.epochs=3")
+    proc = _search(killed, "search.supernet.epochs=3", "search.objectives=[acc_int8]")
     ckpt = killed / "supernet.pt"
     deadline = time.monotonic() + 300
     while not (ckpt.exists() and torch.load(ckpt, weights_only=True)["epoch"] >= 1):
@@ -164,11 +196,13 @@ def test_killed_training_resumes_and_the_search_finishes_its_finalists(tmp_path)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not torch.load(ckpt, weights_only=True)["complete"]
-    resumed = _search(killed, "search.supernet.epochs=3")
+    resumed = _search(killed, "search.supernet.epochs=3", "search.objectives=[acc_int8]")
     out = resumed.communicate(timeout=600)[0]
     assert resumed.returncode == 0, out
     assert "supernet:  33%" in out  # the bar starts where the checkpoint ended
-    ref = _search(whole, "search.supernet.epochs=3", "search.report=false")
+    ref = _search(
+        whole, "search.supernet.epochs=3", "search.objectives=[acc_int8]", "search.report=false"
+    )
     assert ref.wait(timeout=600) == 0
     a = torch.load(ckpt, weights_only=True)["model"]
     b = torch.load(whole / "supernet.pt", weights_only=True)["model"]
@@ -188,7 +222,9 @@ def test_killed_training_resumes_and_the_search_finishes_its_finalists(tmp_path)
     assert top.acc_int8.iloc[2] <= min(df.set_index("number").acc_int8[list(sources)])
     assert "scored on the supernet" in out
     # Run again: the trained supernet and the finished finalists are reused.
-    again = _search(killed, "search.supernet.epochs=3", "search.n_trials=0")
+    again = _search(
+        killed, "search.supernet.epochs=3", "search.objectives=[acc_int8]", "search.n_trials=0"
+    )
     out = again.communicate(timeout=600)[0]
     assert again.returncode == 0, out
     assert "supernet:" not in out and "finalists:" not in out
@@ -209,6 +245,7 @@ def test_workers_score_on_the_trained_supernet_and_the_first_process_finishes(tm
     assert df.finalist_of.notna().sum() == 2
     worker_log = (run / "worker_1.log").read_text()
     assert "supernet:" not in worker_log and "finalists" not in worker_log
-    assert "12 feasible candidates were scored with weights inherited" in (
-        run / "report.md"
-    ).read_text()
+    assert (
+        "12 feasible candidates were scored with weights inherited"
+        in (run / "report.md").read_text()
+    )
