@@ -68,8 +68,10 @@ class SupernetConfig:
     sample_feasible: bool = True
     #: Training images (2 or more) each candidate's batch norm is recalibrated on.
     bn_images: int = 512
-    #: The best candidates by inherited int8 accuracy, then trained (``search.epochs``),
-    #: compressed and scored by the backend like the trials of ``search.strategy=train``.
+    #: How many candidates are then trained (``search.epochs``), compressed and scored by
+    #: the backend like the trials of ``search.strategy=train``: spread along the front
+    #: of inherited int8 accuracy against latency, or the most accurate when accuracy is
+    #: the only objective.
     finalists: int = 3
     #: Finalists start from their inherited weights, or from scratch.
     finalist_init: str = "inherited"
