@@ -59,6 +59,9 @@ def nas_register_search_spaces() -> list[type[BaseSearchSpace]]:
     Its int8 model may implement `nas.backends.CExportable` (``to_c``, ``c_inputs``,
     ``c_outputs``), so that C backends such as ``c_sim`` can compile and run it.
 
+    A space whose ``supernet`` returns a `nas.spaces.Supernet` can be searched with
+    ``search.strategy=supernet`` (`nas.supernet`).
+
     :returns: a list of `nas.spaces.BaseSearchSpace` subclasses.
     """
 

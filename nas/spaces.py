@@ -15,6 +15,11 @@ models; the search refuses any other with a clear message (`check_supported`). F
 backends (``c_sim``), its int8 model implements `nas.backends.CExportable` (``to_c``);
 tools that measure generated code on random models (``python -m nas calibrate``) build
 them with `BaseSearchSpace.random_model`, which such a space may override.
+
+A space may also offer its architectures as one weight-sharing network: ``supernet``
+returns a `Supernet` whose ``extract`` copies a subnet's weights into the module ``build``
+makes for the same spec. ``search.strategy=supernet`` (`nas.supernet`) then scores
+candidates with inherited weights instead of training each.
 """
 
 from __future__ import annotations
