@@ -249,3 +249,27 @@ def test_workers_score_on_the_trained_supernet_and_the_first_process_finishes(tm
         "12 feasible candidates were scored with weights inherited"
         in (run / "report.md").read_text()
     )
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_supernet_training_keeps_the_last_epoch(tmp_path):
+    """Ctrl-C while the supernet trains: exit 130, no traceback, the checkpoint of the
+    last finished epoch kept, and a report written."""
+    from conftest import spawn_cli
+
+    run = tmp_path / "run"
+    args = [HW, *TINY, *SN, "search.supernet.epochs=50", "search.n_trials=2"]
+    p = spawn_cli("search", *args, f"hydra.run.dir={run}")
+    ckpt = run / "supernet.pt"
+    deadline = time.monotonic() + 300
+    while not ckpt.exists():
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        time.sleep(0.2)
+    time.sleep(1.0)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 130, err[-3000:]
+    assert "interrupted" in err and "Traceback" not in err
+    state = torch.load(ckpt, weights_only=True)
+    assert 1 <= state["epoch"] < 50 and not state["complete"]
+    assert (run / "report.md").is_file()
