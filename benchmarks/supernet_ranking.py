@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=8, help="supernet epochs")
     ap.add_argument("--hours", type=float, default=None, help="start no work after this")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--reverse", action="store_true", help="architectures last to first")
     ap.add_argument(
         "--steps",
         default="inherited,proxy,finetune,final",
@@ -203,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         append(inherited_file, {"i": i, "acc": acc, "cpu_s": cpu, "wall_s": wall})
 
     # 3. each architecture trained alone: the proxy, from inherited weights, final recipe
-    for i, spec in enumerate(specs):
+    order = list(enumerate(specs))
+    for i, spec in reversed(order) if opts.reverse else order:
         for kind, o, init in (
             ("proxy", obj, None),
             ("finetune", obj, net),
