@@ -232,7 +232,7 @@ def train_supernet(
                 loss = _sandwich_step(net, data_at, idx, rng, draw, sc)
                 if not torch.isfinite(loss):
                     raise TrialError(
-                        f"supernet training diverged: loss {float(loss)} at epoch {epoch}"
+                        f"supernet training diverged: loss {float(loss)} at epoch {epoch + 1}"
                     )
                 opt.step()
                 sched.step()
