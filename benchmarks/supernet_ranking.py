@@ -4,8 +4,9 @@
     python benchmarks/supernet_ranking.py --hours 1.2  # stop starting work after 1.2 h
     python benchmarks/supernet_ranking.py --quick      # the same pipeline in minutes
 
-Steps, each resumable (results go to ``outputs/supernet_ranking/`` one line at a time,
-and a rerun skips what is there):
+Steps, each resumable: results go to ``benchmarks/results/supernet_ranking_work/`` one
+line at a time (committed, with the supernet checkpoint, so a later session resumes), and
+a rerun skips what is there:
 
 1. Train the m4-tight MobileNet-like space's supernet (``search.strategy=supernet``
    with this script's options) on the search data of ``benchmarks/fashion_mnist/run.py``
@@ -55,7 +56,7 @@ from nas.supernet import (  # noqa: E402
 from nas.train import TrainSettings, fit  # noqa: E402
 
 BUDGET = "m4-tight"
-WORK = ROOT / "outputs" / "supernet_ranking"
+WORK = HERE / "results" / "supernet_ranking_work"  # committed: a later session resumes
 RESULT = HERE / "results" / "supernet_ranking.md"
 
 
