@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from nas_backend_c_sim import codegen, sim
+from nas_backend_c_sim import sim
 from torch import nn
 
+from nas import codegen
 from nas.cost import executed_macs
 from nas.data import calibration_batch
 from nas.graph import trace

@@ -25,6 +25,7 @@ from nas.plugin_manager import CORE_COMMANDS
 
 USAGE = """\
 usage: python -m nas <command> [arguments]
+       python -m nas --version
 
 Hardware-constrained neural architecture search for microcontrollers.
 
@@ -139,9 +140,24 @@ def search_command(args: list[str]) -> int:
     return 0
 
 
+LIST_HELP = """\
+usage: python -m nas list [{sections}]
+
+Show what can be selected on a search's command line: hardware profiles (+hw=NAME, with
+their source file; broken files are marked INVALID), search spaces (search_space=NAME),
+datasets (dataset=NAME), compression methods (compression=[NAME,...]), backends
+(backend=NAME) and the installed plugins. All sections when none is named.
+
+options:
+  -h, --help  show this help and exit"""
+
+
 def list_command(args: list[str]) -> int:
     from nas.listing import SECTIONS, render
 
+    if {"-h", "--help"} & set(args):
+        print(LIST_HELP.format(sections="|".join(SECTIONS)))
+        return 0
     sections = args or list(SECTIONS)
     unknown = [s for s in sections if s not in SECTIONS]
     if unknown:
@@ -192,6 +208,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args or args[0] in ("-h", "--help", "help"):
             print(usage())
             return 0 if args else 2
+        if args[0] in ("-V", "--version"):
+            from nas import __version__
+
+            print(f"mcu-nas {__version__}")
+            return 0
         command, rest = args[0], args[1:]
         if command not in commands:
             raise ConfigError(f"unknown command '{command}'; valid: {', '.join(commands)}")

@@ -75,8 +75,8 @@ class CSource:
         void nas_model_run(const int8_t *input, int8_t *output);
 
     which reads ``input_bytes`` int8 bytes and writes ``output_bytes`` bytes. It may
-    include ``headers`` (written next to it) and the backend's runtime headers: for
-    ``c_sim``, ``nas_kernels.h`` (TFLite-exact requantization ``nas_requant``,
+    include ``headers`` (written next to it) and the runtime headers `nas.codegen.write`
+    adds: ``nas_kernels.h`` (TFLite-exact requantization ``nas_requant``,
     ``nas_clamp``, the int8 kernels, and ``NAS_MARK(i)``, a profiling mark) and
     ``nas_rom.h`` (``NAS_ROM`` puts a constant in flash, ``NAS_RD8`` / ``NAS_RD32`` read
     one, on AVR through ``pgm_read_*``). The code must compile warning-free under
@@ -98,6 +98,11 @@ class CSource:
         marks: how many of ``ops`` run before each ``NAS_MARK`` in turn (sums to
             ``len(ops)``); a profiling build times each group (``calibrate`` fits the
             latency table from them). Empty: the C marks nothing.
+        input_scale, input_zero_point: how a float input ``x`` (the [0, 1] images the
+            model was trained on) becomes an input byte: ``clamp(round(x / input_scale) +
+            input_zero_point, -128, 127)``.
+        input_layout: the order of the input bytes, ``"HWC"`` (channels last, TFLite's)
+            or ``"CHW"``.
     """
 
     source: str
@@ -110,6 +115,9 @@ class CSource:
     model_bytes: int = 0
     ops: tuple[tuple[str, int, int], ...] = ()
     marks: tuple[int, ...] = ()
+    input_scale: float = 1.0
+    input_zero_point: int = 0
+    input_layout: str = "HWC"
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.targets if t not in C_TARGETS]

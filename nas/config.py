@@ -21,6 +21,7 @@ repeats none of them), the ``hw`` schema is derived from the fields of
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, get_origin
@@ -282,11 +283,33 @@ def _hw_node(name: str) -> Any:
     return node
 
 
+#: The keys a ``-m`` command line sweeps (``search.seed``, ``hw``...), set by
+#: `nas.validate.check_search_args`; each job's folder is named by their values.
+SWEPT_KEYS: list[str] = []
+
+
+def sweep_job_name(task: Any, hw_name: str) -> str:
+    """A multirun job's folder name after its number: ``key=value`` of every swept key in
+    the job's overrides (``task``), comma-separated; the chip's name when nothing is
+    swept. Passwords are masked and characters a folder name should not hold replaced."""
+    from nas.storage import mask_url
+
+    chosen = []
+    for item in task:
+        key, _, value = str(item).partition("=")
+        key = key.lstrip("+~")
+        if key in SWEPT_KEYS:
+            value = re.sub(r"[^\w.+-]", "_", mask_url(value))
+            chosen.append(f"{key}={value}")
+    return ",".join(chosen) or hw_name
+
+
 def register_configs(profiles: Iterable[str] | None = None) -> None:
     """Fill the ConfigStore: schemas, plugin options and hardware profiles.
 
     Only the profiles named in ``profiles`` (what the command line selects) are read; None
     reads every available one (bounded per file by `nas.hardware.read_profile_file`)."""
+    OmegaConf.register_new_resolver("nas_sweep_job", sweep_job_name, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="nas_schema", node=NasConfig)
     for name, schema in SAMPLERS.items():

@@ -8,7 +8,7 @@ they are missing, raises `nas.errors.ConfigError` saying where to get them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -30,7 +30,11 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class Arrays:
-    """Images as NCHW float32 in [0, 1] and integer labels, already split."""
+    """Images as NCHW float32 in [0, 1] and integer labels, already split.
+
+    ``raw_scale``: the images are the sensor's raw values times this float32 factor (1/16
+    for digits' 0..16 pixels, 1/255 for 8-bit ones): part of the input contract a firmware
+    follows (`nas.firmware`)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -39,6 +43,7 @@ class Arrays:
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
+    raw_scale: float = 1.0
 
     @property
     def in_channels(self) -> int:
@@ -52,14 +57,11 @@ class Arrays:
         """The same splits at ``size`` x ``size`` (bilinear), for a candidate's resolution."""
         if size == self.resolution:
             return self
-        return Arrays(
-            resize(self.x_train, size),
-            self.y_train,
-            resize(self.x_val, size),
-            self.y_val,
-            resize(self.x_test, size),
-            self.y_test,
-            self.num_classes,
+        return replace(
+            self,
+            x_train=resize(self.x_train, size),
+            x_val=resize(self.x_val, size),
+            x_test=resize(self.x_test, size),
         )
 
 
@@ -73,13 +75,11 @@ def one_vs_rest(data: Arrays, positive: int) -> Arrays:
     def binary(y: np.ndarray) -> np.ndarray:
         return (y == positive).astype(np.int64)
 
-    return Arrays(
-        data.x_train,
-        binary(data.y_train),
-        data.x_val,
-        binary(data.y_val),
-        data.x_test,
-        binary(data.y_test),
+    return replace(
+        data,
+        y_train=binary(data.y_train),
+        y_val=binary(data.y_val),
+        y_test=binary(data.y_test),
         num_classes=2,
     )
 

@@ -71,6 +71,9 @@ ACC_INT8 = "acc_int8"
 ACC_INT8_TEST = "acc_int8_test"
 #: The static latency estimate, a `Cost` name; the second objective.
 LATENCY_MS = "latency_ms"
+#: `Cost` names the end of a search prints for the best model.
+SRAM_BYTES = "sram_bytes"
+FLASH_BYTES = "flash_bytes"
 
 # ----------------------------------------------------------- columns the report adds
 

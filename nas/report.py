@@ -18,6 +18,7 @@ the rows `trained_mask` selects. The column names are those of `nas.record`.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 from collections.abc import Iterable
@@ -39,6 +40,7 @@ from nas.record import (
     DUPLICATE_OF,
     FEASIBLE,
     FEASIBLE_PREFIX,
+    FLASH_BYTES,
     HIDDEN,
     LATENCY_MS,
     LOAD_COLUMNS,
@@ -49,11 +51,14 @@ from nas.record import (
     REASON,
     REASONS,
     SCORED_BY,
+    SRAM_BYTES,
     STATE,
     SUPERNET,
     TRAIN_S,
 )
 from nas.storage import display_url, mask_url, open_storage, without_masked_password
+
+log = logging.getLogger(__name__)
 
 #: The first columns of ``trials.csv``, in order (then the others sorted, then ``arch_*``).
 FIRST_COLUMNS = [
@@ -183,11 +188,20 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _cell(v: Any) -> str:
+    """A value as one Markdown table cell: pipes escaped, line breaks as spaces."""
+    return " ".join(_fmt(v).replace("|", "\\|").split())
+
+
 def markdown_table(df: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table (no extra dependency)."""
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    """A GitHub-flavoured Markdown table (no extra dependency); every cell is one cell,
+    whatever its text."""
+    lines = [
+        "| " + " | ".join(_cell(c) for c in df.columns) + " |",
+        "|" + "---|" * len(df.columns),
+    ]
     for _, row in df.iterrows():
-        lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
     return "\n".join(lines)
 
 
@@ -208,6 +222,58 @@ def summary(df: pd.DataFrame) -> dict[str, Any]:
         "failed": int((states == "FAIL").sum()),
         "train_s_total": float(df[TRAIN_S].fillna(0).sum()),
     }
+
+
+def outcomes(counts: dict[str, Any], hw_name: str) -> str:
+    """One sentence on what happened to the trials (`summary`): pruned candidates fit the
+    chip and were stopped during training, unlike the ones rejected before training."""
+    parts = [f"{counts['complete_feasible']} trained and scored"]
+    if counts["inherited"]:
+        parts.append(f"{counts['inherited']} scored on the supernet")
+    if counts["repeats"]:
+        parts.append(f"{counts['repeats']} repeats of an architecture already trained")
+    parts += [
+        f"{counts['pruned']} stopped early by the pruner (they fit; their accuracy lagged)",
+        f"{counts['infeasible']} rejected before training (over a limit of the chip)",
+        f"{counts['failed']} failed",
+    ]
+    return f"{counts['trials']} trials on {hw_name}: " + ", ".join(parts) + "."
+
+
+def next_steps(run_dir: Path, best: pd.Series | None, backend: str) -> str:
+    """What the end of a search prints: the best model and where to go from there."""
+    if best is None:
+        return f"run directory: {run_dir} (report.md, trials.csv)"
+    best_dir = run_dir / "best"
+    lines = [
+        f"Best: trial {int(best[NUMBER])}, int8 accuracy {best[ACC_INT8]:.3f} (validation)"
+        + (
+            f", {best[ACC_INT8_TEST]:.3f} (test)"
+            if ACC_INT8_TEST in best and best[ACC_INT8_TEST] == best[ACC_INT8_TEST]
+            else ""
+        )
+        + f", {best[LATENCY_MS]:.2f} ms, {int(best[SRAM_BYTES]):,} B SRAM, "
+        f"{int(best[FLASH_BYTES]):,} B flash.",
+        "Next:",
+    ]
+    if (best_dir / "firmware" / "Makefile").is_file():
+        lines.append(
+            f"  make -C {best_dir / 'firmware'} run: build the model's C firmware and run "
+            "it in a simulator (README.md there)"
+        )
+    if (best_dir / "FIRMWARE.md").is_file():
+        lines.append(f"  {best_dir / 'FIRMWARE.md'}: the TensorFlow Lite Micro route")
+    elif backend != "c_sim" and (best_dir / "firmware").is_dir():
+        lines.append(
+            f"  search again with backend=c_sim to compile every candidate's C and measure "
+            f"its flash, RAM and latency in the simulator (backend {backend} estimated them)"
+        )
+    lines += [
+        f"  {run_dir / 'report.md'}: the Pareto front, failures, settings",
+        f"  {run_dir / 'trials.csv'}: every trial, one row each (pandas.read_csv)",
+        f"run directory: {run_dir}",
+    ]
+    return "\n".join(lines)
 
 
 def write_run(
@@ -233,7 +299,7 @@ def write_run(
         "",
         f"Hardware profile file: `{hw.source_file}`.",
         "",
-        "Trials: " + ", ".join(f"{k} {_fmt(v)}" for k, v in counts.items()) + ".",
+        outcomes(counts, hw.name) + f" Training time: {counts['train_s_total']:.0f} s.",
         "",
         "## Pareto front (feasible; acc_int8 up, latency_ms down)",
         "",
@@ -266,16 +332,13 @@ def write_run(
             shutil.rmtree(best_dir, ignore_errors=True)
             shutil.copytree(src, best_dir)
     print()
-    repeats = f"{counts['repeats']} repeated, " if counts["repeats"] else ""
-    if counts["inherited"]:
-        repeats = f"{counts['inherited']} scored on the supernet, " + repeats
-    print(
-        f"Pareto front on {hw.name}: {counts['complete_feasible']} feasible, {repeats}"
-        f"{counts['infeasible']} infeasible, {counts['pruned']} pruned, "
-        f"{counts['failed']} failed of {counts['trials']} trials"
-    )
-    print(front.to_string(index=False) if len(front) else "(no feasible trial completed)")
-    print(f"run directory: {run_dir}")
+    print(outcomes(counts, hw.name))
+    log.info(outcomes(counts, hw.name))
+    if len(front):
+        print("Pareto front (feasible, trained; int8 accuracy up, latency down):")
+        print(front.to_string(index=False))
+    else:
+        print("No feasible trial completed: nothing to deploy.")
     return best_dir
 
 
@@ -431,8 +494,14 @@ def same_architecture(df: pd.DataFrame, metric: str = ACC_INT8) -> pd.DataFrame:
     done = df[trained_mask(df)]
     if not arch or done.empty:
         return pd.DataFrame()
-    cols = ["search_space", *arch] if "search_space" in done else arch
-    key = done[cols].apply(lambda r: "|".join(str(v) for v in r if v == v), axis=1)
+    space = done["search_space"].astype(str) + ": " if "search_space" in done else ""
+
+    def named(row: pd.Series) -> str:  # "mobilenet: resolution=16, s1_width=8, ..."
+        return ", ".join(
+            f"{c.removeprefix(ARCH_PREFIX)}={_fmt(v)}" for c, v in row.items() if v == v
+        )
+
+    key = space + done[arch].apply(named, axis=1)
     table = done.assign(_arch=key).pivot_table(
         index="_arch", columns="hw", values=metric, aggfunc="max"
     )

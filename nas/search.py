@@ -32,7 +32,7 @@ from optuna.study import StudyDirection
 from torch import nn
 from tqdm import tqdm
 
-from nas import report, workers
+from nas import codegen, console, firmware, report, workers
 from nas.backends import REQUIRED_METRICS, BaseBackend
 from nas.compression import BaseCompressionMethod, Candidate, order, run_pipeline
 from nas.config import SAMPLERS, SearchConfig, plugin_config
@@ -534,9 +534,16 @@ class Objective:
         return list(twin.values)
 
     def save(self, number: int, cand: Candidate, cost: Cost, metrics: dict[str, Any]) -> None:
-        """Write the trial's folder: ``arch.json``, both models and the artifacts."""
+        """Write the trial's folder: ``arch.json``, both models, the artifacts and, for a
+        model that has C, its input contract and firmware project (`nas.firmware`)."""
         out = self.run_dir / "trials" / f"{number:05d}"
         out.mkdir(parents=True, exist_ok=True)
+        torch.save(cand.module.state_dict(), out / "model_float.pt")
+        assert cand.qgraph is not None
+        cand.qgraph.save(out / "model_int8.npz")
+        for name, data in cand.artifacts.items():  # names may hold folders: "c/model.c"
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            (out / name).write_bytes(data)
         info = {
             "trial": number,
             "arch": cand.spec,
@@ -547,14 +554,23 @@ class Objective:
             "hw_file": self.comp.hw.source_file,
             "cost": cost.as_dict(),
             "metrics": metrics,
+            "input": self.firmware(out / "firmware", cand),
         }
         (out / "arch.json").write_text(json.dumps(info, indent=2, default=float))
-        torch.save(cand.module.state_dict(), out / "model_float.pt")
-        assert cand.qgraph is not None
-        cand.qgraph.save(out / "model_int8.npz")
-        for name, data in cand.artifacts.items():  # names may hold folders: "c/model.c"
-            (out / name).parent.mkdir(parents=True, exist_ok=True)
-            (out / name).write_bytes(data)
+
+    def firmware(self, folder: Path, cand: Candidate) -> dict[str, Any] | str:
+        """`nas.firmware.write_project` for the candidate; a model without C, or C that
+        cannot be written, keeps its trial and says why instead."""
+        try:
+            model = codegen.as_c(cand.qgraph)
+        except ConfigError as exc:
+            return f"no input contract: {exc}"
+        try:
+            size = cand.data.resolution
+            return firmware.write_project(folder, model, self.comp.hw, self.comp.data, size)
+        except Exception as exc:  # noqa: BLE001 - the trained model is kept either way
+            log.warning("%s: no firmware project: %s: %s", cand.name, type(exc).__name__, exc)
+            return f"no firmware project: {type(exc).__name__}: {exc}"
 
 
 def trained_twin(trial: optuna.Trial, inherited: bool = False) -> optuna.trial.FrozenTrial | None:
@@ -597,7 +613,13 @@ class Progress:
         count_infeasible: bool,
         desc: str = "trials",
     ) -> None:
-        self.bar = tqdm(total=total, desc=desc, unit="trial", dynamic_ncols=True)
+        #: No terminal to draw a bar on (output to a file or a pipe, or 0 columns): one
+        #: line per trial instead.
+        self.plain = not console.interactive()
+        self.bar = tqdm(
+            total=total, desc=desc, unit="trial", dynamic_ncols=True, disable=self.plain
+        )
+        self.desc = desc
         self.pm = pm
         self.grace_s, self.retry = grace_s, retry
         self.total, self.count_infeasible = total, count_infeasible
@@ -613,7 +635,9 @@ class Progress:
             key = (acc, -rec[LATENCY_MS])
             if self.best is None or key > (self.best[0], -self.best[1]):
                 self.best = (acc, rec[LATENCY_MS])
-        if rec[STATE] == "FAIL":
+        line = trial_line(rec)
+        log.info("trial %d: %s", trial.number, line)
+        if rec[STATE] == "FAIL" and not self.plain:
             self.bar.write(f"trial {trial.number} failed: {rec[REASON]}")
         best = f"{self.best[0]:.3f} @ {self.best[1]:.2f} ms" if self.best else "none yet"
         self.bar.set_postfix_str(f"best feasible acc_int8 {best}")
@@ -623,6 +647,11 @@ class Progress:
         if self.count_infeasible or not rejected:
             self.counted += 1
             self.bar.update(1)
+        if self.plain:
+            console.line(
+                f"{self.desc} {self.counted}/{self.total}: trial {trial.number} {line}; "
+                f"best feasible acc_int8 {best}"
+            )
         self.pm.observe_trial(trial.number, rec)
         if self.count_infeasible:
             return
@@ -640,6 +669,26 @@ class Progress:
         """Whether this process has run its share (see the class docstring)."""
         cap = self.sampled >= MAX_SAMPLED_PER_TRIAL * self.total and not self.count_infeasible
         return self.counted >= self.total or cap
+
+
+def trial_line(rec: dict[str, Any]) -> str:
+    """One trial's outcome in words, for ``search.log`` and non-terminal output."""
+    if DUPLICATE_OF in rec:
+        return f"repeat of trial {rec[DUPLICATE_OF]}, not trained again"
+    state = rec[STATE]
+    if state == "FAIL":
+        return f"failed: {rec.get(REASON)}"
+    if state == "PRUNED":
+        return f"stopped early by the pruner: {rec.get(REASON)}"
+    if state != "COMPLETE":
+        return state.lower()
+    if not rec[FEASIBLE]:
+        return f"rejected before training: {rec.get(REASON)}"
+    how = "inherited weights" if rec.get(SCORED_BY) == SUPERNET else rec.get(SCORED_BY)
+    return (
+        f"acc_int8 {rec.get(ACC_INT8, float('nan')):.4f} ({how}), "
+        f"{rec[LATENCY_MS]:.2f} ms, {rec.get(TRAIN_S) or 0:.0f} s training"
+    )
 
 
 def _stop(study: optuna.Study) -> None:
@@ -727,6 +776,7 @@ def run_search(
     objective = Objective(cfg, comp, run_dir)
     if on_start is not None:
         on_start()
+    log_settings(cfg, comp, overrides or [], url)
     procs: list[Any] = []
     progress: Progress | None = None
     interrupted = False
@@ -765,8 +815,37 @@ def run_search(
             best_dir = report.write_run(run_dir, frame, cfg, comp.hw)
             if best_dir is not None:
                 comp.backend.deploy(best_dir)
+            steps = report.next_steps(run_dir, report.best_row(frame), comp.backend.name)
+            print(steps)
+            log.info(steps)
             pm.observe_study(str(run_dir), frame)
     return frame
+
+
+def log_settings(cfg: DictConfig, comp: Components, overrides: list[str], url: str) -> None:
+    """``search.log``: the command line and the choices that shape the search."""
+    log.info("python -m nas search %s", mask_url(" ".join(overrides)))
+    s = cfg.search
+    log.info(
+        "chip %s (%s: SRAM %d B, flash %d B), search space %s, dataset %s (%d training "
+        "images), backend %s, compression [%s], strategy %s, sampler %s, objectives [%s], "
+        "%d trials, seed %d, storage %s",
+        comp.hw.name,
+        comp.hw.source_file,
+        comp.hw.sram_bytes,
+        comp.hw.flash_bytes,
+        comp.space.name,
+        cfg.dataset.name,
+        len(comp.data.x_train),
+        comp.backend.name,
+        ",".join(cfg.compression),
+        s.strategy,
+        cfg.sampler.name,
+        ",".join(objectives(cfg)),
+        s.n_trials,
+        s.seed,
+        mask_url(url),
+    )
 
 
 def finalist_sources(

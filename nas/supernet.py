@@ -25,9 +25,11 @@ training resumes from its last epoch, a finished one is reused by later searches
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,12 +42,15 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
+from nas import console
 from nas.data import Arrays, calibration_batch
 from nas.errors import ConfigError, NasError, TrialError
 from nas.graph import Graph
 from nas.int8 import accuracy_int8, quantize
 from nas.interrupt import CTRL_C
 from nas.spaces import ArchSpec, BaseSearchSpace, Supernet
+
+log = logging.getLogger(__name__)
 
 #: The checkpoint file in the run directory when ``search.supernet.path`` is unset.
 DEFAULT_FILE = "supernet.pt"
@@ -211,13 +216,16 @@ def train_supernet(
         gen.set_state(ckpt["generator"])
         rng.setstate(_as_tuple(ckpt["random"]))
         torch.set_rng_state(ckpt["torch_rng"])
+    plain = not console.interactive()
     bar = tqdm(
         total=sc.epochs * steps,
         initial=start * steps,
         desc="supernet",
         unit="step",
         dynamic_ncols=True,
+        disable=plain,
     )
+    began = time.monotonic()
     try:
         for epoch in range(start, sc.epochs):
             net.train()
@@ -250,6 +258,13 @@ def train_supernet(
                 "torch_rng": torch.get_rng_state(),
             }
             _save(prep, state)
+            done = (
+                f"supernet epoch {epoch + 1}/{sc.epochs}: loss {total / max(steps, 1):.3f}, "
+                f"{time.monotonic() - began:.0f} s"
+            )
+            log.info(done)
+            if plain:
+                console.line(done)
     finally:
         bar.close()
     prep.checkpoint = {"complete": True, "fingerprint": prep.fingerprint}

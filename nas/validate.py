@@ -25,7 +25,14 @@ from hydra import compose, initialize_config_module
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from nas.config import SAMPLERS, STORAGES, plugin_config, register_configs, use_space_backend
+from nas.config import (
+    SAMPLERS,
+    STORAGES,
+    SWEPT_KEYS,
+    plugin_config,
+    register_configs,
+    use_space_backend,
+)
 from nas.errors import ConfigError, NasError
 from nas.hardware import available_profiles, load_profile
 from nas.plugin_manager import KINDS, get_plugin_manager
@@ -173,6 +180,7 @@ def check_search_args(args: list[str]) -> list[str]:
     multirun = bool({"-m", "--multirun"} & set(flags))
     plain = [a for a in args if not a.startswith("-")]
     overrides = parse(plain)
+    SWEPT_KEYS[:] = [o.key_or_group for o in overrides if o.is_sweep_override()]
     check_names(overrides)
     register_configs(selected_profiles(overrides))
     for combo in combinations(overrides):

@@ -11,10 +11,11 @@ import optuna
 import pandas as pd
 import pytest
 import torch
-from nas_backend_c_sim import CSimConfig, codegen, sim
+from nas_backend_c_sim import CSimConfig, sim
 from nas_backend_c_sim.calibrate import pick_space
 from torch import nn
 
+from nas import codegen
 from nas.backends import CExportable, CSource, c_array
 from nas.compression import Candidate
 from nas.cost import Cost

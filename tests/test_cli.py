@@ -228,5 +228,5 @@ def test_multirun_over_profiles(cli, tmp_path):
         f"hydra.sweep.dir={sweep}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for sub in ("0_cortex_m4", "1_cortex_m7"):
+    for sub in ("0_hw=cortex_m4", "1_hw=cortex_m7"):  # every swept choice
         assert (sweep / sub / "trials.csv").is_file(), sorted(p.name for p in sweep.iterdir())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 from optuna.distributions import CategoricalDistribution
 
-from nas import report
+from nas import report, report_html
 
 DIST = {
     "resolution": CategoricalDistribution([8, 12]),
@@ -129,6 +130,34 @@ def test_comparison_helpers(two_runs):
     effect = report.compression_effect(df)
     assert (effect.method == "ptq").all() and effect.change.round(6).eq(-0.01).all()
     assert len(effect) == 5  # feasible completed trials of both runs
+
+
+def _table_cells(line: str) -> list[str]:
+    """The cells of a Markdown table row, splitting at unescaped pipes only."""
+    return re.split(r"(?<!\\)\|", line.strip())[1:-1]
+
+
+def assert_tables_render(md: str) -> None:
+    """Every Markdown table has as many cells in each row as in its header."""
+    header = None
+    for line in md.splitlines():
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = _table_cells(line)
+        if header is None:
+            header = len(cells)
+        assert len(cells) == header, line
+
+
+def test_comparison_markdown_tables_render_with_named_architectures(two_runs):
+    df = report.load(two_runs)
+    md = report_html.markdown(df, [str(p) for p in two_runs])
+    assert "## Same architecture on several targets" in md
+    assert "mobilenet: resolution=8, s1_width=16" in md
+    assert_tables_render(md)
+    odd = pd.DataFrame({"a|b": ["x|y", "two\nlines"], "c": [1.5, float("nan")]})
+    assert_tables_render(report.markdown_table(odd))
 
 
 def _chromium():

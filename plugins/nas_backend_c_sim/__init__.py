@@ -1,8 +1,8 @@
 """``c_sim``: the int8 model as self-contained C99, compiled and run for real.
 
-Every trial's int8 model is turned into C: layer graphs (`nas.int8.QGraph`) by `.codegen`
-(constant weights, one static arena planned like TFLite Micro's, the integer kernels of
-``csrc/nas_kernels.h``); any other model kind brings its own C through
+Every trial's int8 model is turned into C: layer graphs (`nas.int8.QGraph`) by
+`nas.codegen` (constant weights, one static arena planned like TFLite Micro's, the integer
+kernels of ``nas/csrc/nas_kernels.h``); any other model kind brings its own C through
 `nas.backends.CExportable` (``to_c()``; the Bonsai space's trees do, stored as the Bonsai
 cost model counts them). The C is then:
 
@@ -36,16 +36,16 @@ from typing import Any
 
 import numpy as np
 
-from nas import hookimpl
-from nas.backends import BaseBackend, CExportable, CSource
+from nas import codegen, hookimpl
+from nas.backends import BaseBackend
+from nas.codegen import as_c
 from nas.compression import Candidate
 from nas.cost import Cost
 from nas.errors import ConfigError, check_option
 from nas.hardware import HardwareProfile
-from nas.int8 import QGraph, run_int8
 from nas.plugin_manager import Command
 
-from . import codegen, sim
+from . import sim
 
 #: Profile cores with a simulator here: QEMU's ``-mcpu`` for Cortex-M4, simavr for AVR.
 QEMU_CORES = {"Cortex-M4F": "cortex-m4", "Cortex-M4": "cortex-m4"}
@@ -70,34 +70,6 @@ def sim_target(hw: HardwareProfile) -> str | None:
     if hw.core in AVR_CORES:
         return "avr"
     return None
-
-
-class GraphC:
-    """`nas.backends.CExportable` for a layer graph: this backend generates its C."""
-
-    def __init__(self, qg: QGraph) -> None:
-        self.qg = qg
-
-    def to_c(self) -> CSource:
-        return codegen.generate(self.qg)
-
-    def c_inputs(self, x_nchw: np.ndarray) -> np.ndarray:
-        return self.qg.input_params.quantize(x_nchw.transpose(0, 2, 3, 1))
-
-    def c_outputs(self, x_q: np.ndarray) -> np.ndarray:
-        return run_int8(self.qg, x_q).reshape(len(x_q), -1)
-
-
-def as_c(model: Any) -> CExportable:
-    """``model`` as something this backend can compile, or a one-line `ConfigError`."""
-    if isinstance(model, QGraph):
-        return GraphC(model)
-    if isinstance(model, CExportable):
-        return model
-    raise ConfigError(
-        f"backend c_sim cannot generate C for {type(model).__name__}: the model needs "
-        "to_c(), c_inputs() and c_outputs() (nas.backends.CExportable)"
-    )
 
 
 class CSimBackend(BaseBackend):
@@ -125,7 +97,10 @@ class CSimBackend(BaseBackend):
     def score(self, candidate: Candidate, cost: Cost) -> dict[str, Any]:
         d, hw = candidate.data, candidate.hw
         self.check(hw)
-        model = as_c(candidate.qgraph)
+        try:
+            model = as_c(candidate.qgraph)
+        except ConfigError as exc:
+            raise ConfigError(f"backend c_sim {exc}") from None
         src = model.to_c()
         splits = {"val": d.x_val, "test": d.x_test}
         x = {s: model.c_inputs(v) for s, v in splits.items()}

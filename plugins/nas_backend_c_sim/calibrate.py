@@ -45,17 +45,34 @@ import torch
 import yaml
 from scipy.optimize import nnls
 
+from nas import codegen
 from nas.backends import CSource
+from nas.codegen import as_c
 from nas.data import calibration_batch
 from nas.errors import ConfigError
 from nas.hardware import HardwareProfile, LatencyEntry, load_profile
 from nas.int8 import quantize
 from nas.plugin_manager import get_plugin_manager
 
-from . import AVR_CORES, QEMU_CORES, as_c, codegen, sim, sim_target
+from . import AVR_CORES, QEMU_CORES, sim, sim_target
 
 USAGE = """usage: python -m nas calibrate +hw=NAME [space=NAME] [fit=60] [check=50] [seed=0]
-                                  [max_macs=3000000] [out=outputs/calibrate_NAME]"""
+                                  [max_macs=3000000] [out=outputs/calibrate_NAME]
+
+Fit a hardware profile's latency lookup table from instruction (Cortex-M4, QEMU) or cycle
+(ATmega328P, simavr) counts of the c_sim backend's generated C.
+
+arguments:
+  +hw=NAME        the profile to calibrate (python -m nas list profiles)
+  space=NAME      the search space whose random models are measured (default: the
+                  first whose C runs on the profile's simulator)
+  fit=N           random models measured to fit the table (default 60)
+  check=N         other random models the fitted table is checked on (default 50)
+  seed=N          seed of the random models (default 0)
+  max_macs=N      skip models with more MACs than this (default 3000000)
+  out=DIR         where <profile>_c.yaml and calibration.md go
+                  (default outputs/calibrate_<profile>)
+  -h, --help      show this help and exit"""
 DEFAULTS = {"fit": 60, "check": 50, "seed": 0, "max_macs": 3_000_000}
 TEXT_OPTIONS = ("hw", "space", "out")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .codegen import CSRC
+from nas.codegen import CSRC
 
 MPS2_SYSCLK_HZ = 25_000_000  # QEMU hw/arm/mps2.c: SYSCLK_FRQ for AN385/AN386
 INSTRUCTIONS_PER_TICK = 1_000_000_000 // MPS2_SYSCLK_HZ  # icount shift=0: 1 ns / insn

@@ -42,7 +42,7 @@ class DigitsDataset(BaseDataset):
                 f"{c.test_fraction} leaves no training images; their sum must be < 1"
             )
         tr, va, te = stratified_split(y, (c.val_fraction, c.test_fraction), c.seed)
-        return Arrays(x[tr], y[tr], x[va], y[va], x[te], y[te], num_classes=10)
+        return Arrays(x[tr], y[tr], x[va], y[va], x[te], y[te], num_classes=10, raw_scale=1 / 16)
 
 
 @hookimpl

@@ -106,6 +106,7 @@ class FashionMnistDataset(BaseDataset):
             x_te,
             y_te.astype(np.int64),
             num_classes=10,
+            raw_scale=float(scale),
         )
 
     def _subset(self, x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

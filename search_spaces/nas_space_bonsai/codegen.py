@@ -5,8 +5,8 @@ sparse, whichever is smaller; sparse lines are a count byte then (index, value) 
 pairs; ``Z`` is stored by input feature so the projection reads the input once, one byte
 at a time (on AVR straight from flash). Constants carry ``NAS_ROM`` (``PROGMEM`` on AVR)
 and are read through ``NAS_RD8`` / ``NAS_RD32``; the inference itself is
-``csrc/nas_bonsai.h``, which uses the C backend's runtime headers ``nas_rom.h`` and
-``nas_kernels.h`` (requantization, ``NAS_MARK``).
+``csrc/nas_bonsai.h``, which uses the runtime headers of `nas.codegen`, ``nas_rom.h``
+and ``nas_kernels.h`` (requantization, ``NAS_MARK``).
 
 ``nas_model_run(input, output)`` writes the ``L`` int32 class scores (little-endian) to
 ``output``: the integers `QBonsai.scores` computes. It marks the end of the projection and
@@ -129,4 +129,7 @@ def generate(qb: QBonsai) -> CSource:
         model_bytes=bonsai_cost.model_bytes(shape),
         ops=ops,
         marks=marks(qb.depth),
+        input_scale=qb.input.scale,
+        input_zero_point=qb.input.zero_point,
+        input_layout="CHW",  # the flattened NCHW image
     )

@@ -1,0 +1,352 @@
+"""From a trained model to a board: the input contract and a firmware project.
+
+**The input contract** (`input_contract`, saved in every trial's ``arch.json`` as
+``input``) is everything between the sensor and the model's first int8 byte: the raw
+values' shape and type, the factor that scaled them to [0, 1], the resize to the
+candidate's resolution (bilinear with half-pixel centres, as ``torch.nn.functional
+.interpolate(..., align_corners=False)`` did in training), the layout and the int8 scale
+and zero point. `io_c` states it as C: ``nas_preprocess(raw, input)`` and
+``nas_predicted_class(output)`` in ``nas_io.c``.
+
+**The firmware project** (`write_project`, a trial's ``firmware/`` folder) is the model's
+generated C (`nas.codegen`: no runtime to download), ``nas_io.c``, one test sample
+(``nas_sample.h``: its raw values, label, and the class the Python model predicts for
+it), startup code, a linker script and a ``Makefile``: ``make`` builds ``firmware.elf``
+for the profile's core and ``make run`` runs it in a simulator, which prints the
+predicted class. Cortex-M cores: ``arm-none-eabi-gcc`` with newlib-nano, QEMU's
+``mps2-an386`` board (a Cortex-M4; its memory map is the linker script's). The
+ATmega328P (Arduino Uno): ``avr-gcc`` and simavr; the model reads its input from flash
+there, so the sample is stored already converted to int8.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nas import codegen
+from nas.backends import CExportable, CSource, c_array
+from nas.data import Arrays
+from nas.hardware import HardwareProfile
+
+#: ``arm-none-eabi-gcc -mcpu=`` for the Cortex-M cores of the profiles.
+ARM_MCPU = {
+    "Cortex-M0+": "cortex-m0plus",
+    "Cortex-M4": "cortex-m4",
+    "Cortex-M4F": "cortex-m4",
+    "Cortex-M7": "cortex-m7",
+}
+#: ``avr-gcc -mmcu=`` for the AVR cores.
+AVR_MCU = {"AVR8 ATmega328P": "atmega328p"}
+AVR_CLOCK_HZ = 16_000_000
+RESIZE = "bilinear, half-pixel centres (torch.nn.functional.interpolate, align_corners=False)"
+README = "README.md"
+
+
+def target(hw: HardwareProfile) -> tuple[str, str] | None:
+    """(``arm`` or ``avr``, the compiler's CPU name) for ``hw``'s core, or None."""
+    if hw.core in ARM_MCPU:
+        return "arm", ARM_MCPU[hw.core]
+    if hw.core in AVR_MCU:
+        return "avr", AVR_MCU[hw.core]
+    return None
+
+
+def raw_values(x_nchw: np.ndarray, raw_scale: float) -> np.ndarray:
+    """The sensor's values behind float images: uint8 when they are whole numbers in
+    0..255 (pixels), float32 otherwise."""
+    raw = np.asarray(x_nchw, dtype=np.float64) / raw_scale
+    whole = np.round(raw)
+    if np.abs(raw - whole).max(initial=0) < 1e-3 and whole.min(initial=0) >= 0:
+        if whole.max(initial=0) <= 255:
+            return whole.astype(np.uint8)
+    return np.asarray(x_nchw, dtype=np.float32) / np.float32(raw_scale)
+
+
+def input_contract(data: Arrays, size: int, src: CSource) -> dict[str, Any]:
+    """How raw sensor values become the model's int8 input (module docstring)."""
+    c, side = data.in_channels, data.resolution
+    raw = raw_values(data.x_test[:64], data.raw_scale)
+    return {
+        "raw_shape": [side, side, c],
+        "raw_dtype": str(raw.dtype),
+        "raw_layout": "HWC (row-major, channels last)",
+        "channels": "gray" if c == 1 else ("RGB" if c == 3 else f"{c} channels"),
+        "raw_scale": data.raw_scale,
+        "scaling": "x = float32(raw) * raw_scale, in [0, 1]",
+        "resize": "none" if size == side else RESIZE,
+        "model_shape": [size, size, c],
+        "layout": src.input_layout,
+        "int8_scale": src.input_scale,
+        "int8_zero_point": src.input_zero_point,
+        "quantize": "q = clamp(round_half_to_even(x / int8_scale) + int8_zero_point, -128, 127)",
+        "c_function": "nas_preprocess(raw, input) in firmware/nas_io.c",
+    }
+
+
+def _float(v: float) -> str:
+    return f"{np.float32(v)!r}".removeprefix("np.float32(").removesuffix(")") + "f"
+
+
+def io_c(contract: dict[str, Any], src: CSource) -> dict[str, str]:
+    """``nas_io.h`` / ``nas_io.c``: the input contract and the output's class, in C99."""
+    h, w, c = contract["raw_shape"]
+    oh, ow, _ = contract["model_shape"]
+    raw_t = "uint8_t" if contract["raw_dtype"] == "uint8" else "float"
+    header = (
+        "/* The model's input and output contract (mcu-nas; see README.md). */\n"
+        "#ifndef NAS_IO_H\n#define NAS_IO_H\n#include <stdint.h>\n"
+        f"#define NAS_RAW_H {h}\n#define NAS_RAW_W {w}\n#define NAS_RAW_C {c}\n"
+        f"typedef {raw_t} nas_raw_t;\n"
+        "/* raw: NAS_RAW_H x NAS_RAW_W x NAS_RAW_C sensor values, row-major, channels last;\n"
+        " * input: the model's NAS_INPUT_BYTES int8 bytes. */\n"
+        '#ifdef __cplusplus\nextern "C" {\n#endif\n'
+        "void nas_preprocess(const nas_raw_t *raw, int8_t *input);\n"
+        "/* the predicted class from the bytes nas_model_run() wrote */\n"
+        "int nas_predicted_class(const int8_t *output);\n"
+        "#ifdef __cplusplus\n}\n#endif\n#endif\n"
+    )
+    if src.output_dtype == "int8":
+        n = src.output_bytes
+        decode = (
+            f"    int best = 0;\n    for (int i = 1; i < {n}; ++i)\n"
+            "        if (output[i] > output[best]) best = i;\n    return best;\n"
+        )
+    else:  # little-endian int32 scores
+        n = src.output_bytes // 4
+        score = (
+            "(int32_t)((uint32_t)(uint8_t)output[4 * {i}] | "
+            "(uint32_t)(uint8_t)output[4 * {i} + 1] << 8 | "
+            "(uint32_t)(uint8_t)output[4 * {i} + 2] << 16 | "
+            "(uint32_t)(uint8_t)output[4 * {i} + 3] << 24)"
+        )
+        if n == 1:
+            decode = f"    return {score.format(i=0)} > 0;\n"
+        else:
+            decode = (
+                f"    int best = 0;\n    int32_t top = {score.format(i=0)};\n"
+                f"    for (int i = 1; i < {n}; ++i) {{\n"
+                f"        int32_t s = {score.format(i='i')};\n"
+                "        if (s > top) {\n            top = s;\n            best = i;\n        }\n"
+                "    }\n    return best;\n"
+            )
+    if contract["layout"] == "HWC":
+        index = f"(y * {ow} + x) * {c} + ch"
+    else:
+        index = f"(ch * {oh} + y) * {ow} + x"
+    if contract["resize"] == "none":
+        value = "        float v = at(raw, y, x, ch);\n"
+        helpers = ""
+    else:
+        # torch's upsample_bilinear2d on the CPU: source index scale * (dst + 0.5) - 0.5
+        # (one fused multiply-add), clamped at 0; the four weights as products, summed
+        # with fused multiply-adds in its order (bit-exact with torch 2.13 on x86-64)
+        helpers = (
+            "static void source(int dst, int in, int out, int *i0, int *i1, float *l1) {\n"
+            "    float scale = (float)in / (float)out;\n"
+            "    float s = fmaf(scale, (float)dst + 0.5f, -0.5f);\n"
+            "    if (s < 0.0f) s = 0.0f;\n"
+            "    int i = (int)s;\n"
+            "    if (i > in - 1) i = in - 1;\n"
+            "    float l = s - (float)i;\n"
+            "    *l1 = l < 0.0f ? 0.0f : (l > 1.0f ? 1.0f : l);\n"
+            "    *i0 = i;\n"
+            "    *i1 = i < in - 1 ? i + 1 : i;\n"
+            "}\n\n"
+        )
+        value = (
+            "        int y0, y1, x0, x1;\n        float ly, lx;\n"
+            f"        source(y, {h}, {oh}, &y0, &y1, &ly);\n"
+            f"        source(x, {w}, {ow}, &x0, &x1, &lx);\n"
+            "        float hy = 1.0f - ly, hx = 1.0f - lx;\n"
+            "        float v = at(raw, y0, x1, ch) * (hy * lx);\n"
+            "        v = fmaf(at(raw, y0, x0, ch), hy * hx, v);\n"
+            "        v = fmaf(at(raw, y1, x0, ch), ly * hx, v);\n"
+            "        v = fmaf(at(raw, y1, x1, ch), ly * lx, v);\n"
+        )
+    source = (
+        "/* The model's input and output contract, generated by mcu-nas (see README.md). */\n"
+        '#include <math.h>\n\n#include "nas_io.h"\n\n'
+        "#ifdef __AVR__ /* avr-libc: float is double, lrint rounds halves to even */\n"
+        "#define rintf(v) ((float)lrint(v))\n#endif\n\n"
+        f"#define RAW_SCALE {_float(contract['raw_scale'])}\n"
+        f"#define INT8_SCALE {_float(contract['int8_scale'])}\n"
+        f"#define INT8_ZERO_POINT {int(contract['int8_zero_point'])}\n\n"
+        "static float at(const nas_raw_t *raw, int y, int x, int ch) {\n"
+        f"    return (float)raw[(y * {w} + x) * {c} + ch] * RAW_SCALE;\n}}\n\n"
+        + helpers
+        + "void nas_preprocess(const nas_raw_t *raw, int8_t *input) {\n"
+        f"    for (int y = 0; y < {oh}; ++y)\n"
+        f"    for (int x = 0; x < {ow}; ++x)\n"
+        f"    for (int ch = 0; ch < {c}; ++ch) {{\n"
+        + value
+        + "        float q = rintf(v / INT8_SCALE) + (float)INT8_ZERO_POINT;\n"
+        f"        input[{index}] = (int8_t)(q < -128.0f ? -128 : (q > 127.0f ? 127 : (int)q));\n"
+        "    }\n}\n\n"
+        "int nas_predicted_class(const int8_t *output) {\n" + decode + "}\n"
+    )
+    return {"nas_io.h": header, "nas_io.c": source}
+
+
+def _sample_header(raw: np.ndarray, x_q: np.ndarray, label: int, expected: int) -> str:
+    text = (
+        "/* One test sample (mcu-nas): its raw sensor values, its label, and the class the\n"
+        " * Python int8 model predicts for it. */\n#ifndef NAS_SAMPLE_H\n#define NAS_SAMPLE_H\n"
+        '#include <stdint.h>\n#include "nas_io.h"\n#include "nas_rom.h"\n'
+        f"#define NAS_SAMPLE_LABEL {label}\n#define NAS_SAMPLE_EXPECTED {expected}\n"
+    )
+    unused = "__attribute__((unused))"
+    if raw.dtype == np.uint8:
+        text += c_array("nas_raw_t", "nas_sample_raw", raw, qualifier=unused)
+    else:
+        values = ", ".join(_float(v) for v in raw.reshape(-1))
+        text += f"static const nas_raw_t {unused} nas_sample_raw[{raw.size}] = {{{values}}};\n"
+    # the int8 input the Python pipeline made of it: the check of nas_preprocess(), and on
+    # AVR the model's input itself (it reads its input from flash)
+    text += c_array("int8_t", "nas_sample_input", x_q, qualifier="NAS_ROM " + unused)
+    return text + "#endif\n"
+
+
+def makefile(hw: HardwareProfile, kind: str, cpu: str) -> str:
+    """``make`` builds ``firmware.elf``; ``make run`` runs it in the simulator."""
+    head = f"# {hw.board} ({hw.core}), written by mcu-nas. `make` builds, `make run` simulates.\n"
+    if kind == "arm":
+        return head + (
+            "CC = arm-none-eabi-gcc\n"
+            f"CFLAGS = -mcpu={cpu} -mthumb -mfloat-abi=soft -std=c99 -O2 -Wall -Wextra \\\n"
+            "\t-ffunction-sections -fdata-sections\n"
+            "LDFLAGS = -nostartfiles --specs=nano.specs -T board.ld -Wl,--gc-sections\n"
+            "SRC = main.c nas_model.c nas_io.c\n\n"
+            "firmware.elf: $(SRC) $(wildcard *.h) board.ld\n"
+            "\t$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(SRC) -lm\n"
+            "\tarm-none-eabi-size $@\n\n"
+            "# QEMU's Arm MPS2 board with a Cortex-M4 (AN386): prints the class, exits\n"
+            "run: firmware.elf\n"
+            "\tqemu-system-arm -M mps2-an386 -cpu cortex-m4 -nographic -monitor none \\\n"
+            "\t\t-serial none -semihosting-config enable=on,target=native -kernel $<\n\n"
+            "clean:\n\trm -f firmware.elf\n\n.PHONY: run clean\n"
+        )
+    return head + (
+        "CC = avr-gcc\n"
+        f"CFLAGS = -mmcu={cpu} -DF_CPU={AVR_CLOCK_HZ}UL -std=gnu99 -Os -Wall -Wextra \\\n"
+        "\t-ffunction-sections -fdata-sections -Wl,--gc-sections\n"
+        "SRC = main.c nas_model.c nas_io.c\n\n"
+        "firmware.elf: $(SRC) $(wildcard *.h)\n"
+        "\t$(CC) $(CFLAGS) -o $@ $(SRC) -lm\n"
+        "\tavr-size $@\n\n"
+        "firmware.hex: firmware.elf\n\tavr-objcopy -O ihex -R .eeprom $< $@\n\n"
+        "# simavr prints the UART; the firmware sleeps with interrupts off, which ends it\n"
+        "run: firmware.elf\n"
+        f"\tsimavr -m {cpu} -f {AVR_CLOCK_HZ} $<\n\n"
+        "# an Uno on /dev/ttyACM0 (avrdude), then read it at 115200 baud\n"
+        "flash: firmware.hex\n"
+        f"\tavrdude -p {cpu} -c arduino -P /dev/ttyACM0 -b 115200 -U flash:w:$<:i\n\n"
+        "clean:\n\trm -f firmware.elf firmware.hex\n\n.PHONY: run flash clean\n"
+    )
+
+
+def contract_steps(contract: dict[str, Any]) -> list[str]:
+    """The input contract as numbered Markdown steps (this README and ``FIRMWARE.md``)."""
+    h, w, c = contract["raw_shape"]
+    oh, ow, _ = contract["model_shape"]
+    zp = int(contract["int8_zero_point"])
+    return [
+        f"1. Raw values: {h} x {w} x {c} ({contract['channels']}), "
+        f"`{contract['raw_dtype']}`, row-major, channels last.",
+        f"2. Scale to [0, 1]: `x = float(raw) * {contract['raw_scale']!r}`.",
+        f"3. Resize to {oh} x {ow}: {contract['resize']}.",
+        f"4. Quantize: `q = clamp(round_half_to_even(x / {contract['int8_scale']!r}) "
+        f"{'-' if zp < 0 else '+'} {abs(zp)}, -128, 127)`, stored {contract['layout']}.",
+        "",
+        "`nas_preprocess(raw, input)` in `nas_io.c` does all four in float32 with the "
+        "operations of the training pipeline: its bytes equal the Python preprocessing's.",
+    ]
+
+
+def readme(hw: HardwareProfile, kind: str, contract: dict[str, Any], src: CSource) -> str:
+    sim = "QEMU (`qemu-system-arm`)" if kind == "arm" else "simavr"
+    tools = (
+        "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
+        if kind == "arm"
+        else "gcc-avr avr-libc simavr"
+    )
+    lines = [
+        f"# Firmware for {hw.board} ({hw.core})",
+        "",
+        "```sh",
+        f"sudo apt-get install make {tools}   # Debian / Ubuntu",
+        "make run",
+        "```",
+        "",
+        f"builds `firmware.elf` and runs it in {sim}, which prints the class the model "
+        "predicts for the test sample in `nas_sample.h`, with the class the Python int8 "
+        "model predicted for it (the exit status is 0 when they agree) and its label.",
+        "",
+        "## Files",
+        "",
+        "- `nas_model.c` / `.h`: the int8 model as C99 (weights as constants, one static "
+        f"arena of {src.arena_bytes} B), `nas_model_run(input, output)`; it uses "
+        "`nas_kernels.h` and `nas_rom.h`.",
+        "- `nas_io.c` / `.h`: the input contract as code, `nas_preprocess(raw, input)`, "
+        "and `nas_predicted_class(output)`.",
+        "- `nas_sample.h`: one test image's raw values and label, and the int8 input the "
+        "Python pipeline made of it.",
+    ]
+    if kind == "arm":
+        lines += [
+            "- `main.c`: vector table, reset handler, the inference, output through Arm "
+            "semihosting.",
+            "- `board.ld`: the memory map of QEMU's MPS2 AN386 board (code at 0, RAM at "
+            "0x20000000). For your board, set `FLASH` and `RAM` to its memory (an "
+            "STM32L4R5: flash at 0x08000000, SRAM at 0x20000000) and replace `put()` with "
+            "your UART.",
+        ]
+    else:
+        lines += [
+            "- `main.c`: UART at 115200 baud, the inference, then sleep. `make flash` "
+            "writes it to an Uno with avrdude. The model reads its input from flash "
+            "(`NAS_RD8`), so the sample is stored there already in int8 "
+            "(`nas_sample_input`); for live data, keep the int8 input in flash or change "
+            "`NAS_RD8` for the input.",
+        ]
+    lines += ["", "## Input contract", "", *contract_steps(contract), ""]
+    return "\n".join(lines)
+
+
+def write_project(
+    folder: Path, model: CExportable, hw: HardwareProfile, data: Arrays, size: int
+) -> dict[str, Any]:
+    """Write ``folder`` (module docstring) and return the input contract; a core without
+    a compiler setup here, or C that does not run on it, gets only ``nas_io.c`` and the
+    model's C, and the contract says why (``firmware``)."""
+    src = model.to_c()
+    contract = input_contract(data, size, src)
+    codegen.write(src, folder)
+    files = io_c(contract, src)
+    which = target(hw)
+    kind = which[0] if which else None
+    if kind is None or kind not in src.targets:
+        contract["firmware"] = (
+            f"no firmware project: no build for {hw.core} here"
+            if kind is None
+            else f"no firmware project: this model's C does not run on {hw.core}"
+        )
+    else:
+        assert which is not None
+        at_size = data if size == data.resolution else data.resized(size)
+        x_q = model.c_inputs(at_size.x_test[:1])
+        out = np.asarray(model.c_outputs(x_q)).reshape(-1).view(src.output_dtype)
+        expected = int(out[0] > 0) if out.size == 1 else int(out.argmax())
+        raw = raw_values(data.x_test[:1], data.raw_scale)[0].transpose(1, 2, 0)  # HWC
+        files["nas_sample.h"] = _sample_header(raw, x_q, int(data.y_test[0]), expected)
+        files["main.c"] = (codegen.CSRC / f"fw_{kind}_main.c").read_text()
+        files["Makefile"] = makefile(hw, kind, which[1])
+        files[README] = readme(hw, kind, contract, src)
+        if kind == "arm":
+            files["board.ld"] = (codegen.CSRC / "arm.ld").read_text()
+        contract["firmware"] = f"firmware/: make run ({kind}, {which[1]})"
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return contract
