@@ -381,8 +381,31 @@ def estimate(graph: Graph, hw: HardwareProfile) -> Cost:
     )
 
 
+#: How reports name an op kind.
+SHORT_KIND = {
+    "conv2d": "conv",
+    "depthwise_conv2d": "depthwise",
+    "fully_connected": "dense",
+    "average_pool2d": "avg pool",
+    "add": "add",
+    "reshape": "flatten",
+}
+
+
+def op_label(graph: Graph, i: int) -> str:
+    """A readable name for op ``i``: ``3 depthwise 5x5/2 -> 8x8x48``."""
+    op = graph.ops[i]
+    shape = graph.tensors[op.outputs[0]].shape[1:]
+    kind = SHORT_KIND.get(op.kind, op.kind)
+    if op.kind in ("conv2d", "depthwise_conv2d", "average_pool2d"):
+        stride = f"/{op.stride}" if op.stride > 1 else ""
+        kind += f" {op.kernel[0]}x{op.kernel[1]}{stride}"
+    return f"{i} {kind} -> {'x'.join(map(str, shape))}"
+
+
 def per_op(graph: Graph, hw: HardwareProfile) -> list[dict[str, Any]]:
-    """One row per op: kind, MACs, latency and the activation bytes live while it runs."""
+    """One row per op: its name and readable label, kind, MACs, latency and the activation
+    bytes live while it runs."""
     scratch = [scratch_bytes(graph, op, hw.kernels) for op in graph.ops]
     p = plan(lifetimes(graph, scratch))
     rows = []
@@ -390,6 +413,7 @@ def per_op(graph: Graph, hw: HardwareProfile) -> list[dict[str, Any]]:
         rows.append(
             {
                 "op": op.name,
+                "label": op_label(graph, i),
                 "kind": op.kind,
                 "macs": op.macs,
                 "params": op.params,

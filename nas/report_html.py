@@ -64,6 +64,14 @@ def layer_table(row: pd.Series) -> pd.DataFrame:
     return pd.DataFrame(space.layers(module, graph, hw))
 
 
+def front_line(group: pd.DataFrame, x: str) -> pd.DataFrame:
+    """The trials of ``group`` no other beats on both ``x`` (down) and int8 accuracy (up),
+    by ``x``: the staircase a Pareto plot draws."""
+    rows = group.sort_values([x, "acc_int8"], ascending=[True, False])
+    best = rows["acc_int8"].cummax()
+    return rows[rows["acc_int8"] >= best]
+
+
 def _figures(df: pd.DataFrame) -> list[tuple[str, str, Any]]:
     """(section, caption, plotly figure) for the HTML page."""
     import plotly.express as px
@@ -83,8 +91,21 @@ def _figures(df: pd.DataFrame) -> list[tuple[str, str, Any]]:
                 symbol="front",
                 hover_data=["run", "number", "macs"],
                 log_x=True,
-                title=f"int8 accuracy vs {x}",
+                title=f"int8 accuracy vs {x} (lines: the front of each target)",
             )
+            colours = {t.name: t.marker.color for t in fig.data}
+            for target, group in done.groupby("target", sort=True):
+                front = front_line(group, x)
+                fig.add_trace(
+                    go.Scatter(
+                        x=front[x],
+                        y=front["acc_int8"],
+                        mode="lines",
+                        line={"shape": "hv", "color": colours.get(f"{target}, Pareto front")},
+                        name=f"{target} front",
+                        hoverinfo="skip",
+                    )
+                )
             out.append(("Pareto fronts", f"acc_int8 vs {x}, feasible trials", fig))
     for (run, study_name), group in df.groupby(["run", "study"], sort=False):
         study = _study(group.iloc[0])
@@ -98,6 +119,8 @@ def _figures(df: pd.DataFrame) -> list[tuple[str, str, Any]]:
         out.append(("Optimisation history", f"{study_name} in {run}", fig))
     for _, best in report.best_feasible(df, by=TARGET).iterrows():
         layers = layer_table(best)
+        if "label" in layers:  # readable names: "3 depthwise 5x5/2 -> 8x8x48"
+            layers["op"] = layers["label"]
         where = f"{best['hw']} / {best['search_space']}"
         peak = int(layers["live_bytes"].idxmax())
         colors = ["crimson" if i == peak else "steelblue" for i in range(len(layers))]
@@ -117,7 +140,35 @@ def _figures(df: pd.DataFrame) -> list[tuple[str, str, Any]]:
     return out
 
 
-def write_html(path: Path, df: pd.DataFrame, markdown: str) -> None:
+def summary_html(df: pd.DataFrame, ship: pd.DataFrame) -> str:
+    """The paragraph at the top of the page: runs, targets, data, best per target."""
+    import html
+
+    runs = df["run"].nunique()
+    targets = df.groupby(TARGET).ngroups
+    data = ", ".join(sorted(df["dataset"].dropna().astype(str).unique())) or "unknown"
+
+    def one(r: pd.Series) -> str:
+        test = r.get("acc_int8_test", math.nan)
+        return (
+            f"{r['hw']} / {r['search_space']}: int8 accuracy {r['acc_int8']:.3f}"
+            + (f" (test {test:.3f})" if test == test else "")
+            + f" at {r['latency_ms']:.2f} ms, {int(r['sram_bytes']):,} B SRAM, "
+            f"{int(r['flash_bytes']):,} B flash (trial {int(r['number'])} of {r['run']})"
+        )
+
+    best = "; ".join(one(r) for _, r in ship.iterrows())
+    trained = int(report.trained_mask(df).sum())
+    text = (
+        f"{len(df)} trials in {runs} run{'s' * (runs != 1)} on {targets} target"
+        f"{'s' * (targets != 1)} (chip / search space), {trained} of them trained and "
+        f"scored; data: {data}. Best per target: {best or 'none feasible'}. Every number "
+        "is int8, after quantization; the same tables are in report.md and comparison.csv."
+    )
+    return f"<p>{html.escape(text)}</p>"
+
+
+def write_html(path: Path, df: pd.DataFrame) -> None:
     from plotly.offline import get_plotlyjs
 
     parts, section = [], None
@@ -136,10 +187,10 @@ def write_html(path: Path, df: pd.DataFrame, markdown: str) -> None:
 <script>{get_plotlyjs()}</script>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}
 table{{border-collapse:collapse}}td,th{{padding:4px 8px;border-bottom:1px solid #ddd}}
-figure{{margin:1em 0}}pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head>
-<body><h1>Which architecture to ship on which chip</h1>{table}
+figure{{margin:1em 0}}</style></head>
+<body><h1>mcu-nas comparison</h1>{summary_html(df, ship)}
+<h2>Which architecture to ship on which chip</h2>{table}
 {"".join(parts)}
-<h2>Report (Markdown)</h2><pre>{markdown.replace("&", "&amp;").replace("<", "&lt;")}</pre>
 </body></html>
 """
     path.write_text(html)
@@ -211,7 +262,7 @@ def main(argv: list[str]) -> int:
         pass  # Parquet needs pyarrow
     md = markdown(df, args.sources)
     (out / "report.md").write_text(md)
-    write_html(out / "report.html", df, md)
+    write_html(out / "report.html", df)
     print(md)
     print(f"\nwritten: {out}/comparison.csv, report.md, report.html")
     return 0

@@ -218,6 +218,13 @@ def test_report_command_on_two_targets_renders_in_chromium(cli, tmp_path):
     assert set(df.hw) == {"cortex_m4", "arduino_uno"} and len(df) == 6
     md = (out / "report.md").read_text()
     assert "## Which architecture to ship on which chip" in md and "arduino_uno" in md
+    assert_tables_render(md)
+    html = (out / "report.html").read_text()
+    assert "<h1>mcu-nas comparison</h1>" in html and "Best per target: " in html
+    assert "arduino_uno / mobilenet: int8 accuracy" in html
+    assert html.count('"mode":"lines"') >= 3 * 2  # each Pareto plot: a front per target
+    assert '"0 conv 3x3 -\\u003e' in html  # per-layer bars named by what the layer is
+    assert "Report (Markdown)" not in html
 
     page = f"file://{out / 'report.html'}"
     dom = _browser(chromium, tmp_path, "--dump-dom", page)
