@@ -102,6 +102,11 @@ class SearchConfig:
     #: a hand-designed model to compare with, or a found one to train again with another
     #: recipe (``search.n_trials=1``). An entry the space cannot take is refused up front.
     enqueue: list[Any] = field(default_factory=list)
+    #: A new study's random start (TPE's ``sampler.n_startup_trials`` candidates) is
+    #: drawn at once and trained cheapest first (fewest MACs), so that the first results
+    #: come in seconds rather than after the largest draw; the same draws as TPE's own
+    #: random start, in another order. false: in the order drawn.
+    cheap_first: bool = True
     #: What the sampler optimizes: ``[acc_int8, latency_ms]`` (the default: the Pareto
     #: front of accuracy against latency) or ``[acc_int8]`` (accuracy first: the most
     #: accurate model that fits, latency only reported). See `nas.search.OBJECTIVES`.

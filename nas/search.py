@@ -406,12 +406,15 @@ class Objective:
         space = self.comp.space
         return space.cost(module, space.trace(module, shape, name), self.comp.hw)
 
-    def fits(self, spec: dict[str, Any]) -> bool:
-        """Whether the architecture ``spec`` is feasible, from its static cost alone."""
+    def spec_cost(self, spec: dict[str, Any]) -> Cost:
+        """The static cost of the architecture ``spec``, built untrained."""
         size = self.comp.space.resolution(spec)
         c, k = self.comp.data.in_channels, self.comp.data.num_classes
-        cost = self.cost_of(self.comp.space.build(spec, c, k), (1, c, size, size), "subnet")
-        return not feasibility(cost, self.comp.hw, self.cfg.search).reason
+        return self.cost_of(self.comp.space.build(spec, c, k), (1, c, size, size), "subnet")
+
+    def fits(self, spec: dict[str, Any]) -> bool:
+        """Whether the architecture ``spec`` is feasible, from its static cost alone."""
+        return not feasibility(self.spec_cost(spec), self.comp.hw, self.cfg.search).reason
 
     def check_feasible(self, trial: optuna.Trial, cost: Cost) -> bool:
         """Set the Optuna constraints and record whether the candidate fits (and why
@@ -770,10 +773,13 @@ def run_search(
     record_settings(study, cfg, comp)
     st = cfg.study
     fail_stale_trials(study, st.grace_s, st.retry_stale)
+    new_study = not study.get_trials(deepcopy=False)
     for params in cfg.search.enqueue:
         study.enqueue_trial(dict(params), skip_if_exists=True)
     n = workers.shares(cfg.search.n_trials, max(1, cfg.search.workers))
     objective = Objective(cfg, comp, run_dir)
+    if new_study and cfg.search.cheap_first and not workers.is_worker():
+        enqueue_cheap_first(study, objective)
     if on_start is not None:
         on_start()
     log_settings(cfg, comp, overrides or [], url)
@@ -820,6 +826,24 @@ def run_search(
             log.info(steps)
             pm.observe_study(str(run_dir), frame)
     return frame
+
+
+def enqueue_cheap_first(study: optuna.Study, objective: Objective) -> None:
+    """Queue the sampler's random start in a new study, fewest MACs first
+    (``search.cheap_first``): the same number of independent random draws (seeded by
+    ``search.seed``) the sampler would make itself, in another order."""
+    cfg = objective.cfg
+    n = min(int(getattr(cfg.sampler, "n_startup_trials", 0)), cfg.search.n_trials)
+    if cfg.search.strategy != "train" or n < 2:
+        return
+    draw = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=cfg.search.seed))
+    drawn = []
+    for _ in range(n):
+        trial = draw.ask()
+        macs = objective.spec_cost(objective.comp.space.sample(trial)).macs
+        drawn.append((macs, len(drawn), trial.params))
+    for _, _, params in sorted(drawn, key=lambda d: d[:2]):
+        study.enqueue_trial(params)
 
 
 def log_settings(cfg: DictConfig, comp: Components, overrides: list[str], url: str) -> None:

@@ -96,8 +96,18 @@ def test_default_search_finds_accurate_int8_model(cli, tmp_path):
         f"hydra.run.dir={run}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Pareto front on cortex_m4" in proc.stdout
-    assert "trials" in proc.stderr and "best feasible acc_int8" in proc.stderr  # progress bar
+    assert "3 trials on cortex_m4: 3 trained and scored" in proc.stdout
+    assert "Best: trial " in proc.stdout and "FIRMWARE.md" in proc.stdout  # what to do next
+    # no terminal here: one progress line per trial instead of a redrawn bar
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("trials ")]
+    assert [ln.split(":")[0] for ln in lines] == ["trials 1/3", "trials 2/3", "trials 3/3"]
+    assert all("best feasible acc_int8" in ln for ln in lines)
+    log = (run / "search.log").read_text()
+    assert "search.n_trials=3" in log and "chip cortex_m4" in log
+    assert log.count("[INFO] - trial ") == 3 and "3 trials on cortex_m4" in log
+    # search.cheap_first: the random start is trained fewest MACs first
+    macs = pd.read_csv(run / "trials.csv").sort_values("number").macs.tolist()
+    assert macs == sorted(macs)
     for name in (
         "study.db",
         "trials.csv",
