@@ -315,6 +315,30 @@ def readme(hw: HardwareProfile, kind: str, contract: dict[str, Any], src: CSourc
     return "\n".join(lines)
 
 
+def preprocess_on_host(folder: Path, files: dict[str, str], raw: np.ndarray, n: int) -> np.ndarray:
+    """Compile ``nas_io.c`` (from `io_c`, into ``folder``) with the host's ``gcc`` and run
+    ``raw`` (N x H x W x C sensor values) through ``nas_preprocess``: N rows of ``n``
+    int8 input bytes. How the tests and ``benchmarks/input_contract.py`` check the C
+    against the Python preprocessing."""
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    exe = folder / "io_host"
+    subprocess.run(
+        ["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-I", str(folder),
+         "-o", str(exe), str(codegen.CSRC / "io_host_main.c"), str(folder / "nas_io.c"),
+         "-lm"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    out = subprocess.run(
+        [str(exe), str(n)], input=np.ascontiguousarray(raw).tobytes(),
+        capture_output=True, check=True, timeout=600,
+    ).stdout  # fmt: skip
+    return np.frombuffer(out, np.int8).reshape(len(raw), n)
+
+
 def write_project(
     folder: Path, model: CExportable, hw: HardwareProfile, data: Arrays, size: int
 ) -> dict[str, Any]:

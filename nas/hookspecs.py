@@ -57,7 +57,8 @@ def nas_register_search_spaces() -> list[type[BaseSearchSpace]]:
     whose models are not layer graphs overrides ``trace``, ``cost``, ``layers`` and ``fit``
     and declares the ``backends`` and ``compression`` methods that can handle its models.
     Its int8 model may implement `nas.backends.CExportable` (``to_c``, ``c_inputs``,
-    ``c_outputs``), so that C backends such as ``c_sim`` can compile and run it.
+    ``c_outputs``), so that C backends such as ``c_sim`` can compile and run it, and every
+    saved trial gets a firmware project (`nas.firmware`).
 
     A space whose ``supernet`` returns a `nas.spaces.Supernet` can be searched with
     ``search.strategy=supernet`` (`nas.supernet`).
@@ -71,7 +72,8 @@ def nas_register_datasets() -> list[type[BaseDataset]]:
     """Return dataset classes to make selectable with ``dataset=<name>``.
 
     A dataset loads local files (nothing is downloaded at run time) into train, validation
-    and test arrays; see `nas.data`.
+    and test arrays scaled to [0, 1], and says by which factor (``Arrays.raw_scale``) it
+    scaled the sensor's raw values: the firmware's input contract; see `nas.data`.
 
     :returns: a list of `nas.data.BaseDataset` subclasses.
     """

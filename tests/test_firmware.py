@@ -19,23 +19,6 @@ from nas.backends import CSource
 from nas.data import Arrays
 from nas.int8 import QParams
 
-DRIVER = r"""
-#include <stdio.h>
-#include <stdlib.h>
-#include "nas_io.h"
-#define N_RAW (NAS_RAW_H * NAS_RAW_W * NAS_RAW_C)
-int main(int argc, char **argv) {
-    static nas_raw_t raw[N_RAW];
-    static int8_t input[1 << 16];
-    int n = argc > 1 ? atoi(argv[1]) : 0;
-    while (fread(raw, sizeof raw[0], N_RAW, stdin) == N_RAW) {
-        nas_preprocess(raw, input);
-        fwrite(input, 1, (size_t)n, stdout);
-    }
-    return 0;
-}
-"""
-
 
 def _need(tools: tuple[str, ...], packages: str) -> None:
     absent = sim.missing(tools)
@@ -55,22 +38,9 @@ def _c_preprocess(
     src = CSource("", n_in, 10, 0, input_scale=qp.scale, input_zero_point=qp.zero_point,
                   input_layout=layout)  # fmt: skip
     contract = firmware.input_contract(data, size, src)
-    folder.mkdir(parents=True)
-    for name, text in firmware.io_c(contract, src).items():
-        (folder / name).write_text(text)
-    (folder / "driver.c").write_text(DRIVER)
-    exe = folder / "driver"
-    subprocess.run(
-        ["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(exe),
-         "driver.c", "nas_io.c", "-lm"],
-        cwd=folder, check=True, capture_output=True,
-    )  # fmt: skip
     raw = firmware.raw_values(data.x_test, data.raw_scale).transpose(0, 2, 3, 1)
-    out = subprocess.run(
-        [str(exe), str(n_in)], input=np.ascontiguousarray(raw).tobytes(),
-        capture_output=True, check=True,
-    ).stdout  # fmt: skip
-    return np.frombuffer(out, np.int8).reshape(len(raw), n_in), qp
+    files = firmware.io_c(contract, src)
+    return firmware.preprocess_on_host(folder, files, raw, n_in), qp
 
 
 def _python_preprocess(data: Arrays, size: int, qp: QParams, layout: str) -> np.ndarray:
