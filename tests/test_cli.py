@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+import nas
 from nas.hardware import BUILTIN_DIR, load_profile
 
 REQUIRED_COLUMNS = [
@@ -44,6 +45,18 @@ def test_help(cli):
     # plugin commands come through the nas_register_commands hook, with their plugin
     assert "plugin commands:\n  calibrate +hw=<profile>" in proc.stdout
     assert "(plugin c_sim)" in proc.stdout
+    # every command's help works the same way: usage, what it does, exit 0
+    version = cli("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"mcu-nas {nas.__version__}"
+    for args, words in (
+        (("list", "--help"), ("usage: python -m nas list", "profiles|spaces")),
+        (("calibrate", "--help"), ("usage: python -m nas calibrate", "fit=N", "-h, --help")),
+        (("report", "--help"), ("usage: python -m nas report", "--out")),
+    ):
+        proc = cli(*args)
+        assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
+        for word in words:
+            assert word in proc.stdout, (args, proc.stdout)
 
 
 @pytest.mark.slow
@@ -119,6 +132,12 @@ def test_default_search_finds_accurate_int8_model(cli, tmp_path):
         assert (run / name).is_file(), name
     df = pd.read_csv(run / "trials.csv")
     assert set(REQUIRED_COLUMNS) <= set(df.columns)
+    for number in df[df.state == "COMPLETE"].number:  # what the README says a trial keeps
+        folder = run / "trials" / f"{number:05d}"
+        for name in ("arch.json", "model_float.pt", "model_int8.npz", "model.tflite"):
+            assert (folder / name).is_file(), (number, name)
+        assert (folder / "firmware" / "Makefile").is_file()
+        assert json.loads((folder / "arch.json").read_text())["input"]["raw_shape"] == [8, 8, 1]
     for choice in (
         "resolution",
         "stem_channels",
