@@ -34,7 +34,7 @@ class Arrays:
 
     ``raw_scale``: the images are the sensor's raw values times this float32 factor (1/16
     for digits' 0..16 pixels, 1/255 for 8-bit ones): part of the input contract a firmware
-    follows (`nas.firmware`)."""
+    follows (`nas.firmware`), with ``class_names``."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -44,6 +44,9 @@ class Arrays:
     y_test: np.ndarray
     num_classes: int
     raw_scale: float = 1.0
+    #: The name of each class, by label (from the folder names of ``image_folder``);
+    #: empty when the dataset has none. Saved with the input contract.
+    class_names: tuple[str, ...] = ()
 
     @property
     def in_channels(self) -> int:
@@ -111,6 +114,71 @@ def check_arrays(data: Arrays, name: str) -> Arrays:
             "classifier needs at least two"
         )
     return data
+
+
+def check_labels(y: np.ndarray, where: str) -> np.ndarray:
+    """Integer class labels (one per sample) as int64, or a one-line `ConfigError`."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ConfigError(f"{where}: labels must be one per sample (shape (N,)), got {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ConfigError(
+            f"{where}: labels must be integers 0..n-1, got dtype {y.dtype}"
+            + (" (class indices, not one-hot or probabilities)" if y.dtype.kind == "f" else "")
+        )
+    if len(y) and y.min() < 0:
+        raise ConfigError(f"{where}: label {int(y.min())} is negative; valid: 0..n-1")
+    return y.astype(np.int64)
+
+
+def check_finite(x: np.ndarray, where: str) -> None:
+    """No NaN or infinite value in ``x``."""
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise ConfigError(
+            f"{where}: sample {int(bad[0])} holds {x[tuple(bad)]} (NaN or infinite values "
+            "cannot be trained on)"
+        )
+
+
+def split_sizes_ok(y: np.ndarray, fractions: tuple[float, float], where: str) -> None:
+    """Every class has enough samples that the stratified split leaves one to train on and,
+    when a fraction is asked for, one in that split."""
+    for c, count in zip(*np.unique(y, return_counts=True), strict=True):
+        n = int(count)
+        n_val, n_test = round(n * fractions[0]), round(n * fractions[1])
+        if n - n_val - n_test < 1 or (fractions[0] and not n_val) or (fractions[1] and not n_test):
+            raise ConfigError(
+                f"{where}: class {c} has {n} sample{'s' * (n != 1)}, too few to split "
+                f"{fractions[0]:g} for validation and {fractions[1]:g} for test; add samples "
+                "or provide the splits yourself"
+            )
+
+
+def fill_splits(
+    x: dict[str, np.ndarray],
+    y: dict[str, np.ndarray],
+    fractions: tuple[float, float],
+    seed: int,
+    where: str,
+) -> None:
+    """Hold out the ``val`` / ``test`` splits that ``x`` and ``y`` (split name -> arrays)
+    lack from ``train``, stratified by class: ``fractions`` are (val, test) of train."""
+    if "val" in x and "test" in x:
+        return
+    frac = (0.0 if "val" in x else fractions[0], 0.0 if "test" in x else fractions[1])
+    if frac[0] + frac[1] >= 1:
+        raise ConfigError(
+            f"dataset.val_fraction={fractions[0]} + dataset.test_fraction={fractions[1]} "
+            "leaves no training samples; their sum must be < 1"
+        )
+    split_sizes_ok(y["train"], frac, where)
+    tr, va, te = stratified_split(y["train"], frac, seed)
+    xs, ys = x["train"], y["train"]
+    x["train"], y["train"] = xs[tr], ys[tr]
+    for name, idx in (("val", va), ("test", te)):
+        if name not in x:
+            x[name], y[name] = xs[idx], ys[idx]
 
 
 def check_fraction(name: str, value: float) -> None:

@@ -83,6 +83,7 @@ def input_contract(data: Arrays, size: int, src: CSource) -> dict[str, Any]:
         "int8_zero_point": src.input_zero_point,
         "quantize": "q = clamp(round_half_to_even(x / int8_scale) + int8_zero_point, -128, 127)",
         "c_function": "nas_preprocess(raw, input) in firmware/nas_io.c",
+        "class_names": list(data.class_names),
     }
 
 

@@ -190,6 +190,34 @@ DATASETS = _cases(
             [HW, "dataset=fashion_mnist", "dataset.root=/nonexistent"],
             "not found under /nonexistent",
         ),
+        ("folder-unset", [HW, "dataset=image_folder"], "dataset.root=(unset): not a folder"),
+        (
+            "folder-missing",
+            [HW, "dataset=image_folder", "dataset.root=/nonexistent"],
+            "not a folder",
+        ),
+        (
+            "folder-no-classes",
+            [HW, "dataset=image_folder", "dataset.root=/proc/self/fdinfo"],
+            "no class folders",
+        ),
+        (
+            "folder-channels",
+            [HW, "dataset=image_folder", "dataset.channels=4"],
+            "dataset.channels=4",
+        ),
+        ("folder-size", [HW, "dataset=image_folder", "dataset.size=2"], "dataset.size=2"),
+        ("arrays-unset", [HW, "dataset=arrays"], "dataset.path=(unset)"),
+        (
+            "arrays-missing",
+            [HW, "dataset=arrays", "dataset.path=/nonexistent.npz"],
+            "no such file",
+        ),
+        (
+            "arrays-not-npz",
+            [HW, "dataset=arrays", "dataset.path=/etc/hostname"],
+            "cannot read as .npz",
+        ),
         (
             "fmnist-root-file",
             [HW, "dataset=fashion_mnist", "dataset.root=/etc/hostname"],
