@@ -133,35 +133,36 @@ def test_arrays_from_npz_and_npy(tmp_path):
     assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 60
     folder = tmp_path / "npy"
     folder.mkdir()
-    xf = rng.normal(size=(30, 6, 6)).astype(np.float32)  # floats, no channel axis
+    xf = rng.normal(size=(30, 6, 6, 1)).astype(np.float32)  # floats, gray
     for key, value in {"x_train": xf, "y_train": y[:30], "x_val": xf[:9], "y_val": y[:9],
                        "x_test": xf[:6], "y_test": y[:6]}.items():  # fmt: skip
         np.save(folder / f"{key}.npy", value)
     data = ArraysDataset(ArraysConfig(path=str(folder))).load()
     assert data.x_train.shape == (30, 1, 6, 6) and data.raw_scale == 1.0
     assert len(data.y_val) == 9 and len(data.y_test) == 6
-    assert np.allclose(data.x_test[:, 0], xf[:6])
+    assert np.allclose(data.x_test[:, 0], xf[:6, :, :, 0])
 
 
 @pytest.mark.parametrize(
     ("arrays", "needles"),
     [
-        ({"x_train": np.zeros((9, 4, 4)), "y_train": np.zeros(8, int)}, ["9 samples", "has 8"]),
-        ({"x_train": np.full((9, 4, 4), np.nan), "y_train": np.arange(9) % 3}, ["NaN"]),
-        ({"x_train": np.zeros((9, 4, 4)), "y_train": np.zeros(9)}, ["integers", "float64"]),
+        ({"x_train": np.zeros((9, 4, 4, 1)), "y_train": np.zeros(8, int)}, ["9 samples", "has 8"]),
+        ({"x_train": np.full((9, 4, 4, 1), np.nan), "y_train": np.arange(9) % 3}, ["NaN"]),
+        ({"x_train": np.zeros((9, 4, 4, 1)), "y_train": np.zeros(9)}, ["integers", "float64"]),
         (
             {
-                "x_train": np.zeros((9, 4, 4)),
+                "x_train": np.zeros((9, 4, 4, 1)),
                 "y_train": np.arange(9) % 3,
-                "x_val": np.zeros((2, 4, 4)),
+                "x_val": np.zeros((2, 4, 4, 1)),
                 "y_val": np.array([0, 5]),
             },
             ["y_val holds label 5", "0..2"],
-        ),  # fmt: skip
+        ),
         ({"x_train": np.zeros((9, 16)), "y_train": np.arange(9) % 3}, ["(9, 16)", "(N, H, W, C)"]),
-        ({"x_train": np.zeros((9, 4, 6)), "y_train": np.arange(9) % 3}, ["not square"]),
-        ({"x_train": np.zeros((9, 4, 4))}, ["no y_train"]),
-        ({"x_train": np.zeros((4, 4, 4)), "y_train": np.arange(4) % 2}, ["too few to split"]),
+        ({"x_train": np.zeros((9, 50, 3)), "y_train": np.arange(9) % 3}, ["(N, T, C) windows"]),
+        ({"x_train": np.zeros((9, 4, 6, 1)), "y_train": np.arange(9) % 3}, ["not square"]),
+        ({"x_train": np.zeros((9, 4, 4, 1))}, ["no y_train"]),
+        ({"x_train": np.zeros((4, 4, 4, 1)), "y_train": np.arange(4) % 2}, ["too few to split"]),
     ],
 )
 def test_wrong_arrays_are_one_line(tmp_path, arrays, needles):

@@ -3,8 +3,9 @@
 The arrays are ``x_train`` and ``y_train``, and optionally ``x_val``, ``y_val``,
 ``x_test``, ``y_test`` (a split that is missing is held out from the training arrays,
 stratified, with ``dataset.val_fraction`` / ``dataset.test_fraction`` and
-``dataset.seed``). ``x`` holds images as ``(N, H, W, C)`` (square, ``H == W``) or
-``(N, H, W)``; ``y`` holds integer class labels ``0..n-1``. Images of ``uint8`` are scaled
+``dataset.seed``). ``x`` holds square images as ``(N, H, W, C)`` (gray: ``C == 1``); a
+3-D ``x`` would be ``(N, T, C)`` windows of sensor samples, not supported yet. ``y`` holds
+integer class labels ``0..n-1``. Images of ``uint8`` are scaled
 by 1/255 (the input contract's ``raw_scale``); float images are used as they are.
 """
 
@@ -67,11 +68,12 @@ def read(path: Path) -> dict[str, np.ndarray]:
 def images(x: np.ndarray, where: str) -> np.ndarray:
     """``x`` as N x H x W x C, or a `ConfigError` saying which shapes are valid."""
     if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4:
         raise ConfigError(
-            f"{where}: shape {x.shape} is not supported; valid: (N, H, W, C) or (N, H, W) images"
+            f"{where}: shape {x.shape} reads as (N, T, C) windows of sensor samples, which "
+            "are not supported yet; images must be (N, H, W, C) (gray: C = 1)"
         )
+    if x.ndim != 4:
+        raise ConfigError(f"{where}: shape {x.shape} is not supported; valid: (N, H, W, C) images")
     if x.shape[1] != x.shape[2]:
         raise ConfigError(
             f"{where}: images of {x.shape[1]} x {x.shape[2]} are not square; the search "
