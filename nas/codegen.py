@@ -93,7 +93,7 @@ def generate(qg: QGraph) -> CSource:
             n = int(np.prod(out_shape))
             body.append(f"    memmove({buf(dst)}, {buf(src)}, {n});")
         else:  # pragma: no cover - trace() emits only these kinds
-            raise ValueError(f"c_sim: no C kernel for operator '{op.kind}'")
+            raise ValueError(f"no C kernel for operator '{op.kind}'")
     n_in = int(np.prod(g.tensors[g.inputs[0]].shape))
     n_out = int(np.prod(g.tensors[g.outputs[0]].shape))
     source = (

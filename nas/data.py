@@ -17,6 +17,9 @@ import torch.nn.functional as F
 
 from nas.errors import ConfigError
 
+#: ``raw_scale`` of 8-bit readings (pixels 0..255): the float32 nearest 1/255.
+UINT8_SCALE = float(np.float32(1 / 255))
+
 
 @dataclass
 class DatasetConfig:
@@ -47,6 +50,9 @@ class Arrays:
     #: The name of each class, by label (from the folder names of ``image_folder``);
     #: empty when the dataset has none. Saved with the input contract.
     class_names: tuple[str, ...] = ()
+    #: How the loader made the raw values from the files, when it changed them (decoded,
+    #: converted, resized): the first step of the input contract.
+    raw_source: str = ""
 
     @property
     def in_channels(self) -> int:
@@ -78,8 +84,10 @@ def one_vs_rest(data: Arrays, positive: int) -> Arrays:
     def binary(y: np.ndarray) -> np.ndarray:
         return (y == positive).astype(np.int64)
 
+    names = data.class_names
     return replace(
         data,
+        class_names=(f"not {names[positive]}", names[positive]) if names else (),
         y_train=binary(data.y_train),
         y_val=binary(data.y_val),
         y_test=binary(data.y_test),

@@ -55,14 +55,12 @@ def target(hw: HardwareProfile) -> tuple[str, str] | None:
 
 
 def raw_values(x_nchw: np.ndarray, raw_scale: float) -> np.ndarray:
-    """The sensor's values behind float images: uint8 when they are whole numbers in
-    0..255 (pixels), float32 otherwise."""
-    raw = np.asarray(x_nchw, dtype=np.float64) / raw_scale
-    whole = np.round(raw)
-    if np.abs(raw - whole).max(initial=0) < 1e-3 and whole.min(initial=0) >= 0:
-        if whole.max(initial=0) <= 255:
-            return whole.astype(np.uint8)
-    return np.asarray(x_nchw, dtype=np.float32) / np.float32(raw_scale)
+    """The sensor's values behind float images: uint8 when the dataset scaled integer
+    readings (``raw_scale`` below 1, e.g. pixels 0..255), float32 as they are otherwise."""
+    if raw_scale == 1.0:
+        return np.asarray(x_nchw, dtype=np.float32)
+    whole = np.round(np.asarray(x_nchw, dtype=np.float64) / raw_scale)
+    return np.clip(whole, 0, 255).astype(np.uint8)
 
 
 def input_contract(data: Arrays, size: int, src: CSource) -> dict[str, Any]:
@@ -75,6 +73,7 @@ def input_contract(data: Arrays, size: int, src: CSource) -> dict[str, Any]:
         "raw_layout": "HWC (row-major, channels last)",
         "channels": "gray" if c == 1 else ("RGB" if c == 3 else f"{c} channels"),
         "raw_scale": data.raw_scale,
+        "raw_source": data.raw_source,
         "scaling": "x = float32(raw) * raw_scale, in [0, 1]",
         "resize": "none" if size == side else RESIZE,
         "model_shape": [size, size, c],
@@ -109,7 +108,9 @@ def io_c(contract: dict[str, Any], src: CSource) -> dict[str, str]:
         "int nas_predicted_class(const int8_t *output);\n"
         "#ifdef __cplusplus\n}\n#endif\n#endif\n"
     )
-    if src.output_dtype == "int8":
+    if src.output_dtype == "int8" and src.output_bytes == 1:
+        decode = "    return output[0] > 0;\n"  # one score: its sign
+    elif src.output_dtype == "int8":
         n = src.output_bytes
         decode = (
             f"    int best = 0;\n    for (int i = 1; i < {n}; ++i)\n"
@@ -253,7 +254,10 @@ def contract_steps(contract: dict[str, Any]) -> list[str]:
     h, w, c = contract["raw_shape"]
     oh, ow, _ = contract["model_shape"]
     zp = int(contract["int8_zero_point"])
+    source = contract.get("raw_source")
+    classes = contract.get("class_names")
     return [
+        *([f"0. Where the raw values come from: {source}.", ""] if source else []),
         f"1. Raw values: {h} x {w} x {c} ({contract['channels']}), "
         f"`{contract['raw_dtype']}`, row-major, channels last.",
         f"2. Scale to [0, 1]: `x = float(raw) * {contract['raw_scale']!r}`.",
@@ -261,8 +265,18 @@ def contract_steps(contract: dict[str, Any]) -> list[str]:
         f"4. Quantize: `q = clamp(round_half_to_even(x / {contract['int8_scale']!r}) "
         f"{'-' if zp < 0 else '+'} {abs(zp)}, -128, 127)`, stored {contract['layout']}.",
         "",
-        "`nas_preprocess(raw, input)` in `nas_io.c` does all four in float32 with the "
+        "`nas_preprocess(raw, input)` in `nas_io.c` does steps 2 to 4 in float32 with the "
         "operations of the training pipeline: its bytes equal the Python preprocessing's.",
+        *(
+            [
+                "",
+                "Classes, by the index `nas_predicted_class` returns: "
+                + ", ".join(f"{i} {name}" for i, name in enumerate(classes))
+                + ".",
+            ]
+            if classes
+            else []
+        ),
     ]
 
 
@@ -282,8 +296,13 @@ def readme(hw: HardwareProfile, kind: str, contract: dict[str, Any], src: CSourc
         "```",
         "",
         f"builds `firmware.elf` and runs it in {sim}, which prints the class the model "
-        "predicts for the test sample in `nas_sample.h`, with the class the Python int8 "
-        "model predicted for it (the exit status is 0 when they agree) and its label.",
+        "predicts for the test sample in `nas_sample.h`, the class the Python int8 model "
+        "predicted for it and its label"
+        + (
+            "; the exit status is 0 when the input bytes and the class agree with Python's."
+            if kind == "arm"
+            else " (compare the two: a simulated Uno has no exit status)."
+        ),
         "",
         "## Files",
         "",
@@ -341,13 +360,14 @@ def preprocess_on_host(folder: Path, files: dict[str, str], raw: np.ndarray, n: 
 
 
 def write_project(
-    folder: Path, model: CExportable, hw: HardwareProfile, data: Arrays, size: int
+    folder: Path, model: CExportable, hw: HardwareProfile, data: Arrays, at_size: Arrays
 ) -> dict[str, Any]:
-    """Write ``folder`` (module docstring) and return the input contract; a core without
-    a compiler setup here, or C that does not run on it, gets only ``nas_io.c`` and the
-    model's C, and the contract says why (``firmware``)."""
+    """Write ``folder`` (module docstring) and return the input contract. ``data`` is the
+    dataset as loaded (the raw side of the contract), ``at_size`` the same at the model's
+    resolution. A core without a compiler setup here, or C that does not run on it, gets
+    only ``nas_io.c`` and the model's C, and the contract says why (``firmware``)."""
     src = model.to_c()
-    contract = input_contract(data, size, src)
+    contract = input_contract(data, at_size.resolution, src)
     codegen.write(src, folder)
     files = io_c(contract, src)
     which = target(hw)
@@ -360,7 +380,6 @@ def write_project(
         )
     else:
         assert which is not None
-        at_size = data if size == data.resolution else data.resized(size)
         x_q = model.c_inputs(at_size.x_test[:1])
         out = np.asarray(model.c_outputs(x_q)).reshape(-1).view(src.output_dtype)
         expected = int(out[0] > 0) if out.size == 1 else int(out.argmax())

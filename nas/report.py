@@ -240,11 +240,11 @@ def outcomes(counts: dict[str, Any], hw_name: str) -> str:
     return f"{counts['trials']} trials on {hw_name}: " + ", ".join(parts) + "."
 
 
-def next_steps(run_dir: Path, best: pd.Series | None, backend: str) -> str:
-    """What the end of a search prints: the best model and where to go from there."""
+def next_steps(run_dir: Path, best: pd.Series | None, best_dir: Path | None, backend: str) -> str:
+    """What the end of a search prints: the best model and where to go from there
+    (``best_dir``: the ``best/`` this run wrote, None when its trials saved no models)."""
     if best is None:
         return f"run directory: {run_dir} (report.md, trials.csv)"
-    best_dir = run_dir / "best"
     lines = [
         f"Best: trial {int(best[NUMBER])}, int8 accuracy {best[ACC_INT8]:.3f} (validation)"
         + (
@@ -256,14 +256,16 @@ def next_steps(run_dir: Path, best: pd.Series | None, backend: str) -> str:
         f"{int(best[FLASH_BYTES]):,} B flash.",
         "Next:",
     ]
-    if (best_dir / "firmware" / "Makefile").is_file():
+    if best_dir is None:
+        lines.append("  (no best/: the trials saved no models, search.save_models=false)")
+    elif (best_dir / "firmware" / "Makefile").is_file():
         lines.append(
             f"  make -C {best_dir / 'firmware'} run: build the model's C firmware and run "
             "it in a simulator (README.md there)"
         )
-    if (best_dir / "FIRMWARE.md").is_file():
+    if best_dir is not None and (best_dir / "FIRMWARE.md").is_file():
         lines.append(f"  {best_dir / 'FIRMWARE.md'}: the TensorFlow Lite Micro route")
-    elif backend != "c_sim" and (best_dir / "firmware").is_dir():
+    elif backend != "c_sim" and best_dir is not None and (best_dir / "firmware").is_dir():
         lines.append(
             f"  search again with backend=c_sim to compile every candidate's C and measure "
             f"its flash, RAM and latency in the simulator (backend {backend} estimated them)"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -569,8 +570,7 @@ class Objective:
         except ConfigError as exc:
             return f"no input contract: {exc}"
         try:
-            size = cand.data.resolution
-            return firmware.write_project(folder, model, self.comp.hw, self.comp.data, size)
+            return firmware.write_project(folder, model, self.comp.hw, self.comp.data, cand.data)
         except Exception as exc:  # noqa: BLE001 - the trained model is kept either way
             log.warning("%s: no firmware project: %s: %s", cand.name, type(exc).__name__, exc)
             return f"no firmware project: {type(exc).__name__}: {exc}"
@@ -821,7 +821,7 @@ def run_search(
             best_dir = report.write_run(run_dir, frame, cfg, comp.hw)
             if best_dir is not None:
                 comp.backend.deploy(best_dir)
-            steps = report.next_steps(run_dir, report.best_row(frame), comp.backend.name)
+            steps = report.next_steps(run_dir, report.best_row(frame), best_dir, comp.backend.name)
             print(steps)
             log.info(steps)
             pm.observe_study(str(run_dir), frame)
@@ -833,17 +833,22 @@ def enqueue_cheap_first(study: optuna.Study, objective: Objective) -> None:
     (``search.cheap_first``): the same number of independent random draws (seeded by
     ``search.seed``) the sampler would make itself, in another order."""
     cfg = objective.cfg
-    n = min(int(getattr(cfg.sampler, "n_startup_trials", 0)), cfg.search.n_trials)
+    startup = int(getattr(cfg.sampler, "n_startup_trials", 0))
+    n = min(startup, cfg.search.n_trials - len(cfg.search.enqueue))
     if cfg.search.strategy != "train" or n < 2:
         return
     draw = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=cfg.search.seed))
     drawn = []
     for _ in range(n):
         trial = draw.ask()
-        macs = objective.spec_cost(objective.comp.space.sample(trial)).macs
+        try:
+            macs = float(objective.spec_cost(objective.comp.space.sample(trial)).macs)
+        except Exception:  # noqa: BLE001 - its own trial will fail with the reason
+            macs = math.inf
         drawn.append((macs, len(drawn), trial.params))
     for _, _, params in sorted(drawn, key=lambda d: d[:2]):
-        study.enqueue_trial(params)
+        # processes that start together on one new study queue the same draws once
+        study.enqueue_trial(params, skip_if_exists=True)
 
 
 def log_settings(cfg: DictConfig, comp: Components, overrides: list[str], url: str) -> None:

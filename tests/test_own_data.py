@@ -158,6 +158,15 @@ def test_arrays_from_npz_and_npy(tmp_path):
             },
             ["y_val holds label 5", "0..2"],
         ),
+        (
+            {
+                "x_train": np.zeros((9, 4, 4, 1)),
+                "y_train": np.arange(9) % 2 * 2,
+                "x_val": np.zeros((2, 4, 4, 1)),
+                "y_val": np.array([1, 2]),
+            },
+            ["y_val holds label 1, which y_train lacks"],
+        ),
         ({"x_train": np.zeros((9, 16)), "y_train": np.arange(9) % 3}, ["(9, 16)", "(N, H, W, C)"]),
         ({"x_train": np.zeros((9, 50, 3)), "y_train": np.arange(9) % 3}, ["(N, T, C) windows"]),
         ({"x_train": np.zeros((9, 4, 6, 1)), "y_train": np.arange(9) % 3}, ["not square"]),

@@ -113,23 +113,28 @@ int main() {{
 }}
 """
     )
+    own: list[str] = []
     if with_io:
-        assert isinstance(contract, dict)
         own = [
             "The quickest route needs nothing downloaded: `firmware/` holds this model as "
             "C99 with startup code, a linker script and a Makefile (`make -C firmware run` "
             "builds it and runs it in a simulator; see `firmware/README.md`).",
             "",
         ]
+    if isinstance(contract, dict):  # nas_io.c is written whenever the model has C
         step3 = (
             "3. Turn raw sensor values into the model's input with `nas_preprocess()` from "
-            "`firmware/nas_io.c` (C, callable from C++; compile it with the project), as "
-            "`main.cc` does for the test sample in `firmware/nas_sample.h`. It follows the "
-            "input contract below."
+            "`firmware/nas_io.c` (C, callable from C++; compile it with the project)"
+            + (
+                ", as `main.cc` does for the test sample in `firmware/nas_sample.h`"
+                if with_io
+                else ""
+            )
+            + ". It follows the input contract below."
         )
         contract_md = ["", "## Input contract", "", *contract_steps(contract)]
     else:
-        own, contract_md = [], []
+        contract_md = []
         step3 = (
             "3. Quantize inputs as the model expects: int8 = round(x / scale) + zero_point "
             "with the input tensor's scale and zero point (in the `.tflite`)."

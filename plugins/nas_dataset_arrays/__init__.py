@@ -19,6 +19,7 @@ import numpy as np
 
 from nas import hookimpl
 from nas.data import (
+    UINT8_SCALE,
     Arrays,
     BaseDataset,
     DatasetConfig,
@@ -31,7 +32,6 @@ from nas.errors import ConfigError
 
 KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 SPLITS = ("train", "val", "test")
-RAW_SCALE_UINT8 = float(np.float32(1 / 255))
 
 
 @dataclass
@@ -124,15 +124,18 @@ class ArraysDataset(BaseDataset):
         if len(shapes) > 1 or len(dtypes) > 1:
             raise ConfigError(f"{path}: the splits differ in sample shape or type ({shapes})")
         n = int(y["train"].max()) + 1 if len(y["train"]) else 0
+        trained = set(np.unique(y["train"]).tolist())
         for s in y:
-            if len(y[s]) and int(y[s].max()) >= n:
+            missing = sorted(set(np.unique(y[s]).tolist()) - trained)
+            if missing:
                 raise ConfigError(
-                    f"{path}: y_{s} holds label {int(y[s].max())}, but y_train only "
-                    f"0..{n - 1}: every class needs training samples"
+                    f"{path}: y_{s} holds label {missing[0]}, which y_train lacks (it holds "
+                    f"{', '.join(map(str, sorted(trained)))} of 0..{n - 1}): every class "
+                    "needs training samples"
                 )
         fill_splits(x, y, (c.val_fraction, c.test_fraction), c.seed, str(path))
         uint8 = x["train"].dtype == np.uint8
-        scale = RAW_SCALE_UINT8 if uint8 else 1.0
+        scale = UINT8_SCALE if uint8 else 1.0
 
         def nchw(a: np.ndarray) -> np.ndarray:
             a = a.transpose(0, 3, 1, 2).astype(np.float32)

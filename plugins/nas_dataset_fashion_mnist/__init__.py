@@ -17,7 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from nas import hookimpl
-from nas.data import Arrays, BaseDataset, DatasetConfig, check_fraction, stratified_split
+from nas.data import (
+    UINT8_SCALE,
+    Arrays,
+    BaseDataset,
+    DatasetConfig,
+    check_fraction,
+    stratified_split,
+)
 from nas.errors import ConfigError
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
@@ -95,7 +102,7 @@ class FashionMnistDataset(BaseDataset):
         x_tr, y_tr = self._subset(arrays["x_train"], arrays["y_train"], c.train_subset)
         x_te, y_te = self._subset(arrays["x_test"], arrays["y_test"], c.test_subset)
         tr, va, _ = stratified_split(y_tr, (c.val_fraction, 0.0), c.seed)
-        scale = np.float32(1.0 / 255.0)
+        scale = np.float32(UINT8_SCALE)
         x_tr = x_tr.astype(np.float32)[:, None] * scale
         x_te = x_te.astype(np.float32)[:, None] * scale
         return Arrays(

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from nas import hookimpl
 from nas.data import (
+    UINT8_SCALE,
     Arrays,
     BaseDataset,
     DatasetConfig,
@@ -37,7 +39,6 @@ from nas.errors import ConfigError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 SPLITS = ("train", "val", "test")
-RAW_SCALE = float(np.float32(1 / 255))
 
 
 @dataclass
@@ -137,11 +138,16 @@ class ImageFolderDataset(BaseDataset):
         fill_splits(x, y, (c.val_fraction, c.test_fraction), c.seed, f"dataset.root={root}")
 
         def images(split: str) -> np.ndarray:  # NHWC uint8 -> NCHW float32 in [0, 1]
-            return x[split].transpose(0, 3, 1, 2).astype(np.float32) * np.float32(RAW_SCALE)
+            return x[split].transpose(0, 3, 1, 2).astype(np.float32) * np.float32(UINT8_SCALE)
 
         return Arrays(
             images("train"), y["train"], images("val"), y["val"], images("test"), y["test"],
-            num_classes=len(names), raw_scale=RAW_SCALE, class_names=tuple(names),
+            num_classes=len(names), raw_scale=UINT8_SCALE, class_names=tuple(names),
+            raw_source=(
+                f"image files decoded with Pillow, converted to "
+                f"{'gray (L)' if c.channels == 1 else 'RGB'} and resized to {c.size} x "
+                f"{c.size} (Image.resize, bilinear, the whole image) when loaded"
+            ),
         )  # fmt: skip
 
     def _decoded(
@@ -177,11 +183,12 @@ class ImageFolderDataset(BaseDataset):
                         {s: z[f"x_{s}"] for s in files},
                         {s: z[f"y_{s}"] for s in files},
                     )
-            except (OSError, KeyError, ValueError):
+            except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
                 pass  # a damaged cache file: decode again
         x = {s: np.stack([decode(p, c.channels, c.size) for p, _ in f]) for s, f in files.items()}
         y = {s: np.array([label for _, label in f], dtype=np.int64) for s, f in files.items()}
         if cache is not None:
+            tmp = None
             try:  # written whole, then renamed: a worker never reads half a file
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".npz.tmp")
@@ -189,8 +196,12 @@ class ImageFolderDataset(BaseDataset):
                     np.savez(f, **{f"x_{s}": v for s, v in x.items()},
                              **{f"y_{s}": v for s, v in y.items()})  # fmt: skip
                 os.replace(tmp, cache)
+                tmp = None
             except OSError:
                 pass  # no cache (read-only home): decode again next time
+            finally:
+                if tmp is not None:
+                    Path(tmp).unlink(missing_ok=True)
         return x, y
 
 
