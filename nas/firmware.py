@@ -316,8 +316,8 @@ def readme(hw: HardwareProfile, kind: str, contract: dict[str, Any], src: CSourc
     ]
     if kind == "arm":
         lines += [
-            "- `main.c`: vector table, reset handler, the inference, output through Arm "
-            "semihosting.",
+            "- `main.c` and `arm_startup.h`: vector table, reset handler, the inference, "
+            "output through Arm semihosting (`fw_print.h` prints numbers).",
             "- `board.ld`: the memory map of QEMU's MPS2 AN386 board (code at 0, RAM at "
             "0x20000000). For your board, set `FLASH` and `RAM` to its memory (an "
             "STM32L4R5: flash at 0x08000000, SRAM at 0x20000000) and replace `put()` with "
@@ -386,10 +386,12 @@ def write_project(
         raw = raw_values(data.x_test[:1], data.raw_scale)[0].transpose(1, 2, 0)  # HWC
         files["nas_sample.h"] = _sample_header(raw, x_q, int(data.y_test[0]), expected)
         files["main.c"] = (codegen.CSRC / f"fw_{kind}_main.c").read_text()
+        files["fw_print.h"] = (codegen.CSRC / "fw_print.h").read_text()
         files["Makefile"] = makefile(hw, kind, which[1])
         files[README] = readme(hw, kind, contract, src)
         if kind == "arm":
             files["board.ld"] = (codegen.CSRC / "arm.ld").read_text()
+            files["arm_startup.h"] = (codegen.CSRC / "arm_startup.h").read_text()
         contract["firmware"] = f"firmware/: make run ({kind}, {which[1]})"
     for name, text in files.items():
         (folder / name).write_text(text)

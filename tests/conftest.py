@@ -26,6 +26,18 @@ def run_cli(
     )
 
 
+def need_tools(tools: tuple[str, ...], packages: str) -> None:
+    """Skip when a compiler or simulator is missing, or fail under NAS_REQUIRE_SIMULATORS=1
+    (CI installs them all)."""
+    import shutil
+
+    absent = [t for t in tools if shutil.which(t) is None]
+    if absent:
+        if os.environ.get("NAS_REQUIRE_SIMULATORS") == "1":
+            pytest.fail(f"NAS_REQUIRE_SIMULATORS=1 but {', '.join(absent)} not found")
+        pytest.skip(f"{', '.join(absent)} not found (apt-get install {packages})")
+
+
 @pytest.fixture
 def cli():
     return run_cli

@@ -3,7 +3,6 @@ Cortex-M4 in QEMU; sizes and instruction counts come from the real toolchain."""
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import numpy as np
@@ -11,6 +10,7 @@ import optuna
 import pandas as pd
 import pytest
 import torch
+from conftest import need_tools
 from nas_backend_c_sim import CSimConfig, sim
 from nas_backend_c_sim.calibrate import pick_space
 from torch import nn
@@ -28,20 +28,12 @@ from nas.plugin_manager import get_plugin_manager
 from nas.testing import make_candidate
 
 
-def _tools(tools: tuple[str, ...], packages: str) -> None:
-    absent = sim.missing(tools)
-    if absent:
-        if os.environ.get("NAS_REQUIRE_SIMULATORS") == "1":
-            pytest.fail(f"NAS_REQUIRE_SIMULATORS=1 but {', '.join(absent)} not found")
-        pytest.skip(f"{', '.join(absent)} not found (apt-get install {packages})")
-
-
 def arm_tools():
-    _tools(sim.ARM_TOOLS, sim.ARM_TOOLS_PACKAGES)
+    need_tools(sim.ARM_TOOLS, sim.ARM_TOOLS_PACKAGES)
 
 
 def avr_tools():
-    _tools(sim.AVR_TOOLS, sim.AVR_TOOLS_PACKAGES)
+    need_tools(sim.AVR_TOOLS, sim.AVR_TOOLS_PACKAGES)
 
 
 def quantized(module, size, seed=0, n=64):

@@ -4,13 +4,13 @@ the firmware project a search writes builds and runs in QEMU / simavr as it is."
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import need_tools
 from nas_backend_c_sim import sim
 from nas_dataset_digits import DigitsDataset
 
@@ -18,14 +18,6 @@ from nas import firmware
 from nas.backends import CSource
 from nas.data import Arrays
 from nas.int8 import QParams
-
-
-def _need(tools: tuple[str, ...], packages: str) -> None:
-    absent = sim.missing(tools)
-    if absent:
-        if os.environ.get("NAS_REQUIRE_SIMULATORS") == "1":
-            pytest.fail(f"NAS_REQUIRE_SIMULATORS=1 but {', '.join(absent)} not found")
-        pytest.skip(f"{', '.join(absent)} not found (apt-get install {packages})")
 
 
 def _c_preprocess(
@@ -51,7 +43,7 @@ def _python_preprocess(data: Arrays, size: int, qp: QParams, layout: str) -> np.
 
 @pytest.mark.parametrize("size", [8, 12, 16, 20, 28])
 def test_nas_preprocess_equals_the_python_preprocessing_on_every_digits_test_image(tmp_path, size):
-    _need(("gcc",), "gcc")
+    need_tools(("gcc",), "gcc")
     data = DigitsDataset().load()
     got, qp = _c_preprocess(tmp_path / "c", data, size, "HWC")
     want = _python_preprocess(data, size, qp, "HWC")
@@ -61,7 +53,7 @@ def test_nas_preprocess_equals_the_python_preprocessing_on_every_digits_test_ima
 
 @pytest.mark.parametrize("layout", ["HWC", "CHW"])
 def test_nas_preprocess_handles_colour_and_float_sensor_values(tmp_path, layout):
-    _need(("gcc",), "gcc")
+    need_tools(("gcc",), "gcc")
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (40, 3, 10, 10)).astype(np.float32) * np.float32(1 / 255)
     y = np.arange(40) % 4
@@ -86,7 +78,7 @@ def _run_firmware(folder: Path) -> str:
 
 @pytest.mark.slow
 def test_best_firmware_builds_and_runs_in_qemu_with_the_python_prediction(cli, tmp_path):
-    _need(("make", *sim.ARM_TOOLS), "make " + sim.ARM_TOOLS_PACKAGES)
+    need_tools(("make", *sim.ARM_TOOLS), "make " + sim.ARM_TOOLS_PACKAGES)
     run = tmp_path / "run"
     proc = cli(
         "search", "+hw=cortex_m4", "search.n_trials=2", "search.epochs=1",
@@ -109,7 +101,7 @@ def test_best_firmware_builds_and_runs_in_qemu_with_the_python_prediction(cli, t
 
 @pytest.mark.slow
 def test_bonsai_firmware_builds_and_runs_on_the_uno_in_simavr(cli, tmp_path):
-    _need(("make", *sim.AVR_TOOLS), "make " + sim.AVR_TOOLS_PACKAGES)
+    need_tools(("make", *sim.AVR_TOOLS), "make " + sim.AVR_TOOLS_PACKAGES)
     run = tmp_path / "uno"
     proc = cli(
         "search", "+hw=arduino_uno", "search_space=bonsai", "search.n_trials=2",

@@ -1,9 +1,11 @@
 /* Cortex-M firmware for QEMU (mps2-an386): runs the model on the embedded test inputs,
  * prints each output in hex and the SysTick ticks it took, and the stack high-water mark,
  * through Arm semihosting; then exits QEMU. Vector table, reset handler and semihosting
- * calls are written here; newlib provides memcpy/memmove. */
+ * calls are in arm_startup.h; newlib provides memcpy/memmove. */
 #include <stdint.h>
 
+#define NAS_PAINT_STACK
+#include "arm_startup.h"
 #include "nas_model.h"
 #define NAS_TEST_DATA __attribute__((section(".nas_test"))) /* not model flash */
 #include "nas_test_data.h"
@@ -11,52 +13,11 @@
 #define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
 #define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
 #define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
-#define STACK_FILL 0xA5A5A5A5u
-
-extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _sstack, _estack;
-int main(void);
-
-static int semihost(int op, const void *arg) {
-    register int r0 __asm__("r0") = op;
-    register const void *r1 __asm__("r1") = arg;
-    __asm__ volatile("bkpt 0xAB" : "+r"(r0) : "r"(r1) : "memory");
-    return r0;
-}
-
-static void put(const char *s) { semihost(0x04, s); } /* SYS_WRITE0 */
 
 static void put_hex(uint32_t v, int digits, char *buf) {
     for (int i = digits - 1; i >= 0; --i, v >>= 4) buf[i] = "0123456789abcdef"[v & 15u];
     buf[digits] = 0;
 }
-
-void Reset_Handler(void) {
-    uint32_t *src = &_sidata, *dst = &_sdata;
-    while (dst < &_edata) *dst++ = *src++;
-    for (dst = &_sbss; dst < &_ebss; ++dst) *dst = 0;
-    /* paint the stack below this frame to measure its high-water mark */
-    uint32_t *sp;
-    __asm__ volatile("mov %0, sp" : "=r"(sp));
-    for (dst = &_sstack; dst < sp - 16; ++dst) *dst = STACK_FILL;
-    int code = main();
-    /* SYS_EXIT; on AArch32 the reason code itself is the argument */
-    semihost(0x18, (const void *)(code == 0 ? 0x20026u : 0x20023u));
-    for (;;) {
-    }
-}
-
-static void Default_Handler(void) {
-    put("fault\n");
-    semihost(0x18, (const void *)0x20023u); /* SYS_EXIT, ADP_Stopped_RunTimeErrorUnknown */
-    for (;;) {
-    }
-}
-
-__attribute__((section(".vectors"), used)) static void (*const vectors[16])(void) = {
-    (void (*)(void))(&_estack), Reset_Handler, Default_Handler, Default_Handler,
-    Default_Handler, Default_Handler, Default_Handler, 0, 0, 0, 0, Default_Handler,
-    Default_Handler, 0, Default_Handler, Default_Handler,
-};
 
 #ifdef NAS_PROFILE
 #define NAS_MAX_OPS 256

@@ -23,17 +23,7 @@ static void put(const char *s) {
     while (*s) put_char(*s++);
 }
 
-static void put_int(int v) {
-    char buf[8], *p = buf + sizeof buf - 1;
-    unsigned u = v < 0 ? 0u - (unsigned)v : (unsigned)v;
-    *p = 0;
-    do {
-        *--p = (char)('0' + u % 10u);
-        u /= 10u;
-    } while (u);
-    if (v < 0) *--p = '-';
-    put(p);
-}
+#include "fw_print.h"
 
 int main(void) {
     UBRR0H = 0;
