@@ -594,6 +594,9 @@ def trained_twin(trial: optuna.Trial, inherited: bool = False) -> optuna.trial.F
     return None
 
 
+#: `Progress.watch_repeats`: over this many trials, more than this share of repeats warns.
+REPEAT_WINDOW = 100
+REPEAT_WARN_SHARE = 0.5
 #: With ``search.count_infeasible=false``, a process samples at most this many candidates
 #: per trial it is to count, so a budget that nothing fits still ends.
 MAX_SAMPLED_PER_TRIAL = 50
@@ -628,6 +631,8 @@ class Progress:
         self.total, self.count_infeasible = total, count_infeasible
         self.counted = self.sampled = 0
         self.best: tuple[float, float] | None = None
+        self.recent: list[bool] = []  # whether each of the last trials was a repeat
+        self.warned = False
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         CTRL_C.check()
@@ -650,6 +655,7 @@ class Progress:
         if self.count_infeasible or not rejected:
             self.counted += 1
             self.bar.update(1)
+        self.watch_repeats(DUPLICATE_OF in rec, study)
         if self.plain:
             console.line(
                 f"{self.desc} {self.counted}/{self.total}: trial {trial.number} {line}; "
@@ -667,6 +673,24 @@ class Progress:
                 "(search.count_infeasible=false)"
             )
             _stop(study)
+
+    def watch_repeats(self, repeat: bool, study: optuna.Study) -> None:
+        """Warn once when most of the last `REPEAT_WINDOW` trials proposed an architecture
+        the study already has: the sampler has settled, and further trials add little."""
+        self.recent = [*self.recent[1 - REPEAT_WINDOW :], repeat]
+        if self.warned or len(self.recent) < REPEAT_WINDOW:
+            return
+        share = sum(self.recent) / REPEAT_WINDOW
+        if share > REPEAT_WARN_SHARE:
+            self.warned = True
+            sampler = type(study.sampler).__name__
+            message = (
+                f"{share:.0%} of the last {REPEAT_WINDOW} trials repeated an architecture "
+                f"the study already had: {sampler} has settled on a region. For more "
+                "distinct candidates try sampler=nsga2 (e.g. sampler.population_size=50) "
+                "or sampler=random"
+            )
+            log.warning(message)  # search.log and the terminal
 
     def done(self) -> bool:
         """Whether this process has run its share (see the class docstring)."""

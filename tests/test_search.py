@@ -288,3 +288,21 @@ def test_a_plugin_may_not_overwrite_a_core_column(tmp_path, overrides, plugin, k
     why = f"{plugin} returned core column '{key}'; plugins may not overwrite core columns"
     assert frame.reason.str.contains(why, regex=False).all(), frame.reason.tolist()
     assert (frame.flash_bytes > 1).all() and frame.feasible.all()
+
+
+def test_a_sampler_that_keeps_repeating_itself_is_named_once(caplog):
+    from nas.search import REPEAT_WINDOW, Progress
+
+    study = optuna.create_study()
+    quiet = Progress(10, nas.plugin_manager.get_plugin_manager(), 60, True, True)
+    for i in range(3 * REPEAT_WINDOW):  # every other trial a repeat: half, not most
+        quiet.watch_repeats(i % 2 == 0, study)
+    assert not quiet.warned
+    settled = Progress(10, nas.plugin_manager.get_plugin_manager(), 60, True, True)
+    with caplog.at_level("WARNING", logger="nas.search"):
+        for i in range(3 * REPEAT_WINDOW):
+            settled.watch_repeats(i % 3 != 0, study)
+    warnings = [
+        r.getMessage() for r in caplog.records if "repeated an architecture" in r.getMessage()
+    ]
+    assert len(warnings) == 1 and "sampler=nsga2" in warnings[0] and "TPESampler" in warnings[0]
