@@ -50,15 +50,17 @@ def generate(qg: QGraph) -> CSource:
         src, dst = op.inputs[0], op.outputs[0]
         qin, qout = qg.tensors[src], qg.tensors[dst]
         in_shape, out_shape = g.tensors[src].shape, g.tensors[dst].shape
-        if op.kind in ("conv2d", "depthwise_conv2d", "fully_connected"):
+        weighted = op.kind in ("conv2d", "depthwise_conv2d", "fully_connected")
+        mult, shift = q.multiplier, q.shift
+        if weighted:
             assert q.weight is not None and q.bias is not None
-            assert q.multiplier is not None and q.shift is not None
             consts.append(c_array("int8_t", f"w{i}", q.weight))
             consts.append(c_array("int32_t", f"b{i}", q.bias))
         if op.kind in ("conv2d", "depthwise_conv2d"):
+            assert mult is not None and shift is not None
             n = out_shape[-1]
-            consts.append(c_array("int32_t", f"m{i}", _per_channel(q.multiplier, n)))
-            consts.append(c_array("int8_t", f"s{i}", _per_channel(q.shift, n)))
+            consts.append(c_array("int32_t", f"m{i}", _per_channel(mult, n)))
+            consts.append(c_array("int8_t", f"s{i}", _per_channel(shift, n)))
             fields = [
                 in_shape[1], in_shape[2], in_shape[3], out_shape[1], out_shape[2],
                 out_shape[3], op.kernel[0], op.kernel[1], op.stride, op.padding[0],
@@ -68,10 +70,11 @@ def generate(qg: QGraph) -> CSource:
             fn = "nas_conv2d" if op.kind == "conv2d" else "nas_depthwise"
             body.append(f"    {fn}(&p{i}, {buf(src)}, w{i}, b{i}, m{i}, s{i}, {buf(dst)});")
         elif op.kind == "fully_connected":
+            assert mult is not None and shift is not None
             n_in, n_out = int(np.prod(in_shape[1:])), out_shape[-1]
             body.append(
                 f"    nas_fully_connected({n_in}, {n_out}, {buf(src)}, w{i}, b{i}, "
-                f"{int(q.multiplier[0])}, {int(q.shift[0])}, {qin.zero_point}, "
+                f"{int(mult[0])}, {int(shift[0])}, {qin.zero_point}, "
                 f"{qout.zero_point}, {q.act_min}, {q.act_max}, {buf(dst)});"
             )
         elif op.kind == "average_pool2d":

@@ -862,7 +862,7 @@ def enqueue_cheap_first(study: optuna.Study, objective: Objective) -> None:
     if cfg.search.strategy != "train" or n < 2:
         return
     draw = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=cfg.search.seed))
-    drawn = []
+    drawn: list[tuple[float, int, dict[str, Any]]] = []
     for _ in range(n):
         trial = draw.ask()
         try:
