@@ -29,6 +29,7 @@ import numpy as np
 import optuna
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
 
 from nas.errors import ConfigError
 from nas.hardware import HardwareProfile
@@ -154,7 +155,9 @@ def pareto_mask(df: pd.DataFrame) -> pd.Series:
 
 def frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial of ``study`` (see the module docstring for the columns)."""
-    rows = [record(t) for t in study.get_trials(deepcopy=False)]
+    # queued trials (WAITING: search.enqueue, search.cheap_first) have no result yet
+    done = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
+    rows = [record(t) for t in done]
     df = pd.DataFrame(rows, columns=None if rows else FIRST_COLUMNS)
     for col in FIRST_COLUMNS:
         if col not in df:
