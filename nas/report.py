@@ -243,6 +243,24 @@ def outcomes(counts: dict[str, Any], hw_name: str) -> str:
     return f"{counts['trials']} trials on {hw_name}: " + ", ".join(parts) + "."
 
 
+def best_dir_steps(best_dir: Path, backend: str) -> list[str]:
+    """The `next_steps` lines that point into ``best/``."""
+    lines = []
+    if (best_dir / "firmware" / "Makefile").is_file():
+        lines.append(
+            f"  make -C {best_dir / 'firmware'} run: build the model's C firmware and run "
+            "it in a simulator (README.md there)"
+        )
+    if (best_dir / "FIRMWARE.md").is_file():
+        lines.append(f"  {best_dir / 'FIRMWARE.md'}: the TensorFlow Lite Micro route")
+    elif backend != "c_sim" and (best_dir / "firmware").is_dir():
+        lines.append(
+            f"  search again with backend=c_sim to compile every candidate's C and measure "
+            f"its flash, RAM and latency in the simulator (backend {backend} estimated them)"
+        )
+    return lines
+
+
 def next_steps(run_dir: Path, best: pd.Series | None, best_dir: Path | None, backend: str) -> str:
     """What the end of a search prints: the best model and where to go from there
     (``best_dir``: the ``best/`` this run wrote, None when its trials saved no models)."""
@@ -261,18 +279,8 @@ def next_steps(run_dir: Path, best: pd.Series | None, best_dir: Path | None, bac
     ]
     if best_dir is None:
         lines.append("  (no best/: the trials saved no models, search.save_models=false)")
-    elif (best_dir / "firmware" / "Makefile").is_file():
-        lines.append(
-            f"  make -C {best_dir / 'firmware'} run: build the model's C firmware and run "
-            "it in a simulator (README.md there)"
-        )
-    if best_dir is not None and (best_dir / "FIRMWARE.md").is_file():
-        lines.append(f"  {best_dir / 'FIRMWARE.md'}: the TensorFlow Lite Micro route")
-    elif backend != "c_sim" and best_dir is not None and (best_dir / "firmware").is_dir():
-        lines.append(
-            f"  search again with backend=c_sim to compile every candidate's C and measure "
-            f"its flash, RAM and latency in the simulator (backend {backend} estimated them)"
-        )
+    else:
+        lines += best_dir_steps(best_dir, backend)
     lines += [
         f"  {run_dir / 'report.md'}: the Pareto front, failures, settings",
         f"  {run_dir / 'trials.csv'}: every trial, one row each (pandas.read_csv)",
@@ -337,8 +345,9 @@ def write_run(
             shutil.rmtree(best_dir, ignore_errors=True)
             shutil.copytree(src, best_dir)
     print()
-    print(outcomes(counts, hw.name))
-    log.info(outcomes(counts, hw.name))
+    summary_line = outcomes(counts, hw.name)
+    print(summary_line)
+    log.info(summary_line)
     if len(front):
         print("Pareto front (feasible, trained; int8 accuracy up, latency down):")
         print(front.to_string(index=False))

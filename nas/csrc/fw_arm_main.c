@@ -24,12 +24,6 @@ int main(void) {
     put("input bytes differing from the Python preprocessing: ");
     put_int(differ);
     put("\n");
-    put("class ");
-    put_int(cls);
-    put(" (expected ");
-    put_int(NAS_SAMPLE_EXPECTED);
-    put(", label ");
-    put_int(NAS_SAMPLE_LABEL);
-    put(")\n");
+    put_class(cls, NAS_SAMPLE_EXPECTED, NAS_SAMPLE_LABEL);
     return cls == NAS_SAMPLE_EXPECTED && differ == 0 ? 0 : 1;
 }

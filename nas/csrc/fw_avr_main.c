@@ -33,13 +33,7 @@ int main(void) {
     static int8_t out[NAS_OUTPUT_BYTES];
     nas_model_run(nas_sample_input, out);
     int cls = nas_predicted_class(out);
-    put("class ");
-    put_int(cls);
-    put(" (expected ");
-    put_int(NAS_SAMPLE_EXPECTED);
-    put(", label ");
-    put_int(NAS_SAMPLE_LABEL);
-    put(")\n");
+    put_class(cls, NAS_SAMPLE_EXPECTED, NAS_SAMPLE_LABEL);
     cli();
     sleep_enable();
     sleep_cpu();

@@ -1,5 +1,6 @@
-/* put_int(): a decimal number through the put() the firmware defined before including
- * this (semihosting on Cortex-M, the UART on the ATmega328P). */
+/* put_int(): a decimal number, put_class(): the result line every firmware prints,
+ * through the put() the firmware defined before including this (semihosting on
+ * Cortex-M, the UART on the ATmega328P). */
 #ifndef NAS_FW_PRINT_H
 #define NAS_FW_PRINT_H
 
@@ -13,5 +14,16 @@ static void put_int(int v) {
     } while (u);
     if (v < 0) *--p = '-';
     put(p);
+}
+
+/* "class 3 (expected 3, label 3)": the model's class, the Python model's, the label */
+static void put_class(int cls, int expected, int label) {
+    put("class ");
+    put_int(cls);
+    put(" (expected ");
+    put_int(expected);
+    put(", label ");
+    put_int(label);
+    put(")\n");
 }
 #endif
