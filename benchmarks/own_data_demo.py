@@ -1,11 +1,15 @@
-"""Your own data, end to end: a drawn image folder and an .npz, searched as a user would.
+"""Your own data, end to end: a drawn image folder, images and sensor windows in .npz files,
+searched as a user would.
 
-Makes two small data sets offline (deterministic for ``--seed``):
+Makes three small data sets offline (deterministic for ``--seed``):
 
 - an image folder of coloured circles, squares and triangles on noise (3 classes, PNG /
   JPEG / BMP of random sizes), searched with ``dataset=image_folder dataset.channels=3``;
 - an ``.npz`` of 16 x 16 gray stripes (horizontal, vertical, two diagonals; 4 classes,
-  random phase and noise), searched with ``dataset=arrays``.
+  random phase and noise), searched with ``dataset=arrays``;
+- an ``.npz`` of accelerometer windows (64 samples x 3 axes at 50 Hz; still, walk, shake,
+  pick up: `nas.synthetic.motion_windows`), searched with ``dataset=arrays`` and window
+  lengths 16, 32 and 64 as the resolution choice.
 
 Each search runs as ``python -m nas search +hw=cortex_m4 ... backend=tflm``; the best
 model's firmware is then built and run in QEMU (``make -C best/firmware run``) when the
@@ -31,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks" / "fashion_mnist"))
 
 from run import provenance  # noqa: E402
+
+from nas.synthetic import MOTIONS, motion_windows  # noqa: E402
 
 WORK = ROOT / "outputs" / "own_data_demo"
 
@@ -114,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     x, y = stripes(1200, opts.seed)
     npz = WORK / "data" / "stripes.npz"
     np.savez(npz, x_train=x, y_train=y)
+    xw, yw = motion_windows(1200, length=64, seed=opts.seed)
+    motion = WORK / "data" / "motion.npz"
+    np.savez(motion, x_train=xw, y_train=yw, class_names=np.array(MOTIONS))
     cache = WORK / "data" / "cache"
     runs = [
         search(
@@ -128,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
             opts,
         ),  # fmt: skip
         search("arrays", ["dataset=arrays", f"dataset.path={npz}"], opts),
+        search(
+            "windows",
+            ["dataset=arrays", f"dataset.path={motion}", "search_space.resolutions=[16,32,64]"],
+            opts,
+        ),
     ]
     rows = []
     for r in runs:
@@ -145,8 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         f"--trials {opts.trials} --epochs {opts.epochs} --seed {opts.seed}`",
         f"- Commit {prov['commit']}, {prov['date']}; {prov['machine']}",
         "- Data: 450 drawn images (circles, squares, triangles; 3 classes, 32 to 95 pixels, "
-        "PNG/JPEG/BMP) and 1,200 gray 16 x 16 stripe images (4 orientations) in an .npz; "
-        "splits held out per class (15% validation, 15% test).",
+        "PNG/JPEG/BMP), 1,200 gray 16 x 16 stripe images (4 orientations) in an .npz, "
+        "and 1,200 accelerometer windows (64 samples x 3 axes; still, walk, shake, pick up) "
+        "in an .npz; splits held out per class (15% validation, 15% test).",
         "",
         "Searches:",
         "",
@@ -158,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         *rows,
         "",
         "The firmware line is what `make -C best/firmware run` printed: the model's class "
-        "for one embedded test image next to the Python int8 model's.",
+        "for one embedded test sample next to the Python int8 model's.",
         "",
     ]
     Path(opts.out).write_text("\n".join(text))

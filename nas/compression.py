@@ -59,8 +59,7 @@ class Candidate:
 
     def retrace(self) -> None:
         """Trace ``module`` again after a method changed it."""
-        size = self.data.resolution
-        self.graph = trace(self.module, (1, self.data.in_channels, size, size), self.name)
+        self.graph = trace(self.module, self.data.input_shape, self.name)
 
 
 @dataclass

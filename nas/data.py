@@ -31,9 +31,24 @@ class DatasetConfig:
     positive_class: int | None = None
 
 
+#: `Arrays.kind` of (N, C, H, W) images, which a candidate resizes to its square resolution.
+IMAGES = "images"
+#: `Arrays.kind` of sensor windows: (N, C, T, 1), T samples of C channels (accelerometer
+#: axes, ...). A candidate resamples them to its resolution along time, and the spaces run
+#: ``k x 1`` kernels along it.
+WINDOWS = "windows"
+KINDS = (IMAGES, WINDOWS)
+
+
+def input_hw(kind: str, size: int) -> tuple[int, int]:
+    """(height, width) of a ``kind`` input at a candidate's resolution ``size``."""
+    return (size, 1) if kind == WINDOWS else (size, size)
+
+
 @dataclass(frozen=True)
 class Arrays:
-    """Images as NCHW float32 in [0, 1] and integer labels, already split.
+    """Images (or sensor windows, ``kind``) as NCHW float32 and integer labels, already
+    split. Images are in [0, 1]; windows hold the sensor's values as they are.
 
     ``raw_scale``: the images are the sensor's raw values times this float32 factor (1/16
     for digits' 0..16 pixels, 1/255 for 8-bit ones): part of the input contract a firmware
@@ -53,6 +68,8 @@ class Arrays:
     #: How the loader made the raw values from the files, when it changed them (decoded,
     #: converted, resized): the first step of the input contract.
     raw_source: str = ""
+    #: `IMAGES` or `WINDOWS`.
+    kind: str = IMAGES
 
     @property
     def in_channels(self) -> int:
@@ -60,17 +77,25 @@ class Arrays:
 
     @property
     def resolution(self) -> int:
+        """The image side, or the window length in samples."""
         return int(self.x_train.shape[2])
 
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        """NCHW shape of one input (batch 1), as the model takes it."""
+        _, c, h, w = self.x_train.shape
+        return (1, int(c), int(h), int(w))
+
     def resized(self, size: int) -> Arrays:
-        """The same splits at ``size`` x ``size`` (bilinear), for a candidate's resolution."""
-        if size == self.resolution:
+        """The same splits at resolution ``size`` (bilinear; windows along time only)."""
+        hw = input_hw(self.kind, size)
+        if hw == self.input_shape[2:]:
             return self
         return replace(
             self,
-            x_train=resize(self.x_train, size),
-            x_val=resize(self.x_val, size),
-            x_test=resize(self.x_test, size),
+            x_train=resize(self.x_train, hw),
+            x_val=resize(self.x_val, hw),
+            x_test=resize(self.x_test, hw),
         )
 
 
@@ -203,10 +228,11 @@ def calibration_batch(x_nchw: np.ndarray, n: int, seed: int) -> np.ndarray:
     return x_nchw[idx].transpose(0, 2, 3, 1)
 
 
-def resize(x: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear resize of an NCHW float array to ``size`` x ``size``."""
+def resize(x: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of an NCHW float array to ``size`` x ``size`` (or (h, w))."""
+    hw = (size, size) if isinstance(size, int) else size
     t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    out = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
+    out = F.interpolate(t, size=hw, mode="bilinear", align_corners=False)
     return out.numpy()
 
 

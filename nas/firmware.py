@@ -2,11 +2,11 @@
 
 **The input contract** (`input_contract`, saved in every trial's ``arch.json`` as
 ``input``) is everything between the sensor and the model's first int8 byte: the raw
-values' shape and type, the factor that scaled them to [0, 1], the resize to the
-candidate's resolution (bilinear with half-pixel centres, as ``torch.nn.functional
-.interpolate(..., align_corners=False)`` did in training), the layout and the int8 scale
-and zero point. `io_c` states it as C: ``nas_preprocess(raw, input)`` and
-``nas_predicted_class(output)`` in ``nas_io.c``.
+values' shape and type, the factor that scaled them (to [0, 1] for 8-bit pixels), the
+resize to the candidate's resolution (a sensor window's: its length in samples; bilinear
+with half-pixel centres, as ``torch.nn.functional.interpolate(..., align_corners=False)``
+did in training), the layout and the int8 scale and zero point. `io_c` states it as C:
+``nas_preprocess(raw, input)`` and ``nas_predicted_class(output)`` in ``nas_io.c``.
 
 **The firmware project** (`write_project`, a trial's ``firmware/`` folder) is the model's
 generated C (`nas.codegen`: no runtime to download), ``nas_io.c``, one test sample
@@ -28,7 +28,7 @@ import numpy as np
 
 from nas import codegen
 from nas.backends import CExportable, CSource, c_array
-from nas.data import Arrays
+from nas.data import WINDOWS, Arrays, input_hw
 from nas.hardware import HardwareProfile
 
 #: ``arm-none-eabi-gcc -mcpu=`` for the Cortex-M cores of the profiles.
@@ -42,6 +42,8 @@ ARM_MCPU = {
 AVR_MCU = {"AVR8 ATmega328P": "atmega328p"}
 AVR_CLOCK_HZ = 16_000_000
 RESIZE = "bilinear, half-pixel centres (torch.nn.functional.interpolate, align_corners=False)"
+#: A window's resize: the same interpolation along time only (its width stays 1).
+RESIZE_TIME = "linear along time, half-pixel centres (torch bilinear to (T', 1))"
 README = "README.md"
 
 
@@ -65,18 +67,28 @@ def raw_values(x_nchw: np.ndarray, raw_scale: float) -> np.ndarray:
 
 def input_contract(data: Arrays, size: int, src: CSource) -> dict[str, Any]:
     """How raw sensor values become the model's int8 input (module docstring)."""
-    c, side = data.in_channels, data.resolution
+    _, c, h, w = data.input_shape
+    oh, ow = input_hw(data.kind, size)
     raw = raw_values(data.x_test[:64], data.raw_scale)
+    windows = data.kind == WINDOWS
     return {
-        "raw_shape": [side, side, c],
+        "kind": data.kind,
+        "raw_shape": [h, w, c],
         "raw_dtype": str(raw.dtype),
-        "raw_layout": "HWC (row-major, channels last)",
-        "channels": "gray" if c == 1 else ("RGB" if c == 3 else f"{c} channels"),
+        "raw_layout": (
+            "(T, 1, C): one row of C channel values per sample, in time order"
+            if windows
+            else "HWC (row-major, channels last)"
+        ),
+        "channels": "gray"
+        if c == 1 and not windows
+        else ("RGB" if c == 3 and not windows else f"{c} channels"),
         "raw_scale": data.raw_scale,
         "raw_source": data.raw_source,
-        "scaling": "x = float32(raw) * raw_scale, in [0, 1]",
-        "resize": "none" if size == side else RESIZE,
-        "model_shape": [size, size, c],
+        "scaling": "x = float32(raw) * raw_scale"
+        + (", in [0, 1]" if raw.dtype == np.uint8 else ""),
+        "resize": "none" if (oh, ow) == (h, w) else (RESIZE_TIME if windows else RESIZE),
+        "model_shape": [oh, ow, c],
         "layout": src.input_layout,
         "int8_scale": src.input_scale,
         "int8_zero_point": src.input_zero_point,
@@ -258,10 +270,20 @@ def contract_steps(contract: dict[str, Any]) -> list[str]:
     classes = contract.get("class_names")
     return [
         *([f"0. Where the raw values come from: {source}.", ""] if source else []),
-        f"1. Raw values: {h} x {w} x {c} ({contract['channels']}), "
-        f"`{contract['raw_dtype']}`, row-major, channels last.",
-        f"2. Scale to [0, 1]: `x = float(raw) * {contract['raw_scale']!r}`.",
-        f"3. Resize to {oh} x {ow}: {contract['resize']}.",
+        (
+            f"1. Raw values: a window of {h} samples x {c} channels, `{contract['raw_dtype']}`, "
+            "one row of channel values per sample, in time order."
+            if contract.get("kind") == WINDOWS
+            else f"1. Raw values: {h} x {w} x {c} ({contract['channels']}), "
+            f"`{contract['raw_dtype']}`, row-major, channels last."
+        ),
+        f"2. Scale{' to [0, 1]' if contract['raw_dtype'] == 'uint8' else ''}: "
+        f"`x = float(raw) * {contract['raw_scale']!r}`.",
+        (
+            f"3. Resample to {oh} samples: {contract['resize']}."
+            if contract.get("kind") == WINDOWS
+            else f"3. Resize to {oh} x {ow}: {contract['resize']}."
+        ),
         f"4. Quantize: `q = clamp(round_half_to_even(x / {contract['int8_scale']!r}) "
         f"{'-' if zp < 0 else '+'} {abs(zp)}, -128, 127)`, stored {contract['layout']}.",
         "",
@@ -311,7 +333,7 @@ def readme(hw: HardwareProfile, kind: str, contract: dict[str, Any], src: CSourc
         "`nas_kernels.h` and `nas_rom.h`.",
         "- `nas_io.c` / `.h`: the input contract as code, `nas_preprocess(raw, input)`, "
         "and `nas_predicted_class(output)`.",
-        "- `nas_sample.h`: one test image's raw values and label, and the int8 input the "
+        "- `nas_sample.h`: one test sample's raw values and label, and the int8 input the "
         "Python pipeline made of it.",
     ]
     if kind == "arm":

@@ -14,10 +14,12 @@ import optuna
 import pandas as pd
 
 from nas import report
+from nas.data import IMAGES
 from nas.errors import ConfigError
 from nas.hardware import load_profile, profile_from_mapping
 from nas.plugin_manager import get_plugin_manager
 from nas.record import ARCH, ARCH_PREFIX, PARETO_RUN
+from nas.spaces import build_model
 from nas.storage import mask_url, open_storage
 
 #: A report compares targets: a chip and the search space searched on it.
@@ -52,9 +54,9 @@ def layer_table(row: pd.Series) -> pd.DataFrame:
     conf = {k: v for k, v in (attrs.get("search_space_config") or {}).items() if k in known}
     space = cls(cls.Config(**conf))
     c_in, n_cls = int(attrs.get("in_channels", 1)), int(attrs.get("num_classes", 10))
-    size = space.resolution(spec)
-    module = space.build(spec, c_in, n_cls)
-    graph = space.trace(module, (1, c_in, size, size), f"trial {row['number']}")
+    kind = attrs.get("input_kind", IMAGES)
+    module, shape = build_model(space, spec, c_in, n_cls, kind)
+    graph = space.trace(module, shape, f"trial {row['number']}")
     prof = attrs.get("hw_profile")
     hw = (
         profile_from_mapping(prof, prof.get("source_file", "hw"))

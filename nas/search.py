@@ -71,7 +71,7 @@ from nas.record import (
     VAL_ACC_CURVE,
     check_plugin_metrics,
 )
-from nas.spaces import BaseSearchSpace, Supernet, check_supported
+from nas.spaces import BaseSearchSpace, Supernet, build_model, check_kind, check_supported
 from nas.storage import Heartbeat, fail_stale_trials, mask_url, open_storage, storage_url
 from nas.supernet import (
     bn_images,
@@ -136,10 +136,13 @@ def build_components(cfg: DictConfig, pm: PluginManager | None = None) -> Compon
     )
     hw, backend = profile_from_cfg(cfg), make("backend", cfg.backend)
     backend.check(hw)
+    space = make("search_space", cfg.search_space)
+    data = load_dataset(make("dataset", cfg.dataset))
+    check_kind(type(space), data.kind, cfg.search.strategy)
     return Components(
         hw=hw,
-        space=make("search_space", cfg.search_space),
-        data=load_dataset(make("dataset", cfg.dataset)),
+        space=space,
+        data=data,
         methods=order(methods),
         backend=backend,
     )
@@ -385,11 +388,9 @@ class Objective:
         space = self.comp.space
         spec = space.sample(trial)
         trial.set_user_attr(ARCH, spec)
-        size = space.resolution(spec)
-        data = self.data_at(size)
+        data = self.data_at(space.resolution(spec))
         torch.manual_seed(trial_seed(self.cfg.search.seed, trial.number))  # initial weights
-        module = space.build(spec, data.in_channels, data.num_classes)
-        shape = (1, data.in_channels, size, size)
+        module, shape = build_model(space, spec, data.in_channels, data.num_classes, data.kind)
         finalist = FINALIST_OF in trial.user_attrs
         inherit = self.cfg.search.supernet.finalist_init == "inherited"
         if finalist and self.supernet is not None and inherit:
@@ -409,9 +410,9 @@ class Objective:
 
     def spec_cost(self, spec: dict[str, Any]) -> Cost:
         """The static cost of the architecture ``spec``, built untrained."""
-        size = self.comp.space.resolution(spec)
-        c, k = self.comp.data.in_channels, self.comp.data.num_classes
-        return self.cost_of(self.comp.space.build(spec, c, k), (1, c, size, size), "subnet")
+        d = self.comp.data
+        module, shape = build_model(self.comp.space, spec, d.in_channels, d.num_classes, d.kind)
+        return self.cost_of(module, shape, "subnet")
 
     def fits(self, spec: dict[str, Any]) -> bool:
         """Whether the architecture ``spec`` is feasible, from its static cost alone."""
@@ -554,6 +555,7 @@ class Objective:
             "search_space": self.comp.space.name,
             "in_channels": cand.data.in_channels,
             "num_classes": cand.data.num_classes,
+            "input_kind": cand.data.kind,
             "hw": self.comp.hw.name,
             "hw_file": self.comp.hw.source_file,
             "cost": cost.as_dict(),
@@ -762,6 +764,7 @@ def record_settings(study: optuna.Study, cfg: DictConfig, comp: Components) -> N
         "dataset": cfg.dataset.name,
         "in_channels": comp.data.in_channels,
         "num_classes": comp.data.num_classes,
+        "input_kind": comp.data.kind,
         "backend": cfg.backend.name,
         "compression": list(cfg.compression),
     }

@@ -24,6 +24,7 @@ candidates with inherited weights instead of training each.
 
 from __future__ import annotations
 
+import inspect
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -35,7 +36,7 @@ import torch
 from torch import nn
 
 from nas.cost import Cost, estimate, per_op
-from nas.data import Arrays
+from nas.data import IMAGES, Arrays, input_hw
 from nas.errors import ConfigError
 from nas.graph import LUT_KINDS, Graph, same_padding
 from nas.graph import trace as trace_graph
@@ -47,24 +48,51 @@ ArchSpec = dict[str, Any]
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "relu6": nn.ReLU6}
 
 
+#: The spatial size a space builds for: an int for square images (the resolution), or
+#: (height, width) for other inputs, such as (T, 1) sensor windows (`input_hw`).
+Size = int | tuple[int, int]
+
+
 def conv_bn(
-    cin: int, cout: int, k: int, stride: int, size: int, groups: int, act: str
-) -> tuple[list[nn.Module], int]:
+    cin: int, cout: int, k: int, stride: int, size: Size, groups: int, act: str
+) -> tuple[list[nn.Module], Size]:
     """Conv (TF-SAME padded) + BN (+ ``act``: ``relu``, ``relu6`` or ``none``) as a list of
     layers, and the output size. Stride-2 convolutions pad the way TensorFlow Lite's
     ``SAME`` padding does (the extra row/column at the bottom/right), so the exported model
-    computes the same thing."""
-    before, after, out = same_padding(size, k, stride)
+    computes the same thing.
+
+    ``size`` an int: a ``k x k`` kernel on a square input. ``size`` (h, w): the kernel
+    spans ``k`` along each axis longer than 1 and 1 along an axis of extent 1, so a (T, 1)
+    window gets ``k x 1`` kernels."""
+    h, w = (size, size) if isinstance(size, int) else size
+    kh, kw = (k, k) if isinstance(size, int) else (k if h > 1 else 1, k if w > 1 else 1)
+    top, bottom, oh = same_padding(h, kh, stride)
+    left, right, ow = same_padding(w, kw, stride)
+    kernel = k if kh == kw else (kh, kw)
     layers: list[nn.Module] = []
-    if before == after:
-        conv = nn.Conv2d(cin, cout, k, stride, padding=before, groups=groups, bias=False)
+    if top == bottom and left == right:
+        pad = top if top == left else (top, left)
+        conv = nn.Conv2d(cin, cout, kernel, stride, padding=pad, groups=groups, bias=False)
     else:
-        layers.append(nn.ZeroPad2d((before, after, before, after)))
-        conv = nn.Conv2d(cin, cout, k, stride, padding=0, groups=groups, bias=False)
+        layers.append(nn.ZeroPad2d((left, right, top, bottom)))
+        conv = nn.Conv2d(cin, cout, kernel, stride, padding=0, groups=groups, bias=False)
     layers += [conv, nn.BatchNorm2d(cout)]
     if act != "none":
         layers.append(_ACTIVATIONS[act]())
-    return layers, out
+    return layers, (oh if isinstance(size, int) else (oh, ow))
+
+
+def area(size: Size) -> int:
+    """Pixels (or samples) of one channel at ``size``."""
+    return size * size if isinstance(size, int) else size[0] * size[1]
+
+
+def pool2(size: Size) -> tuple[nn.Module, Size]:
+    """2x2 average pooling (2x1 along a window), and the output size."""
+    if isinstance(size, int):
+        return nn.AvgPool2d(2), size // 2
+    kernel = (2 if size[0] > 1 else 1, 2 if size[1] > 1 else 1)
+    return nn.AvgPool2d(kernel), (size[0] // kernel[0], size[1] // kernel[1])
 
 
 @dataclass
@@ -124,8 +152,17 @@ class BaseSearchSpace(ABC):
         """Suggest every choice of one architecture through ``trial``."""
 
     @abstractmethod
-    def build(self, spec: ArchSpec, in_channels: int, num_classes: int) -> nn.Module:
-        """The (untrained) network for ``spec``; its input is NCHW float."""
+    def build(
+        self,
+        spec: ArchSpec,
+        in_channels: int,
+        num_classes: int,
+        input_hw: tuple[int, int] | None = None,
+    ) -> nn.Module:
+        """The (untrained) network for ``spec``; its input is NCHW float, square images of
+        ``resolution(spec)``, or of (height, width) ``input_hw`` when given: (T, 1) sensor
+        windows, for which the space uses ``k x 1`` kernels (`conv_bn` does when given the
+        size as a tuple). A space that leaves the parameter out takes images only."""
 
     @abstractmethod
     def resolution(self, spec: ArchSpec) -> int:
@@ -175,6 +212,35 @@ class BaseSearchSpace(ABC):
     ) -> list[float]:
         """Train ``module``; ``on_epoch(epoch, val_acc)`` may raise to stop early."""
         return fit_module(module, data, settings, on_epoch)
+
+
+def build_model(
+    space: BaseSearchSpace, spec: ArchSpec, in_channels: int, num_classes: int, kind: str
+) -> tuple[nn.Module, tuple[int, int, int, int]]:
+    """The (untrained) network of ``spec`` for ``kind`` inputs (`nas.data.IMAGES` or
+    `nas.data.WINDOWS`), and its NCHW input shape (batch 1)."""
+    hw = input_hw(kind, space.resolution(spec))
+    shape = (1, in_channels, *hw)
+    if kind == IMAGES:
+        return space.build(spec, in_channels, num_classes), shape
+    return space.build(spec, in_channels, num_classes, input_hw=hw), shape
+
+
+def check_kind(space: type[BaseSearchSpace], kind: str, strategy: str) -> None:
+    """A `ConfigError` when the space (or the search ``strategy``) cannot handle ``kind``
+    inputs."""
+    if kind == IMAGES:
+        return
+    if "input_hw" not in inspect.signature(space.build).parameters:
+        raise ConfigError(
+            f"search space '{space.name}' takes square images only, not {kind}; use "
+            "search_space=mobilenet, reference or bonsai"
+        )
+    if strategy == "supernet":
+        raise ConfigError(
+            f"search.strategy=supernet takes images only, not {kind} (the supernet's "
+            "kernels are square); use search.strategy=train"
+        )
 
 
 def check_supported(

@@ -379,6 +379,10 @@ def check_dataset(cfg: Any) -> None:
     """Load the dataset once (the search reuses it): missing files, bad options and splits
     too small to train, validate and test on are found before anything is written."""
     from nas.search import load_dataset
+    from nas.spaces import check_kind
 
-    cls = get_plugin_manager().get("dataset", cfg.dataset.name)
-    load_dataset(cls(plugin_config(cls, cfg.dataset)))
+    pm = get_plugin_manager()
+    cls = pm.get("dataset", cfg.dataset.name)
+    data = load_dataset(cls(plugin_config(cls, cfg.dataset)))
+    space = pm.get("search_space", cfg.search_space.name)
+    check_kind(space, data.kind, cfg.search.strategy)

@@ -4,6 +4,7 @@ the firmware project a search writes builds and runs in QEMU / simavr as it is."
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 from pathlib import Path
@@ -16,17 +17,18 @@ from nas_dataset_digits import DigitsDataset
 
 from nas import firmware
 from nas.backends import CSource
-from nas.data import Arrays
+from nas.data import WINDOWS, Arrays
 from nas.int8 import QParams
+from nas.synthetic import motion_windows
 
 
 def _c_preprocess(
     folder: Path, data: Arrays, size: int, layout: str
 ) -> tuple[np.ndarray, QParams]:
     """Every test image through ``nas_preprocess`` compiled with gcc, and the int8 params."""
-    at = data if size == data.resolution else data.resized(size)
+    at = data.resized(size)
     qp = QParams.from_range(at.x_train.min(), at.x_train.max())
-    n_in = size * size * data.in_channels
+    n_in = math.prod(at.input_shape)
     src = CSource("", n_in, 10, 0, input_scale=qp.scale, input_zero_point=qp.zero_point,
                   input_layout=layout)  # fmt: skip
     contract = firmware.input_contract(data, size, src)
@@ -36,7 +38,7 @@ def _c_preprocess(
 
 
 def _python_preprocess(data: Arrays, size: int, qp: QParams, layout: str) -> np.ndarray:
-    at = data if size == data.resolution else data.resized(size)
+    at = data.resized(size)
     x = at.x_test.transpose(0, 2, 3, 1) if layout == "HWC" else at.x_test
     return qp.quantize(x).reshape(len(x), -1)
 
@@ -66,6 +68,17 @@ def test_nas_preprocess_handles_colour_and_float_sensor_values(tmp_path, layout)
     assert firmware.raw_values(data.x_test, data.raw_scale).dtype == np.float32
     got, qp = _c_preprocess(tmp_path / "accel", data, 9, layout)
     assert (got == _python_preprocess(data, 9, qp, layout)).all()
+
+
+@pytest.mark.parametrize("size", [13, 40, 64])
+def test_nas_preprocess_resamples_sensor_windows_as_python_does(tmp_path, size):
+    need_tools(("gcc",), "gcc")
+    x, y = motion_windows(60, length=40, seed=2)
+    w = np.ascontiguousarray(x.transpose(0, 2, 1)[..., None])  # N, C, T, 1
+    data = Arrays(w, y, w, y, w, y, num_classes=4, kind=WINDOWS)
+    got, qp = _c_preprocess(tmp_path / "c", data, size, "HWC")
+    assert got.shape == (60, size * 3)
+    assert (got == _python_preprocess(data, size, qp, "HWC")).all()
 
 
 def _run_firmware(folder: Path) -> str:

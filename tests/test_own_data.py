@@ -168,7 +168,6 @@ def test_arrays_from_npz_and_npy(tmp_path):
             ["y_val holds label 1, which y_train lacks"],
         ),
         ({"x_train": np.zeros((9, 16)), "y_train": np.arange(9) % 3}, ["(9, 16)", "(N, H, W, C)"]),
-        ({"x_train": np.zeros((9, 50, 3)), "y_train": np.arange(9) % 3}, ["(N, T, C) windows"]),
         ({"x_train": np.zeros((9, 4, 6, 1)), "y_train": np.arange(9) % 3}, ["not square"]),
         ({"x_train": np.zeros((9, 4, 4, 1))}, ["no y_train"]),
         ({"x_train": np.zeros((4, 4, 4, 1)), "y_train": np.arange(4) % 2}, ["too few to split"]),

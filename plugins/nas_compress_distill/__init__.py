@@ -23,9 +23,10 @@ from torch import nn
 
 from nas import hookimpl
 from nas.compression import BaseCompressionMethod, Candidate
-from nas.data import Arrays
+from nas.data import IMAGES, Arrays
 from nas.errors import ConfigError, check_option
 from nas.plugin_manager import get_plugin_manager
+from nas.spaces import build_model
 from nas.train import DEFAULT_SETTINGS, TrainSettings, accuracy, batches, fit
 
 TEACHER_SPEC = {
@@ -81,14 +82,17 @@ def load_teacher(path: Path, data: Arrays) -> nn.Module:
     try:
         info = json.loads((path / "arch.json").read_text())
         space = get_plugin_manager().get("search_space", info["search_space"])()
-        module = space.build(info["arch"], info["in_channels"], info["num_classes"])
+        kind = info.get("input_kind", IMAGES)
+        module, _ = build_model(
+            space, info["arch"], info["in_channels"], info["num_classes"], kind
+        )
         module.load_state_dict(torch.load(path / "model_float.pt", weights_only=True))
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         raise ConfigError(
             f"compression.distill.teacher '{path}': cannot load a teacher "
             f"(need arch.json and model_float.pt of a trial): {exc}"
         ) from None
-    if space.resolution(info["arch"]) != data.resolution:
+    if space.resolution(info["arch"]) != data.resolution or kind != data.kind:
         raise ConfigError(
             f"compression.distill.teacher '{path}': input {info['arch']} does "
             f"not match the candidate's {data.resolution}x{data.resolution}"
@@ -103,7 +107,7 @@ def default_teacher(data: Arrays, cfg: DistillConfig, base: TrainSettings) -> nn
         return _CACHE[key]
     space = get_plugin_manager().get("search_space", "mobilenet")()
     spec = {"resolution": data.resolution, **TEACHER_SPEC}
-    module = space.build(spec, data.in_channels, data.num_classes)
+    module, _ = build_model(space, spec, data.in_channels, data.num_classes, data.kind)
     file = Path(cfg.cache_dir) / f"{key}.pt"
     if file.is_file():
         module.load_state_dict(torch.load(file, weights_only=True))

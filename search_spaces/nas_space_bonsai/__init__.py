@@ -31,7 +31,7 @@ from nas.data import Arrays
 from nas.errors import ConfigError
 from nas.graph import Graph
 from nas.hardware import HardwareProfile
-from nas.spaces import ArchSpec, BaseSearchSpace
+from nas.spaces import ArchSpec, BaseSearchSpace, area
 from nas.train import TrainSettings
 
 from . import cost as bonsai_cost
@@ -83,7 +83,14 @@ class BonsaiSearchSpace(BaseSearchSpace):
     def resolution(self, spec: ArchSpec) -> int:
         return int(spec["resolution"])
 
-    def shape(self, spec: ArchSpec, in_channels: int, num_classes: int) -> BonsaiShape:
+    def shape(
+        self,
+        spec: ArchSpec,
+        in_channels: int,
+        num_classes: int,
+        input_hw: tuple[int, int] | None = None,
+    ) -> BonsaiShape:
+        """The sizes of the model for ``spec`` (``input_hw``: as in `build`)."""
         proj = int(spec["proj_dim"])
         if not 1 <= proj <= MAX_INDEXED or num_scores(num_classes) > MAX_INDEXED:
             raise ConfigError(
@@ -97,15 +104,21 @@ class BonsaiSearchSpace(BaseSearchSpace):
                     f"search_space.densities: {d} for {g} is out of range; valid: (0, 1]"
                 )
         return BonsaiShape(
-            in_features=in_channels * self.resolution(spec) ** 2,
+            in_features=in_channels * area(input_hw or self.resolution(spec)),
             proj_dim=proj,
             depth=int(spec["depth"]),
             num_scores=num_scores(num_classes),
             density=density,
         )
 
-    def build(self, spec: ArchSpec, in_channels: int, num_classes: int) -> nn.Module:
-        shape = self.shape(spec, in_channels, num_classes)
+    def build(
+        self,
+        spec: ArchSpec,
+        in_channels: int,
+        num_classes: int,
+        input_hw: tuple[int, int] | None = None,
+    ) -> nn.Module:
+        shape = self.shape(spec, in_channels, num_classes, input_hw)
         return Bonsai(shape, float(spec["sigma"]), float(spec["path_sigma_end"]))
 
     def random_model(self, spec: ArchSpec, in_channels: int, num_classes: int) -> nn.Module:

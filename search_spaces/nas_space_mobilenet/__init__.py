@@ -23,7 +23,7 @@ import optuna
 from torch import nn
 
 from nas import hookimpl
-from nas.spaces import ArchSpec, BaseSearchSpace, Supernet, conv_bn
+from nas.spaces import ArchSpec, BaseSearchSpace, Size, Supernet, conv_bn
 
 
 @dataclass
@@ -61,7 +61,7 @@ def choices(c: MobileNetConfig) -> list[tuple[str, list[int]]]:
 class InvertedResidual(nn.Module):
     """MobileNetV2 block; ``expand == 1`` drops the expansion convolution."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, expand: int, stride: int, size: int):
+    def __init__(self, cin: int, cout: int, kernel: int, expand: int, stride: int, size: Size):
         super().__init__()
         hidden = cin * expand
         layers: list[nn.Module] = []
@@ -91,8 +91,14 @@ class MobileNetSearchSpace(BaseSearchSpace):
     def resolution(self, spec: ArchSpec) -> int:
         return int(spec["resolution"])
 
-    def build(self, spec: ArchSpec, in_channels: int, num_classes: int) -> nn.Module:
-        size = self.resolution(spec)
+    def build(
+        self,
+        spec: ArchSpec,
+        in_channels: int,
+        num_classes: int,
+        input_hw: tuple[int, int] | None = None,
+    ) -> nn.Module:
+        size: Size = input_hw or self.resolution(spec)
         stride = spec.get("stem_stride", self.config.stem_strides[0])
         stem, size = conv_bn(in_channels, spec["stem_channels"], 3, stride, size, 1, "relu6")
         layers: list[nn.Module] = list(stem)

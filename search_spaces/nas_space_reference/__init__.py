@@ -33,7 +33,7 @@ from torch import nn
 
 from nas import hookimpl
 from nas.hardware import HardwareProfile
-from nas.spaces import ArchSpec, BaseSearchSpace, conv_bn
+from nas.spaces import ArchSpec, BaseSearchSpace, Size, area, conv_bn, pool2
 
 FAMILIES = ("dscnn", "mobilenet_v1", "cnn", "mlp")
 #: MobileNetV1's block widths and strides, the widths in units of the first layer's.
@@ -52,7 +52,7 @@ class ReferenceConfig:
     resolutions: list[int] = field(default_factory=lambda: [8, 12, 14, 16, 20, 28])
 
 
-def separable(cin: int, cout: int, stride: int, size: int, act: str) -> tuple[list, int]:
+def separable(cin: int, cout: int, stride: int, size: Size, act: str) -> tuple[list, Size]:
     """Depthwise 3x3 + BN + act, then pointwise 1x1 + BN + act (MobileNetV1's block)."""
     dw, size = conv_bn(cin, cin, 3, stride, size, cin, act)
     pw, size = conv_bn(cin, cout, 1, 1, size, 1, act)
@@ -76,18 +76,25 @@ class ReferenceSearchSpace(BaseSearchSpace):
     def resolution(self, spec: ArchSpec) -> int:
         return int(spec["resolution"])
 
-    def build(self, spec: ArchSpec, in_channels: int, num_classes: int) -> nn.Module:
-        family, w, size = spec["family"], int(spec["width"]), self.resolution(spec)
+    def build(
+        self,
+        spec: ArchSpec,
+        in_channels: int,
+        num_classes: int,
+        input_hw: tuple[int, int] | None = None,
+    ) -> nn.Module:
+        family, w = spec["family"], int(spec["width"])
+        size: Size = input_hw or self.resolution(spec)
         layers: list[nn.Module] = []
         if family == "mlp":
-            layers = [nn.Flatten(), nn.Linear(in_channels * size * size, w), nn.ReLU()]
+            layers = [nn.Flatten(), nn.Linear(in_channels * area(size), w), nn.ReLU()]
             return nn.Sequential(*layers, nn.Linear(w, num_classes))
         if family == "cnn":
             for cin, cout in ((in_channels, w), (w, 2 * w)):
                 conv, size = conv_bn(cin, cout, 3, 1, size, 1, "relu")
-                layers += [*conv, nn.AvgPool2d(2)]
-                size //= 2
-            flat = 2 * w * size * size
+                pool, size = pool2(size)
+                layers += [*conv, pool]
+            flat = 2 * w * area(size)
             return nn.Sequential(*layers, nn.Flatten(), nn.Linear(flat, num_classes))
         act = "relu6" if family == "mobilenet_v1" else "relu"
         stem, size = conv_bn(in_channels, w, 3, 2, size, 1, act)
