@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -87,9 +88,11 @@ def search(name: str, args: list[str], opts) -> dict:
         f"search.n_trials={opts.trials}", f"search.epochs={opts.epochs}",
         f"search.seed={opts.seed}", f"hydra.run.dir={run}",
     ]  # fmt: skip
-    started = time.monotonic()
+    started, cpu = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime
     if proc.returncode != 0:
         raise SystemExit(f"{name}: search failed: {proc.stderr[-2000:]}")
     info = json.loads((run / "best" / "arch.json").read_text())
@@ -103,7 +106,10 @@ def search(name: str, args: list[str], opts) -> dict:
         ]
         firmware = "; ".join(lines) + ("" if fw.returncode == 0 else f" (exit {fw.returncode})")
     shown = " ".join(["python -m nas search", *cmd[4:-1]]).replace(str(ROOT) + "/", "")
-    return {"name": name, "command": shown, "wall_s": wall, "info": info, "firmware": firmware}
+    return {
+        "name": name, "command": shown, "wall_s": wall, "cpu_s": cpu_s, "info": info,
+        "firmware": firmware,
+    }  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['name']} | {contract['raw_shape']} -> {contract['model_shape']} | "
             f"{m['acc_int8']:.3f} / {m['acc_int8_test']:.3f} | {cost['sram_bytes']:,} | "
             f"{cost['flash_bytes']:,} | {cost['latency_ms']:.2f} | {r['wall_s'] / 60:.1f} | "
+            f"{r['cpu_s'] / 60:.1f} | "
             f"{r['firmware']} |"
         )
     text = [
@@ -168,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         *[f"- `{r['command']}`" for r in runs],
         "",
         "| data | raw -> model input | val / test acc (int8, TFLM) | SRAM B | flash B | "
-        "latency ms (est.) | search min (wall) | firmware in QEMU |",
-        "|---|---|---|---|---|---|---|---|",
+        "latency ms (est.) | search min (wall) | search CPU min | firmware in QEMU |",
+        "|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         "The firmware line is what `make -C best/firmware run` printed: the model's class "

@@ -61,7 +61,10 @@ def nas_register_search_spaces() -> list[type[BaseSearchSpace]]:
     saved trial gets a firmware project (`nas.firmware`).
 
     A space whose ``supernet`` returns a `nas.spaces.Supernet` can be searched with
-    ``search.strategy=supernet`` (`nas.supernet`).
+    ``search.strategy=supernet`` (`nas.supernet`). A space whose ``build`` takes
+    ``input_hw`` builds for sensor windows too (`nas.data.WINDOWS`: a (T, 1) input, with
+    ``k x 1`` kernels); one without it takes square images only, and a windows dataset
+    with it is refused in one line.
 
     :returns: a list of `nas.spaces.BaseSearchSpace` subclasses.
     """
@@ -72,8 +75,9 @@ def nas_register_datasets() -> list[type[BaseDataset]]:
     """Return dataset classes to make selectable with ``dataset=<name>``.
 
     A dataset loads local files (nothing is downloaded at run time) into train, validation
-    and test arrays scaled to [0, 1], and says by which factor (``Arrays.raw_scale``) it
-    scaled the sensor's raw values: the firmware's input contract; see `nas.data`.
+    and test arrays (images scaled to [0, 1], or sensor windows: ``Arrays.kind``), and
+    says by which factor (``Arrays.raw_scale``) it scaled the sensor's raw values: the
+    firmware's input contract; see `nas.data`.
 
     :returns: a list of `nas.data.BaseDataset` subclasses.
     """

@@ -138,7 +138,7 @@ def build_components(cfg: DictConfig, pm: PluginManager | None = None) -> Compon
     backend.check(hw)
     space = make("search_space", cfg.search_space)
     data = load_dataset(make("dataset", cfg.dataset))
-    check_kind(type(space), data.kind, cfg.search.strategy)
+    check_kind(type(space), data.kind)
     return Components(
         hw=hw,
         space=space,

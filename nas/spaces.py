@@ -226,20 +226,12 @@ def build_model(
     return space.build(spec, in_channels, num_classes, input_hw=hw), shape
 
 
-def check_kind(space: type[BaseSearchSpace], kind: str, strategy: str) -> None:
-    """A `ConfigError` when the space (or the search ``strategy``) cannot handle ``kind``
-    inputs."""
-    if kind == IMAGES:
-        return
-    if "input_hw" not in inspect.signature(space.build).parameters:
+def check_kind(space: type[BaseSearchSpace], kind: str) -> None:
+    """A `ConfigError` when the space cannot build networks for ``kind`` inputs."""
+    if kind != IMAGES and "input_hw" not in inspect.signature(space.build).parameters:
         raise ConfigError(
             f"search space '{space.name}' takes square images only, not {kind}; use "
             "search_space=mobilenet, reference or bonsai"
-        )
-    if strategy == "supernet":
-        raise ConfigError(
-            f"search.strategy=supernet takes images only, not {kind} (the supernet's "
-            "kernels are square); use search.strategy=train"
         )
 
 

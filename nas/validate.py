@@ -385,4 +385,4 @@ def check_dataset(cfg: Any) -> None:
     cls = pm.get("dataset", cfg.dataset.name)
     data = load_dataset(cls(plugin_config(cls, cfg.dataset)))
     space = pm.get("search_space", cfg.search_space.name)
-    check_kind(space, data.kind, cfg.search.strategy)
+    check_kind(space, data.kind)

@@ -19,9 +19,11 @@ from nas_space_mobilenet import MobileNetConfig, MobileNetSearchSpace
 
 from nas.__main__ import main
 from nas.config import register_configs
+from nas.data import IMAGES, WINDOWS
 from nas.errors import ConfigError
 from nas.hardware import load_profile
 from nas.search import Objective, build_components
+from nas.spaces import build_model
 from nas.supernet import open_supernet, train_supernet
 
 HW = "+hw=cortex_m4"
@@ -56,18 +58,20 @@ def _net_with_random_statistics(space: MobileNetSearchSpace):
     return net.eval()
 
 
-def test_extracted_subnet_computes_what_the_supernet_computes():
+@pytest.mark.parametrize("kind", [IMAGES, WINDOWS])
+def test_extracted_subnet_computes_what_the_supernet_computes(kind):
     """For the largest, the smallest and random subnets (skipped stages, stem stride 2,
-    kernels cropped, residual and non-residual blocks)."""
+    kernels cropped, residual and non-residual blocks), on images and on sensor windows
+    (k x 1 kernels cropped from the shared k x k ones)."""
     space = _space()
     net = _net_with_random_statistics(space)
     rng = random.Random(0)
     specs = [net.largest(), net.smallest(), *(net.random(rng) for _ in range(12))]
     assert len({json.dumps(s, sort_keys=True) for s in specs}) == len(specs)
     for spec in specs:
-        size = space.resolution(spec)
-        x = torch.rand(3, 3, size, size)
-        module = net.extract(spec, space.build(spec, 3, 5))
+        module, shape = build_model(space, spec, 3, 5, kind)
+        x = torch.rand(3, *shape[1:])
+        module = net.extract(spec, module)
         with torch.no_grad():
             assert torch.allclose(net(x, spec), module(x), atol=1e-5), spec
 

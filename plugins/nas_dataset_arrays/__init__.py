@@ -8,8 +8,9 @@ windows of sensor samples as ``(N, T, C)``: ``T`` samples of ``C`` channels (the
 axes of an accelerometer, ...), which the spaces take as a ``T x 1`` input with ``k x 1``
 kernels and each candidate resamples to its resolution along time. ``y`` holds integer
 class labels ``0..n-1``; an optional ``class_names`` array of ``n`` strings names them
-(saved with the input contract, as an image folder's names are). Images of ``uint8`` are scaled by 1/255 (the input contract's
-``raw_scale``); float images, and windows of any numeric type, are used as they are.
+(saved with the input contract, as an image folder's names are). Images of ``uint8``
+are scaled by 1/255 (the input contract's ``raw_scale``); float images, and windows of
+any numeric type, are used as they are.
 """
 
 from __future__ import annotations

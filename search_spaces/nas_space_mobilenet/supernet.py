@@ -2,8 +2,9 @@
 
 Every architecture of the space is a subnet: each stage keeps its first ``depth`` blocks,
 each convolution its first output (and input) channels, each depthwise convolution the
-centred ``k x k`` window of the largest kernel, and each block's hidden layer its first
-``cin x expand`` channels. Batch normalisation keeps one set of statistics per channel,
+centred ``k x k`` window of the largest kernel (``k x 1`` on sensor windows, whose
+networks run ``k x 1`` kernels), and each block's hidden layer its first ``cin x expand``
+channels. Batch normalisation keeps one set of statistics per channel,
 shared by every subnet that uses it; the search recalibrates them per subnet
 (`nas.supernet.recalibrate_bn`) before scoring it. Resolution is a property of the input:
 the caller feeds images resized to the subnet's resolution. This is Once-for-All's
@@ -29,6 +30,12 @@ from nas.spaces import ArchSpec, Supernet
 from nas_space_mobilenet import choices
 
 
+def is_window(x: torch.Tensor) -> bool:
+    """Whether the NCHW batch ``x`` holds sensor windows (T x 1, `nas.data.WINDOWS`), whose
+    networks `nas.spaces.conv_bn` builds with ``k x 1`` kernels; images are square."""
+    return x.shape[-1] == 1 and x.shape[-2] > 1
+
+
 class ElasticConvBN(nn.Module):
     """The largest convolution (no bias) and batch norm of one position in the network;
     `run` uses a slice of it."""
@@ -39,20 +46,26 @@ class ElasticConvBN(nn.Module):
         self.conv = nn.Conv2d(cin, cout, kernel, groups=cout if depthwise else 1, bias=False)
         self.bn = nn.BatchNorm2d(cout)
 
-    def weight(self, cin: int, cout: int, kernel: int) -> torch.Tensor:
-        """The first ``cout`` filters over the first ``cin`` inputs, centre ``kernel``."""
+    def weight(self, cin: int, cout: int, kh: int, kw: int) -> torch.Tensor:
+        """The first ``cout`` filters over the first ``cin`` inputs, centre ``kh x kw``."""
         w = self.conv.weight[:cout] if self.depthwise else self.conv.weight[:cout, :cin]
-        off = (w.shape[-1] - kernel) // 2
-        return w[..., off : off + kernel, off : off + kernel]
+        top, left = (w.shape[-2] - kh) // 2, (w.shape[-1] - kw) // 2
+        return w[..., top : top + kh, left : left + kw]
 
-    def run(self, x: torch.Tensor, cout: int, kernel: int, stride: int, act: bool) -> torch.Tensor:
+    def run(
+        self, x: torch.Tensor, cout: int, kernel: int, stride: int, act: bool, window: bool
+    ) -> torch.Tensor:
         """Convolution (TF ``SAME`` padding, as `nas.spaces.conv_bn`), batch norm on the
-        first ``cout`` channels, then ReLU6 when ``act``."""
-        before, after, _ = same_padding(x.shape[-1], kernel, stride)
-        if before or after:
-            x = F.pad(x, (before, after, before, after))
+        first ``cout`` channels, then ReLU6 when ``act``. In a ``window`` network the
+        kernel spans 1 along an axis of extent 1, as `nas.spaces.conv_bn` builds it."""
+        h, w = x.shape[-2:]
+        kh, kw = (kernel if h > 1 else 1, kernel if w > 1 else 1) if window else (kernel,) * 2
+        top, bottom, _ = same_padding(h, kh, stride)
+        left, right, _ = same_padding(w, kw, stride)
+        if top or bottom or left or right:
+            x = F.pad(x, (left, right, top, bottom))
         groups = cout if self.depthwise else 1
-        y = F.conv2d(x, self.weight(x.shape[1], cout, kernel), None, stride, 0, 1, groups)
+        y = F.conv2d(x, self.weight(x.shape[1], cout, kh, kw), None, stride, 0, 1, groups)
         bn = self.bn
         assert bn.running_mean is not None and bn.running_var is not None
         y = F.batch_norm(
@@ -67,12 +80,11 @@ class ElasticConvBN(nn.Module):
         )
         return F.relu6(y) if act else y
 
-    def copy_into(
-        self, conv: nn.Conv2d, bn: nn.BatchNorm2d, cin: int, cout: int, kernel: int
-    ) -> None:
-        """Write this slice into a stand-alone ``conv`` and ``bn``."""
+    def copy_into(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, cin: int, cout: int) -> None:
+        """Write this slice into a stand-alone ``conv`` and ``bn``, the centre window of
+        ``conv``'s kernel shape (``k x k``, or ``k x 1`` in a window network)."""
         with torch.no_grad():
-            conv.weight.copy_(self.weight(cin, cout, kernel))
+            conv.weight.copy_(self.weight(cin, cout, *conv.weight.shape[-2:]))
             for name in ("weight", "bias", "running_mean", "running_var"):
                 getattr(bn, name).copy_(getattr(self.bn, name)[:cout])
             bn.num_batches_tracked.copy_(self.bn.num_batches_tracked)
@@ -88,23 +100,21 @@ class ElasticBlock(nn.Module):
         self.depthwise = ElasticConvBN(hidden, hidden, kernel, depthwise=True)
         self.project = ElasticConvBN(hidden, cout, 1)
 
-    def convs(
-        self, cin: int, cout: int, kernel: int, expand: int
-    ) -> list[tuple[ElasticConvBN, int, int, int]]:
-        """(layer, cin, cout, kernel) of each convolution this choice runs, in order."""
+    def convs(self, cin: int, cout: int, expand: int) -> list[tuple[ElasticConvBN, int, int]]:
+        """(layer, cin, cout) of each convolution this choice runs, in order."""
         hidden = cin * expand
-        first = [(self.expand, cin, hidden, 1)] if expand != 1 else []
-        return [*first, (self.depthwise, hidden, hidden, kernel), (self.project, hidden, cout, 1)]
+        first = [(self.expand, cin, hidden)] if expand != 1 else []
+        return [*first, (self.depthwise, hidden, hidden), (self.project, hidden, cout)]
 
     def run(
-        self, x: torch.Tensor, cout: int, kernel: int, expand: int, stride: int
+        self, x: torch.Tensor, cout: int, kernel: int, expand: int, stride: int, window: bool
     ) -> torch.Tensor:
         cin = x.shape[1]
         y = x
         if expand != 1:
-            y = self.expand.run(y, cin * expand, 1, 1, act=True)
-        y = self.depthwise.run(y, cin * expand, kernel, stride, act=True)
-        y = self.project.run(y, cout, 1, 1, act=False)
+            y = self.expand.run(y, cin * expand, 1, 1, True, window)
+        y = self.depthwise.run(y, cin * expand, kernel, stride, True, window)
+        y = self.project.run(y, cout, 1, 1, False, window)
         return x + y if stride == 1 and cin == cout else y
 
 
@@ -159,26 +169,27 @@ class MobileNetSupernet(Supernet):
                 yield stage[b], int(w), int(k), int(e), stride
 
     def forward(self, x: torch.Tensor, spec: ArchSpec) -> torch.Tensor:  # type: ignore[override]
+        window = is_window(x)
         stride = int(spec.get("stem_stride", self.config.stem_strides[0]))
-        x = self.stem.run(x, int(spec["stem_channels"]), 3, stride, act=True)
+        x = self.stem.run(x, int(spec["stem_channels"]), 3, stride, True, window)
         for block, cout, kernel, expand, stride in self._blocks(spec):
-            x = block.run(x, cout, kernel, expand, stride)
+            x = block.run(x, cout, kernel, expand, stride, window)
         x = x.mean(dim=(2, 3))
         return F.linear(x, self.head.weight[:, : x.shape[1]], self.head.bias)
 
     def extract(self, spec: ArchSpec, module: nn.Module) -> nn.Module:
-        convs = [(self.stem, self.in_channels, int(spec["stem_channels"]), 3)]
+        convs = [(self.stem, self.in_channels, int(spec["stem_channels"]))]
         cin = int(spec["stem_channels"])
-        for block, cout, kernel, expand, _ in self._blocks(spec):
-            convs += block.convs(cin, cout, kernel, expand)
+        for block, cout, _, expand, _ in self._blocks(spec):
+            convs += block.convs(cin, cout, expand)
             cin = cout
         conv2d = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
         norms = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
         linear = [m for m in module.modules() if isinstance(m, nn.Linear)]
         if not len(conv2d) == len(norms) == len(convs) or len(linear) != 1:
             raise ValueError("the module is not the space's network for this spec")
-        for (layer, ci, co, k), conv, bn in zip(convs, conv2d, norms, strict=True):
-            layer.copy_into(conv, bn, ci, co, k)
+        for (layer, ci, co), conv, bn in zip(convs, conv2d, norms, strict=True):
+            layer.copy_into(conv, bn, ci, co)
         with torch.no_grad():
             linear[0].weight.copy_(self.head.weight[:, :cin])
             linear[0].bias.copy_(self.head.bias)
