@@ -7,8 +7,15 @@ they are missing, raises `nas.errors.ConfigError` saying where to get them.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -37,11 +44,19 @@ IMAGES = "images"
 #: axes, ...). A candidate resamples them to its resolution along time, and the spaces run
 #: ``k x 1`` kernels along it.
 WINDOWS = "windows"
-KINDS = (IMAGES, WINDOWS)
+#: `Arrays.kind` of feature maps a front-end computed, e.g. MFCC frames x coefficients of
+#: audio (`nas.frontend`): their (H, W) is fixed, so the spaces' resolution choice is
+#: pinned to H and nothing is resized.
+FEATURES = "features"
+KINDS = (IMAGES, WINDOWS, FEATURES)
 
 
-def input_hw(kind: str, size: int) -> tuple[int, int]:
-    """(height, width) of a ``kind`` input at a candidate's resolution ``size``."""
+def input_hw(kind: str, size: int, fixed_hw: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(height, width) of a ``kind`` input at a candidate's resolution ``size``; feature
+    maps have their ``fixed_hw``."""
+    if kind == FEATURES:
+        assert fixed_hw is not None, "feature maps have a fixed size"
+        return (int(fixed_hw[0]), int(fixed_hw[1]))
     return (size, 1) if kind == WINDOWS else (size, size)
 
 
@@ -86,9 +101,20 @@ class Arrays:
         _, c, h, w = self.x_train.shape
         return (1, int(c), int(h), int(w))
 
+    @property
+    def fixed_hw(self) -> tuple[int, int] | None:
+        """(H, W) of feature maps, which candidates take as they are; None otherwise."""
+        _, _, h, w = self.input_shape
+        return (h, w) if self.kind == FEATURES else None
+
+    def input_hw(self, size: int) -> tuple[int, int]:
+        """(height, width) of the input at a candidate's resolution ``size``."""
+        return input_hw(self.kind, size, self.fixed_hw)
+
     def resized(self, size: int) -> Arrays:
-        """The same splits at resolution ``size`` (bilinear; windows along time only)."""
-        hw = input_hw(self.kind, size)
+        """The same splits at resolution ``size`` (bilinear; windows along time only;
+        feature maps as they are)."""
+        hw = self.input_hw(size)
         if hw == self.input_shape[2:]:
             return self
         return replace(
@@ -250,6 +276,46 @@ def stratified_split(
         parts[2].extend(idx[n_val : n_val + n_test])
         parts[0].extend(idx[n_val + n_test :])
     return tuple(np.sort(np.array(p, dtype=np.int64)) for p in parts)  # type: ignore[return-value]
+
+
+def file_key(root: Path, files: Iterable[Path], options: Any) -> str:
+    """A cache key of every file's path under ``root``, size and modification time, and
+    ``options`` (JSON): it changes when a file or an option does."""
+    listing = [(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    text = json.dumps({"options": options, "files": listing}, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:20]
+
+
+def cached(
+    cache_dir: str, key: str, compute: Callable[[], dict[str, np.ndarray]]
+) -> dict[str, np.ndarray]:
+    """The arrays ``compute`` returns, stored in ``cache_dir/<key>.npz`` and read from it
+    next time (decoded images, audio features), so workers and later searches skip the
+    work. The file is written whole, then renamed: a worker never reads half of it. An
+    empty ``cache_dir``, a read-only one or a damaged file only costs computing again."""
+    cache = Path(cache_dir).expanduser() / f"{key}.npz" if cache_dir else None
+    if cache is not None and cache.is_file():
+        try:
+            with np.load(cache) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+            pass
+    arrays = compute()
+    if cache is not None:
+        tmp = None
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".npz.tmp")
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)  # type: ignore[arg-type]
+            os.replace(tmp, cache)
+            tmp = None
+        except OSError:
+            pass
+        finally:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+    return arrays
 
 
 class BaseDataset(ABC):

@@ -28,7 +28,7 @@ import numpy as np
 
 from nas import codegen
 from nas.backends import CExportable, CSource, c_array
-from nas.data import WINDOWS, Arrays, input_hw
+from nas.data import FEATURES, IMAGES, WINDOWS, Arrays
 from nas.hardware import HardwareProfile
 
 #: ``arm-none-eabi-gcc -mcpu=`` for the Cortex-M cores of the profiles.
@@ -42,6 +42,7 @@ ARM_MCPU = {
 AVR_MCU = {"AVR8 ATmega328P": "atmega328p"}
 AVR_CLOCK_HZ = 16_000_000
 RESIZE = "bilinear, half-pixel centres (torch.nn.functional.interpolate, align_corners=False)"
+CHANNELS = {1: "gray", 3: "RGB"}
 #: A window's resize: the same interpolation along time only (its width stays 1).
 RESIZE_TIME = "linear along time, half-pixel centres (torch bilinear to (T', 1))"
 README = "README.md"
@@ -68,7 +69,7 @@ def raw_values(x_nchw: np.ndarray, raw_scale: float) -> np.ndarray:
 def input_contract(data: Arrays, size: int, src: CSource) -> dict[str, Any]:
     """How raw sensor values become the model's int8 input (module docstring)."""
     _, c, h, w = data.input_shape
-    oh, ow = input_hw(data.kind, size)
+    oh, ow = data.input_hw(size)
     raw = raw_values(data.x_test[:64], data.raw_scale)
     windows = data.kind == WINDOWS
     return {
@@ -80,9 +81,7 @@ def input_contract(data: Arrays, size: int, src: CSource) -> dict[str, Any]:
             if windows
             else "HWC (row-major, channels last)"
         ),
-        "channels": "gray"
-        if c == 1 and not windows
-        else ("RGB" if c == 3 and not windows else f"{c} channels"),
+        "channels": CHANNELS.get(c, f"{c} channels") if data.kind == IMAGES else f"{c} channels",
         "raw_scale": data.raw_scale,
         "raw_source": data.raw_source,
         "scaling": "x = float32(raw) * raw_scale"
@@ -261,22 +260,35 @@ def makefile(hw: HardwareProfile, kind: str, cpu: str) -> str:
     )
 
 
+def raw_step(contract: dict[str, Any]) -> str:
+    """Step 1 of the contract: what the raw values are, by the input's kind."""
+    h, w, c = contract["raw_shape"]
+    dtype = f"`{contract['raw_dtype']}`"
+    if contract.get("kind") == WINDOWS:
+        return (
+            f"1. Raw values: a window of {h} samples x {c} channels, {dtype}, one row of "
+            "channel values per sample, in time order."
+        )
+    if contract.get("kind") == FEATURES:
+        return (
+            f"1. Raw values: the {h} x {w} feature map (frames x coefficients) of step 0, "
+            f"{dtype}, row-major (one row per frame)."
+        )
+    return (
+        f"1. Raw values: {h} x {w} x {c} ({contract['channels']}), {dtype}, row-major, "
+        "channels last."
+    )
+
+
 def contract_steps(contract: dict[str, Any]) -> list[str]:
     """The input contract as numbered Markdown steps (this README and ``FIRMWARE.md``)."""
-    h, w, c = contract["raw_shape"]
     oh, ow, _ = contract["model_shape"]
     zp = int(contract["int8_zero_point"])
     source = contract.get("raw_source")
     classes = contract.get("class_names")
     return [
         *([f"0. Where the raw values come from: {source}.", ""] if source else []),
-        (
-            f"1. Raw values: a window of {h} samples x {c} channels, `{contract['raw_dtype']}`, "
-            "one row of channel values per sample, in time order."
-            if contract.get("kind") == WINDOWS
-            else f"1. Raw values: {h} x {w} x {c} ({contract['channels']}), "
-            f"`{contract['raw_dtype']}`, row-major, channels last."
-        ),
+        raw_step(contract),
         f"2. Scale{' to [0, 1]' if contract['raw_dtype'] == 'uint8' else ''}: "
         f"`x = float(raw) * {contract['raw_scale']!r}`.",
         (

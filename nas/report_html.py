@@ -55,7 +55,7 @@ def layer_table(row: pd.Series) -> pd.DataFrame:
     space = cls(cls.Config(**conf))
     c_in, n_cls = int(attrs.get("in_channels", 1)), int(attrs.get("num_classes", 10))
     kind = attrs.get("input_kind", IMAGES)
-    module, shape = build_model(space, spec, c_in, n_cls, kind)
+    module, shape = build_model(space, spec, c_in, n_cls, kind, attrs.get("input_hw"))
     graph = space.trace(module, shape, f"trial {row['number']}")
     prof = attrs.get("hw_profile")
     hw = (

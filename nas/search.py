@@ -71,7 +71,14 @@ from nas.record import (
     VAL_ACC_CURVE,
     check_plugin_metrics,
 )
-from nas.spaces import BaseSearchSpace, Supernet, build_model, check_kind, check_supported
+from nas.spaces import (
+    BaseSearchSpace,
+    Supernet,
+    build_model,
+    check_kind,
+    check_supported,
+    pin_resolution,
+)
 from nas.storage import Heartbeat, fail_stale_trials, mask_url, open_storage, storage_url
 from nas.supernet import (
     bn_images,
@@ -139,6 +146,7 @@ def build_components(cfg: DictConfig, pm: PluginManager | None = None) -> Compon
     space = make("search_space", cfg.search_space)
     data = load_dataset(make("dataset", cfg.dataset))
     check_kind(type(space), data.kind)
+    pin_resolution(space, data)
     return Components(
         hw=hw,
         space=space,
@@ -390,7 +398,9 @@ class Objective:
         trial.set_user_attr(ARCH, spec)
         data = self.data_at(space.resolution(spec))
         torch.manual_seed(trial_seed(self.cfg.search.seed, trial.number))  # initial weights
-        module, shape = build_model(space, spec, data.in_channels, data.num_classes, data.kind)
+        module, shape = build_model(
+            space, spec, data.in_channels, data.num_classes, data.kind, data.fixed_hw
+        )
         finalist = FINALIST_OF in trial.user_attrs
         inherit = self.cfg.search.supernet.finalist_init == "inherited"
         if finalist and self.supernet is not None and inherit:
@@ -411,7 +421,9 @@ class Objective:
     def spec_cost(self, spec: dict[str, Any]) -> Cost:
         """The static cost of the architecture ``spec``, built untrained."""
         d = self.comp.data
-        module, shape = build_model(self.comp.space, spec, d.in_channels, d.num_classes, d.kind)
+        module, shape = build_model(
+            self.comp.space, spec, d.in_channels, d.num_classes, d.kind, d.fixed_hw
+        )
         return self.cost_of(module, shape, "subnet")
 
     def fits(self, spec: dict[str, Any]) -> bool:
@@ -556,6 +568,7 @@ class Objective:
             "in_channels": cand.data.in_channels,
             "num_classes": cand.data.num_classes,
             "input_kind": cand.data.kind,
+            "input_hw": cand.data.fixed_hw,
             "hw": self.comp.hw.name,
             "hw_file": self.comp.hw.source_file,
             "cost": cost.as_dict(),
@@ -765,6 +778,7 @@ def record_settings(study: optuna.Study, cfg: DictConfig, comp: Components) -> N
         "in_channels": comp.data.in_channels,
         "num_classes": comp.data.num_classes,
         "input_kind": comp.data.kind,
+        "input_hw": comp.data.fixed_hw,
         "backend": cfg.backend.name,
         "compression": list(cfg.compression),
     }

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from nas.cost import Cost, estimate, per_op
-from nas.data import IMAGES, Arrays, input_hw
+from nas.data import FEATURES, IMAGES, Arrays, input_hw
 from nas.errors import ConfigError
 from nas.graph import LUT_KINDS, Graph, same_padding
 from nas.graph import trace as trace_graph
@@ -54,7 +54,7 @@ Size = int | tuple[int, int]
 
 
 def conv_bn(
-    cin: int, cout: int, k: int, stride: int, size: Size, groups: int, act: str
+    cin: int, cout: int, k: int | tuple[int, int], stride: int, size: Size, groups: int, act: str
 ) -> tuple[list[nn.Module], Size]:
     """Conv (TF-SAME padded) + BN (+ ``act``: ``relu``, ``relu6`` or ``none``) as a list of
     layers, and the output size. Stride-2 convolutions pad the way TensorFlow Lite's
@@ -63,12 +63,17 @@ def conv_bn(
 
     ``size`` an int: a ``k x k`` kernel on a square input. ``size`` (h, w): the kernel
     spans ``k`` along each axis longer than 1 and 1 along an axis of extent 1, so a (T, 1)
-    window gets ``k x 1`` kernels."""
+    window gets ``k x 1`` kernels. ``k`` may be (kh, kw) for a tuple ``size``: the
+    keyword-spotting DS-CNN's 10 x 4 first convolution."""
     h, w = (size, size) if isinstance(size, int) else size
-    kh, kw = (k, k) if isinstance(size, int) else (k if h > 1 else 1, k if w > 1 else 1)
+    kh, kw = (k, k) if isinstance(k, int) else k
+    if not isinstance(size, int):
+        kh, kw = (kh if h > 1 else 1, kw if w > 1 else 1)
+    elif kh != kw:
+        raise ValueError(f"a square input takes a square kernel, not {k}")
     top, bottom, oh = same_padding(h, kh, stride)
     left, right, ow = same_padding(w, kw, stride)
-    kernel = k if kh == kw else (kh, kw)
+    kernel: int | tuple[int, int] = kh if kh == kw else (kh, kw)
     layers: list[nn.Module] = []
     if top == bottom and left == right:
         pad = top if top == left else (top, left)
@@ -161,8 +166,9 @@ class BaseSearchSpace(ABC):
     ) -> nn.Module:
         """The (untrained) network for ``spec``; its input is NCHW float, square images of
         ``resolution(spec)``, or of (height, width) ``input_hw`` when given: (T, 1) sensor
-        windows, for which the space uses ``k x 1`` kernels (`conv_bn` does when given the
-        size as a tuple). A space that leaves the parameter out takes images only."""
+        windows or a feature map such as 49 x 10 MFCC. Kernels then span 1 along an axis
+        of extent 1 (`conv_bn` does this when given the size as a tuple), so windows get
+        ``k x 1`` kernels. A space that leaves the parameter out takes images only."""
 
     @abstractmethod
     def resolution(self, spec: ArchSpec) -> int:
@@ -215,13 +221,19 @@ class BaseSearchSpace(ABC):
 
 
 def build_model(
-    space: BaseSearchSpace, spec: ArchSpec, in_channels: int, num_classes: int, kind: str
+    space: BaseSearchSpace,
+    spec: ArchSpec,
+    in_channels: int,
+    num_classes: int,
+    kind: str,
+    fixed_hw: tuple[int, int] | None = None,
 ) -> tuple[nn.Module, tuple[int, int, int, int]]:
-    """The (untrained) network of ``spec`` for ``kind`` inputs (`nas.data.IMAGES` or
-    `nas.data.WINDOWS`), and its NCHW input shape (batch 1)."""
-    hw = input_hw(kind, space.resolution(spec))
+    """The (untrained) network of ``spec`` for ``kind`` inputs (`nas.data.KINDS`; feature
+    maps of size ``fixed_hw``), and its NCHW input shape (batch 1). A square input builds
+    as an image of its side; only other shapes reach ``build`` as ``input_hw``."""
+    hw = input_hw(kind, space.resolution(spec), fixed_hw)
     shape = (1, in_channels, *hw)
-    if kind == IMAGES:
+    if hw[0] == hw[1]:
         return space.build(spec, in_channels, num_classes), shape
     return space.build(spec, in_channels, num_classes, input_hw=hw), shape
 
@@ -233,6 +245,13 @@ def check_kind(space: type[BaseSearchSpace], kind: str) -> None:
             f"search space '{space.name}' takes square images only, not {kind}; use "
             "search_space=mobilenet, reference or bonsai"
         )
+
+
+def pin_resolution(space: BaseSearchSpace, data: Arrays) -> None:
+    """Feature maps have a fixed size: a space's ``resolutions`` choice becomes their
+    height alone, so no two candidates differ only in a resolution nothing uses."""
+    if data.kind == FEATURES and hasattr(space.config, "resolutions"):
+        space.config.resolutions = [data.resolution]
 
 
 def check_supported(

@@ -84,7 +84,12 @@ def load_teacher(path: Path, data: Arrays) -> nn.Module:
         space = get_plugin_manager().get("search_space", info["search_space"])()
         kind = info.get("input_kind", IMAGES)
         module, _ = build_model(
-            space, info["arch"], info["in_channels"], info["num_classes"], kind
+            space,
+            info["arch"],
+            info["in_channels"],
+            info["num_classes"],
+            kind,
+            info.get("input_hw"),
         )
         module.load_state_dict(torch.load(path / "model_float.pt", weights_only=True))
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
@@ -107,7 +112,9 @@ def default_teacher(data: Arrays, cfg: DistillConfig, base: TrainSettings) -> nn
         return _CACHE[key]
     space = get_plugin_manager().get("search_space", "mobilenet")()
     spec = {"resolution": data.resolution, **TEACHER_SPEC}
-    module, _ = build_model(space, spec, data.in_channels, data.num_classes, data.kind)
+    module, _ = build_model(
+        space, spec, data.in_channels, data.num_classes, data.kind, data.fixed_hw
+    )
     file = Path(cfg.cache_dir) / f"{key}.pt"
     if file.is_file():
         module.load_state_dict(torch.load(file, weights_only=True))

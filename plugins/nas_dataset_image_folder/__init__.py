@@ -16,11 +16,6 @@ modification time and the options, so workers and later searches load the cache.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +27,9 @@ from nas.data import (
     Arrays,
     BaseDataset,
     DatasetConfig,
+    cached,
     check_fraction,
+    file_key,
     fill_splits,
 )
 from nas.errors import ConfigError
@@ -155,54 +152,19 @@ class ImageFolderDataset(BaseDataset):
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """The images of every split, from the cache when it holds them."""
         c = self.config
-        key = hashlib.sha1(
-            json.dumps(
-                {
-                    "options": [c.channels, c.size],
-                    "files": {
-                        s: [
-                            (
-                                str(p.relative_to(root)),
-                                label,
-                                p.stat().st_size,
-                                p.stat().st_mtime_ns,
-                            )
-                            for p, label in f
-                        ]
-                        for s, f in files.items()
-                    },
-                },  # fmt: skip
-                sort_keys=True,
-            ).encode()
-        ).hexdigest()[:20]
-        cache = Path(c.cache_dir).expanduser() / f"{key}.npz" if c.cache_dir else None
-        if cache is not None and cache.is_file():
-            try:
-                with np.load(cache) as z:
-                    return (
-                        {s: z[f"x_{s}"] for s in files},
-                        {s: z[f"y_{s}"] for s in files},
-                    )
-            except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
-                pass  # a damaged cache file: decode again
-        x = {s: np.stack([decode(p, c.channels, c.size) for p, _ in f]) for s, f in files.items()}
-        y = {s: np.array([label for _, label in f], dtype=np.int64) for s, f in files.items()}
-        if cache is not None:
-            tmp = None
-            try:  # written whole, then renamed: a worker never reads half a file
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".npz.tmp")
-                with os.fdopen(fd, "wb") as f:
-                    np.savez(f, **{f"x_{s}": v for s, v in x.items()},
-                             **{f"y_{s}": v for s, v in y.items()})  # fmt: skip
-                os.replace(tmp, cache)
-                tmp = None
-            except OSError:
-                pass  # no cache (read-only home): decode again next time
-            finally:
-                if tmp is not None:
-                    Path(tmp).unlink(missing_ok=True)
-        return x, y
+        every = [p for f in files.values() for p, _ in f]
+        labels = {s: [label for _, label in f] for s, f in files.items()}
+        key = file_key(root, every, {"options": [c.channels, c.size], "labels": labels})
+
+        def decode_all() -> dict[str, np.ndarray]:
+            out = {}
+            for s, f in files.items():
+                out[f"x_{s}"] = np.stack([decode(p, c.channels, c.size) for p, _ in f])
+                out[f"y_{s}"] = np.array([label for _, label in f], dtype=np.int64)
+            return out
+
+        arrays = cached(c.cache_dir, key, decode_all)
+        return {s: arrays[f"x_{s}"] for s in files}, {s: arrays[f"y_{s}"] for s in files}
 
 
 @hookimpl

@@ -30,10 +30,11 @@ from nas.spaces import ArchSpec, Supernet
 from nas_space_mobilenet import choices
 
 
-def is_window(x: torch.Tensor) -> bool:
-    """Whether the NCHW batch ``x`` holds sensor windows (T x 1, `nas.data.WINDOWS`), whose
-    networks `nas.spaces.conv_bn` builds with ``k x 1`` kernels; images are square."""
-    return x.shape[-1] == 1 and x.shape[-2] > 1
+def non_square(x: torch.Tensor) -> bool:
+    """Whether the NCHW batch ``x`` is not square (sensor windows, feature maps): its
+    networks span each kernel only along axes longer than 1 (`nas.spaces.build_model`
+    builds them with the size as a tuple), so (T, 1) windows run ``k x 1`` kernels."""
+    return x.shape[-1] != x.shape[-2]
 
 
 class ElasticConvBN(nn.Module):
@@ -53,13 +54,14 @@ class ElasticConvBN(nn.Module):
         return w[..., top : top + kh, left : left + kw]
 
     def run(
-        self, x: torch.Tensor, cout: int, kernel: int, stride: int, act: bool, window: bool
+        self, x: torch.Tensor, cout: int, kernel: int, stride: int, act: bool, per_axis: bool
     ) -> torch.Tensor:
         """Convolution (TF ``SAME`` padding, as `nas.spaces.conv_bn`), batch norm on the
-        first ``cout`` channels, then ReLU6 when ``act``. In a ``window`` network the
-        kernel spans 1 along an axis of extent 1, as `nas.spaces.conv_bn` builds it."""
+        first ``cout`` channels, then ReLU6 when ``act``. ``per_axis`` (a network whose
+        input is not square): the kernel spans 1 along an axis of extent 1, as
+        `nas.spaces.conv_bn` builds it."""
         h, w = x.shape[-2:]
-        kh, kw = (kernel if h > 1 else 1, kernel if w > 1 else 1) if window else (kernel,) * 2
+        kh, kw = (kernel if h > 1 else 1, kernel if w > 1 else 1) if per_axis else (kernel,) * 2
         top, bottom, _ = same_padding(h, kh, stride)
         left, right, _ = same_padding(w, kw, stride)
         if top or bottom or left or right:
@@ -107,14 +109,14 @@ class ElasticBlock(nn.Module):
         return [*first, (self.depthwise, hidden, hidden), (self.project, hidden, cout)]
 
     def run(
-        self, x: torch.Tensor, cout: int, kernel: int, expand: int, stride: int, window: bool
+        self, x: torch.Tensor, cout: int, kernel: int, expand: int, stride: int, per_axis: bool
     ) -> torch.Tensor:
         cin = x.shape[1]
         y = x
         if expand != 1:
-            y = self.expand.run(y, cin * expand, 1, 1, True, window)
-        y = self.depthwise.run(y, cin * expand, kernel, stride, True, window)
-        y = self.project.run(y, cout, 1, 1, False, window)
+            y = self.expand.run(y, cin * expand, 1, 1, True, per_axis)
+        y = self.depthwise.run(y, cin * expand, kernel, stride, True, per_axis)
+        y = self.project.run(y, cout, 1, 1, False, per_axis)
         return x + y if stride == 1 and cin == cout else y
 
 
@@ -169,11 +171,11 @@ class MobileNetSupernet(Supernet):
                 yield stage[b], int(w), int(k), int(e), stride
 
     def forward(self, x: torch.Tensor, spec: ArchSpec) -> torch.Tensor:  # type: ignore[override]
-        window = is_window(x)
+        per_axis = non_square(x)
         stride = int(spec.get("stem_stride", self.config.stem_strides[0]))
-        x = self.stem.run(x, int(spec["stem_channels"]), 3, stride, True, window)
+        x = self.stem.run(x, int(spec["stem_channels"]), 3, stride, True, per_axis)
         for block, cout, kernel, expand, stride in self._blocks(spec):
-            x = block.run(x, cout, kernel, expand, stride, window)
+            x = block.run(x, cout, kernel, expand, stride, per_axis)
         x = x.mean(dim=(2, 3))
         return F.linear(x, self.head.weight[:, : x.shape[1]], self.head.bias)
 

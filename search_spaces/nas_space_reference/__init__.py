@@ -7,7 +7,8 @@ later layer a fixed multiple of it, the way the original papers scale their mode
 - ``dscnn``: the depthwise-separable CNN of the MLPerf Tiny keyword-spotting benchmark
   (Zhang et al., "Hello Edge", 2017; MLPerf Tiny's DS-CNN has 64 filters): a stride-2
   convolution, four depthwise-separable blocks at the same width, average pooling and a
-  linear classifier. The keyword-spotting model's 10x4 first kernel is 3x3 here, for
+  linear classifier. Its first kernel is 10 x 4 on inputs that are not square (the
+  keyword-spotting model's, on 49 x 10 MFCC; 10 x 1 on sensor windows) and 3 x 3 on
   square images.
 - ``mobilenet_v1``: MobileNetV1 (Howard et al., 2017): a stride-2 3x3 convolution and 13
   depthwise-separable blocks whose widths are 2, 4, 4, 8, 8, 16 (x6), 32, 32 times the
@@ -39,6 +40,8 @@ FAMILIES = ("dscnn", "mobilenet_v1", "cnn", "mlp")
 #: MobileNetV1's block widths and strides, the widths in units of the first layer's.
 MOBILENET_V1 = [(2, 1), (4, 2), (4, 1), (8, 2), (8, 1), (16, 2), *[(16, 1)] * 5, (32, 2), (32, 1)]
 DSCNN_BLOCKS = 4
+#: The MLPerf Tiny keyword-spotting DS-CNN's first kernel (frames x coefficients).
+DSCNN_KWS_KERNEL = (10, 4)
 
 
 @dataclass
@@ -97,7 +100,8 @@ class ReferenceSearchSpace(BaseSearchSpace):
             flat = 2 * w * area(size)
             return nn.Sequential(*layers, nn.Flatten(), nn.Linear(flat, num_classes))
         act = "relu6" if family == "mobilenet_v1" else "relu"
-        stem, size = conv_bn(in_channels, w, 3, 2, size, 1, act)
+        first = DSCNN_KWS_KERNEL if family == "dscnn" and not isinstance(size, int) else 3
+        stem, size = conv_bn(in_channels, w, first, 2, size, 1, act)
         layers, cin = list(stem), w
         blocks = MOBILENET_V1 if family == "mobilenet_v1" else [(1, 1)] * DSCNN_BLOCKS
         for mult, stride in blocks:
