@@ -45,7 +45,7 @@ kernels are assumed to allocate like the reference ones, plus their scratch buff
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from nas.hardware import HardwareProfile
@@ -129,9 +129,27 @@ class Cost:
     params: int
     latency_ms: float
     energy_uj: float
+    #: The share of an on-chip front-end (keyword spotting's MFCC, `nas.frontend_c`),
+    #: included in ``sram_bytes``, ``flash_bytes``, ``latency_ms`` and ``energy_uj``.
+    frontend_sram_bytes: int = 0
+    frontend_flash_bytes: int = 0
+    frontend_latency_ms: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def with_frontend(self, fe: dict[str, float]) -> Cost:
+        """This model's cost with a front-end's (`nas.frontend_c.frontend_cost`) added."""
+        return replace(
+            self,
+            sram_bytes=self.sram_bytes + int(fe["frontend_sram_bytes"]),
+            flash_bytes=self.flash_bytes + int(fe["frontend_flash_bytes"]),
+            latency_ms=self.latency_ms + fe["frontend_latency_ms"],
+            energy_uj=self.energy_uj + fe["frontend_energy_uj"],
+            frontend_sram_bytes=int(fe["frontend_sram_bytes"]),
+            frontend_flash_bytes=int(fe["frontend_flash_bytes"]),
+            frontend_latency_ms=fe["frontend_latency_ms"],
+        )
 
     def violations(self, hw: HardwareProfile) -> dict[str, float]:
         """Relative excess over each limit (> 0 is infeasible): Optuna constraint values."""

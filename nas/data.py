@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from nas.errors import ConfigError
+from nas.frontend import MfccConfig
 
 #: ``raw_scale`` of 8-bit readings (pixels 0..255): the float32 nearest 1/255.
 UINT8_SCALE = float(np.float32(1 / 255))
@@ -83,8 +84,14 @@ class Arrays:
     #: How the loader made the raw values from the files, when it changed them (decoded,
     #: converted, resized): the first step of the input contract.
     raw_source: str = ""
-    #: `IMAGES` or `WINDOWS`.
+    #: `IMAGES`, `WINDOWS` or `FEATURES`.
     kind: str = IMAGES
+    #: The front-end that computed feature maps from the raw signal on the chip too (its
+    #: RAM, flash and time count in every candidate's budget), or None.
+    frontend: MfccConfig | None = None
+    #: The raw signal of the test split before the front-end (int16 audio), for the
+    #: firmware's sample and checks of the chip's front-end; None without a front-end.
+    raw_test: np.ndarray | None = None
 
     @property
     def in_channels(self) -> int:

@@ -146,3 +146,16 @@ def mfcc(audio: np.ndarray, c: MfccConfig) -> np.ndarray:
     if audio.ndim != 2 or audio.shape[1] != c.clip_samples:
         raise ValueError(f"audio must be (N, {c.clip_samples}), got {audio.shape}")
     return (log_mel(audio, c) @ dct_matrix(c).T).astype(np.float32)
+
+
+def frame_work(c: MfccConfig) -> int:
+    """Multiply-accumulates of one frame as the fixed-point C computes it (`nas.frontend_c`):
+    the window, the N/2-point complex FFT (4 per radix-2 butterfly), the real split (4 per
+    bin), the power (2 per bin), the nonzero mel weights and the DCT. With the number of
+    mel bands and a per-frame constant, a profile's ``latency_lut.mfcc_frame`` entry turns
+    it into instructions (`frontend_cost`)."""
+    half = c.fft_size // 2
+    butterflies = half // 2 * (half.bit_length() - 1)
+    bins = half + 1
+    mel = int((mel_weights_q15(c) > 0).sum())
+    return c.window + 4 * butterflies + 4 * half + 2 * bins + mel + c.mel_bands * c.coefficients

@@ -94,6 +94,11 @@ class HardwareProfile:
     kernels: str = field(default="cmsis_nn", metadata=_one_of(KERNEL_LIBRARIES))
     cycles_per_instruction: float = field(default=1.0, metadata=_POSITIVE)
     pointer_bytes: int = field(default=4, metadata=_POSITIVE)
+    #: The keyword-spotting MFCC front-end's code (flash, besides its tables) and stack,
+    #: measured on this core (``python benchmarks/frontend_calibration.py``); 0: not
+    #: measured, and a search with a front-end dataset is refused on this chip.
+    frontend_code_bytes: int = field(default=0, metadata=_NON_NEGATIVE)
+    frontend_stack_bytes: int = field(default=0, metadata=_NON_NEGATIVE)
     notes: str = ""
     #: Provenance of a latency table fitted by ``python -m nas calibrate`` (tools, date,
     #: command, fit error); empty for hand-written profiles.

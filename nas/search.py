@@ -40,6 +40,8 @@ from nas.config import SAMPLERS, SearchConfig, plugin_config
 from nas.cost import Cost
 from nas.data import Arrays, check_arrays, one_vs_rest
 from nas.errors import ConfigError, NasError, TrialError
+from nas.frontend_c import frontend_cost
+from nas.graph import Graph
 from nas.hardware import HardwareProfile, profile_from_mapping
 from nas.interrupt import CTRL_C
 from nas.plugin_manager import PluginManager, get_plugin_manager
@@ -120,6 +122,9 @@ class Components:
     data: Arrays
     methods: list[BaseCompressionMethod]
     backend: BaseBackend
+    #: The data's on-chip front-end's cost (`nas.frontend_c.frontend_cost`), added to every
+    #: candidate's; None without a front-end.
+    frontend: dict[str, float] | None = None
 
 
 def profile_from_cfg(cfg: DictConfig) -> HardwareProfile:
@@ -153,6 +158,7 @@ def build_components(cfg: DictConfig, pm: PluginManager | None = None) -> Compon
         data=data,
         methods=order(methods),
         backend=backend,
+        frontend=frontend_cost(data.frontend, hw) if data.frontend else None,
     )
 
 
@@ -415,8 +421,12 @@ class Objective:
 
     def cost_of(self, module: nn.Module, shape: tuple[int, ...], name: str) -> Cost:
         """The static cost of ``module`` on the chip."""
-        space = self.comp.space
-        return space.cost(module, space.trace(module, shape, name), self.comp.hw)
+        return self.chip_cost(module, self.comp.space.trace(module, shape, name))
+
+    def chip_cost(self, module: nn.Module, graph: Graph | None) -> Cost:
+        """The space's cost of the model on the chip, plus the front-end's, if any."""
+        cost = self.comp.space.cost(module, graph, self.comp.hw)
+        return cost if self.comp.frontend is None else cost.with_frontend(self.comp.frontend)
 
     def spec_cost(self, spec: dict[str, Any]) -> Cost:
         """The static cost of the architecture ``spec``, built untrained."""
@@ -511,7 +521,7 @@ class Objective:
     def recost(self, trial: optuna.Trial, before: Cost, cand: Candidate) -> Cost:
         """The static cost of the compressed graph; when compression changed it, the trial
         records the new figures and keeps the searched ones as ``<name>_uncompressed``."""
-        after = self.comp.space.cost(cand.module, cand.graph, self.comp.hw)
+        after = self.chip_cost(cand.module, cand.graph)
         if after != before:
             set_attrs(trial, after.as_dict())
             set_attrs(trial, {k + UNCOMPRESSED_SUFFIX: v for k, v in before.as_dict().items()})

@@ -378,7 +378,8 @@ def check_strategy(cfg: Any, space_cls: type) -> None:
 def check_dataset(cfg: Any) -> None:
     """Load the dataset once (the search reuses it): missing files, bad options and splits
     too small to train, validate and test on are found before anything is written."""
-    from nas.search import load_dataset
+    from nas.frontend_c import frontend_cost
+    from nas.search import load_dataset, profile_from_cfg
     from nas.spaces import check_kind
 
     pm = get_plugin_manager()
@@ -386,3 +387,5 @@ def check_dataset(cfg: Any) -> None:
     data = load_dataset(cls(plugin_config(cls, cfg.dataset)))
     space = pm.get("search_space", cfg.search_space.name)
     check_kind(space, data.kind)
+    if data.frontend is not None:  # its cost on this chip must be known
+        frontend_cost(data.frontend, profile_from_cfg(cfg))

@@ -12,6 +12,7 @@ import subprocess
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 import scipy.io.wavfile
 import torch
@@ -25,6 +26,8 @@ from nas.cost import tflm_arena
 from nas.data import FEATURES, calibration_batch
 from nas.errors import ConfigError
 from nas.frontend import MfccConfig, mfcc
+from nas.frontend_c import frontend_cost
+from nas.hardware import load_profile
 from nas.int8 import quantize, run_int8
 from nas.plugin_manager import get_plugin_manager
 from nas.spaces import build_model, pin_resolution
@@ -207,9 +210,28 @@ def test_search_on_speech_commands_ends_in_firmware_that_runs(cli, folder, tmp_p
     assert info["input"]["kind"] == FEATURES and info["input"]["model_shape"] == [49, 10, 1]
     assert "MFCC" in info["input"]["raw_source"]
     assert info["input"]["class_names"][:2] == ["_silence_", "_unknown_"]
+    # the front-end is in the budget: its figures, included in the totals
+    fe = frontend_cost(MfccConfig(), load_profile("cortex_m4"))
+    trials = pd.read_csv(run / "trials.csv")
+    assert (trials["frontend_sram_bytes"] == fe["frontend_sram_bytes"]).all()
+    assert (trials["frontend_flash_bytes"] == fe["frontend_flash_bytes"]).all()
+    assert np.allclose(trials["frontend_latency_ms"], fe["frontend_latency_ms"])
+    assert (trials["sram_bytes"] >= trials["arena_bytes"] + fe["frontend_sram_bytes"]).all()
+    # the firmware reads audio: the C front-end, then the model
+    assert {"nas_frontend.c", "nas_frontend.h"} <= {
+        f.name for f in (run / "best" / "firmware").iterdir()
+    }
     make = subprocess.run(["make", "-C", str(run / "best" / "firmware"), "run"],
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     text = re.sub(r"\x1b\[[0-9;]*m", "", make.stdout + make.stderr)
     assert make.returncode == 0, text[-3000:]
+    assert "input bytes differing from the Python preprocessing: 0" in text
     got = re.search(r"class (\d+) \(expected (\d+), label (\d+)\)", text)
     assert got is not None and got[1] == got[2]
+    # a chip whose front-end cost was never measured is refused before anything is written
+    bad = cli(
+        "search", "+hw=esp32", "dataset=speech_commands", f"dataset.root={folder}",
+        f"dataset.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'esp'}",
+    )  # fmt: skip
+    assert bad.returncode == 2 and "no measured cost of the MFCC front-end" in bad.stderr
+    assert not (tmp_path / "esp").exists()

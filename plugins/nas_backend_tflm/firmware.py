@@ -124,7 +124,13 @@ int main() {{
     if isinstance(contract, dict):  # nas_io.c is written whenever the model has C
         step3 = (
             "3. Turn raw sensor values into the model's input with `nas_preprocess()` from "
-            "`firmware/nas_io.c` (C, callable from C++; compile it with the project)"
+            "`firmware/nas_io.c` (C, callable from C++; compile it with the project"
+            + (
+                ", with `firmware/nas_frontend.c`, the fixed-point MFCC front-end it calls"
+                if contract.get("frontend")
+                else ""
+            )
+            + ")"
             + (
                 ", as `main.cc` does for the test sample in `firmware/nas_sample.h`"
                 if with_io

@@ -18,7 +18,9 @@ probability 0.8 at up to ``dataset.noise_volume``), drawn once with ``dataset.se
 Each clip becomes the MFCC map of `nas.frontend` (49 x 10 by default: 30 ms windows every
 20 ms, 40 mel bands, 10 coefficients; ``dataset.window_ms``, ``stride_ms``,
 ``mel_bands``, ``coefficients``), a fixed-size feature map (`nas.data.FEATURES`).
-Features are cached in ``dataset.cache_dir`` like decoded images.
+Features are cached in ``dataset.cache_dir`` like decoded images. The chip runs the same
+front-end (`nas.frontend_c`, fixed point): its RAM, flash and time per inference count in
+every candidate's budget (``frontend_*`` columns), and the firmware feeds it audio.
 """
 
 from __future__ import annotations
@@ -153,7 +155,8 @@ class SpeechCommandsDataset(BaseDataset):
         y = {s: arrays[f"y_{s}"] for s in SPLITS}
         return Arrays(
             x["train"], y["train"], x["val"], y["val"], x["test"], y["test"],
-            num_classes=len(names), class_names=names, kind=FEATURES,
+            num_classes=len(names), class_names=names, kind=FEATURES, frontend=fe,
+            raw_test=arrays["raw_test"],
             raw_source=(
                 f"MFCC of 16 kHz 16-bit mono audio, {fe.clip_ms} ms clips: "
                 f"{fe.window_ms} ms Hann windows every {fe.stride_ms} ms, "
@@ -226,6 +229,8 @@ class SpeechCommandsDataset(BaseDataset):
                 batch, y = np.concatenate(copies), np.tile(y, c.augment + 1)
             out[f"x_{split}"] = mfcc(batch, fe)[:, None]
             out[f"y_{split}"] = y
+            if split == "test":
+                out["raw_test"] = batch
         return out
 
     def _augment(self, batch, noise_clip, rng: np.random.Generator, fe: MfccConfig) -> np.ndarray:  # noqa: ANN001
