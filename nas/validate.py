@@ -19,7 +19,7 @@ import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra import compose, initialize_config_module
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -36,6 +36,9 @@ from nas.config import (
 from nas.errors import ConfigError, NasError
 from nas.hardware import available_profiles, load_profile
 from nas.plugin_manager import KINDS, get_plugin_manager
+
+if TYPE_CHECKING:
+    from nas.data import Arrays
 
 MAX_COMBINATIONS = 64
 _NOISE = (
@@ -146,9 +149,9 @@ def check_config(args: list[str]) -> None:
         objectives(cfg)
         check_values(cfg)
         check_storage(cfg)
-        check_space(cfg, space)
+        data = check_dataset(cfg)
+        check_space(cfg, space, data)
         check_strategy(cfg, space)
-        check_dataset(cfg)
     except NasError:
         raise
     except Exception as exc:  # an interpolation or value Hydra accepted but cannot resolve
@@ -287,13 +290,17 @@ def _check_file_target(path: Path, what: str) -> None:
     _require(os.access(folder, os.W_OK), f"{what}: folder {folder} is not writable")
 
 
-def check_space(cfg: Any, space_cls: type) -> None:
+def check_space(cfg: Any, space_cls: type, data: Arrays) -> None:
     """The space can sample an architecture, and each ``search.enqueue`` entry names only
-    choices the space has, with values it can take: an unknown key would be ignored and a
-    random architecture trained instead."""
+    choices the space has, with values it can take (on ``data``'s inputs: a feature map
+    pins the resolution): an unknown key would be ignored and a random architecture
+    trained instead."""
     import optuna
 
+    from nas.spaces import pin_resolution
+
     space = space_cls(plugin_config(space_cls, cfg.search_space))
+    pin_resolution(space, data)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     try:  # one random architecture: empty or impossible choices fail here, not per trial
@@ -375,7 +382,7 @@ def check_strategy(cfg: Any, space_cls: type) -> None:
             _check_file_target(path, what)
 
 
-def check_dataset(cfg: Any) -> None:
+def check_dataset(cfg: Any) -> Arrays:
     """Load the dataset once (the search reuses it): missing files, bad options and splits
     too small to train, validate and test on are found before anything is written."""
     from nas.frontend_c import frontend_cost
@@ -389,3 +396,4 @@ def check_dataset(cfg: Any) -> None:
     check_kind(space, data.kind)
     if data.frontend is not None:  # its cost on this chip must be known
         frontend_cost(data.frontend, profile_from_cfg(cfg))
+    return data
