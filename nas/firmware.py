@@ -252,12 +252,15 @@ def io_c(contract: dict[str, Any], src: CSource) -> dict[str, str]:
     return {"nas_io.h": header, "nas_io.c": source}
 
 
-def _sample_header(raw: np.ndarray, x_q: np.ndarray, label: int, expected: int) -> str:
+def _sample_header(
+    raw: np.ndarray, x_q: np.ndarray, label: int, expected: int, tolerance: int = 0
+) -> str:
     text = (
         "/* One test sample (mcu-nas): its raw sensor values, its label, and the class the\n"
         " * Python int8 model predicts for it. */\n#ifndef NAS_SAMPLE_H\n#define NAS_SAMPLE_H\n"
         '#include <stdint.h>\n#include "nas_io.h"\n#include "nas_rom.h"\n'
         f"#define NAS_SAMPLE_LABEL {label}\n#define NAS_SAMPLE_EXPECTED {expected}\n"
+        f"#define NAS_INPUT_TOLERANCE {tolerance}\n"
     )
     unused = "__attribute__((unused))"
     if raw.dtype.kind in "iu":
@@ -422,6 +425,14 @@ def readme(hw: HardwareProfile, kind: str, contract: dict[str, Any], src: CSourc
         "- `nas_sample.h`: one test sample's raw values and label, and the int8 input the "
         "Python pipeline made of it.",
     ]
+    if contract.get("frontend"):
+        lines += [
+            "- `nas_frontend.c` / `.h`: the fixed-point MFCC front-end, `nas_frontend(audio, "
+            "features)` for a whole clip and `nas_frontend_frame(samples, mfcc)` for one "
+            "frame, to run as audio arrives (keep the feature map between inferences and "
+            "compute only the new frames). The firmware check allows its int8 features 1 "
+            "step from Python's, its stated tolerance.",
+        ]
     if kind == "arm":
         lines += [
             "- `main.c` and `arm_startup.h`: vector table, reset handler, the inference, "
@@ -495,7 +506,10 @@ def write_project(
             raw = np.asarray(data.raw_test[0], dtype=np.int16)
         else:
             raw = raw_values(data.x_test[:1], data.raw_scale)[0].transpose(1, 2, 0)  # HWC
-        files["nas_sample.h"] = _sample_header(raw, x_q, int(data.y_test[0]), expected)
+        tolerance = 1 if data.frontend is not None else 0  # the front-end's stated one
+        files["nas_sample.h"] = _sample_header(
+            raw, x_q, int(data.y_test[0]), expected, tolerance
+        )
         files["main.c"] = (codegen.CSRC / f"fw_{kind}_main.c").read_text()
         files["fw_print.h"] = (codegen.CSRC / "fw_print.h").read_text()
         files["Makefile"] = makefile(hw, kind, which[1], "nas_frontend.c" in files)

@@ -603,12 +603,15 @@ def varied_audio(n: int, cfg: MfccConfig, seed: int = 0) -> tuple[np.ndarray, li
 
 
 def frontend_cost(cfg: MfccConfig, hw: HardwareProfile) -> dict[str, float]:
-    """The front-end's share of a chip's budget, per inference (one whole clip, as
-    ``nas_frontend`` computes it): ``frontend_sram_bytes`` (the FFT buffer, the int8
-    feature map kept for the model, the measured stack), ``frontend_flash_bytes`` (the
-    measured code and `table_bytes`), ``frontend_latency_ms`` (the profile's
-    ``latency_lut.mfcc_frame`` entry per frame, fitted on QEMU instruction counts) and
-    ``frontend_energy_uj``. A `ConfigError` when the profile has no measured figures."""
+    """The front-end's share of a chip's budget, per inference: ``frontend_sram_bytes``
+    (the audio of one window, which a firmware fills as samples arrive and hands to
+    ``nas_frontend_frame``; the FFT buffer; the int8 feature map kept between inferences;
+    the measured stack; a whole clip kept in RAM, 2 bytes a sample, is not counted),
+    ``frontend_flash_bytes`` (the measured code and `table_bytes`),
+    ``frontend_latency_ms`` (every frame of a clip, as ``nas_frontend`` computes them: the
+    profile's ``latency_lut.mfcc_frame`` entry, fitted on QEMU instruction counts; a
+    streaming firmware computes only the new frames) and ``frontend_energy_uj``. A
+    `ConfigError` when the profile has no measured figures."""
     if not hw.frontend_code_bytes:
         raise ConfigError(
             f"{hw.source_file or hw.name}: no measured cost of the MFCC front-end on "
@@ -619,7 +622,8 @@ def frontend_cost(cfg: MfccConfig, hw: HardwareProfile) -> dict[str, float]:
     per_frame = entry.cycles(frame_work(cfg), cfg.mel_bands)
     latency = hw.instructions_to_ms(per_frame * cfg.frames)
     return {
-        "frontend_sram_bytes": buffer_bytes(cfg)
+        "frontend_sram_bytes": 2 * cfg.window
+        + buffer_bytes(cfg)
         + cfg.frames * cfg.coefficients
         + hw.frontend_stack_bytes,
         "frontend_flash_bytes": hw.frontend_code_bytes + table_bytes(cfg),

@@ -120,12 +120,14 @@ def speech_commands_folder(
     others: tuple[str, ...] = OTHER_WORDS,
     per_other: int | None = None,
     noise_seconds: int = 10,
+    snr_db: tuple[float, float] = (5.0, 30.0),
 ) -> Path:
     """Write a Speech Commands-layout folder under ``root``, deterministic for ``seed``:
     one folder of 16 kHz mono int16 WAV clips (at most 1 s, the word at a random offset)
     per word, ``per_word`` clips per keyword and ``per_other`` (default a third of it) per
     other word, each by a synthetic speaker (an espeak-ng voice, variant, pitch and
-    speed). ``validation_list.txt`` and ``testing_list.txt`` hold the clips of about 10%
+    speed), at a random gain over white noise at a signal-to-noise ratio drawn from
+    ``snr_db``. ``validation_list.txt`` and ``testing_list.txt`` hold the clips of about 10%
     of the speakers each (a speaker's clips stay in one split, as in Speech Commands), and
     ``_background_noise_/`` holds noise recordings. The speech is synthetic."""
     rng = np.random.default_rng(seed)
@@ -152,10 +154,16 @@ def speech_commands_folder(
                 s = int(rng.integers(len(speakers)))
                 voice, pitch, speed = speakers[s]
                 audio = speak(word, voice, pitch, speed, Path(tmp))[:SAMPLE_RATE]
-                clip = np.zeros(SAMPLE_RATE, dtype=np.int16)
                 start = int(rng.integers(0, SAMPLE_RATE - len(audio) + 1))
                 gain = rng.uniform(0.3, 1.0)
-                clip[start : start + len(audio)] = (audio * gain).astype(np.int16)
+                voice_only = np.zeros(SAMPLE_RATE)
+                voice_only[start : start + len(audio)] = audio * gain
+                # a room: a noise floor at a random signal-to-noise ratio
+                power = float(np.mean(voice_only[start : start + len(audio)] ** 2)) + 1e-9
+                snr = rng.uniform(*snr_db)
+                floor = rng.normal(0, np.sqrt(power / 10 ** (snr / 10)), SAMPLE_RATE)
+                mixed = np.round(voice_only + floor)
+                clip = np.clip(mixed, -32768, 32767).astype(np.int16)
                 name = f"{s:04x}{seed:04x}_nohash_{i}.wav"
                 scipy.io.wavfile.write(folder / name, SAMPLE_RATE, clip)
                 if split_of[s] in lists:

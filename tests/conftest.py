@@ -38,6 +38,23 @@ def need_tools(tools: tuple[str, ...], packages: str) -> None:
         pytest.skip(f"{', '.join(absent)} not found (apt-get install {packages})")
 
 
+def run_firmware(folder: Path, arm: bool = True) -> str:
+    """``make -C folder run`` (a trial's firmware project) must succeed, print the class
+    the Python int8 model gives for its sample and, on Cortex-M (``arm``), 0 input bytes
+    differing from the Python preprocessing; its output, colour codes removed."""
+    import re
+
+    proc = subprocess.run(["make", "-C", str(folder), "run"], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    text = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
+    assert proc.returncode == 0, text[-3000:]
+    if arm:
+        assert "input bytes differing from the Python preprocessing: 0" in text, text[-2000:]
+    m = re.search(r"class (\d+) \(expected (\d+), label (\d+)\)", text)
+    assert m and m.group(1) == m.group(2), text[-2000:]
+    return text
+
+
 @pytest.fixture
 def cli():
     return run_cli

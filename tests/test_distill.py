@@ -49,5 +49,5 @@ def test_teacher_from_a_trial_folder(tmp_path):
     )
     with pytest.raises(ConfigError, match="cannot load a teacher"):
         load_teacher(tmp_path / "missing", cand.data)
-    with pytest.raises(ConfigError, match="does not match"):
+    with pytest.raises(ConfigError, match=r"is not the candidate.s, images of \[1, 1, 12, 12\]"):
         load_teacher(tmp_path, cand.data.resized(12))

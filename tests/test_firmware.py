@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import math
-import re
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import need_tools
+from conftest import need_tools, run_firmware
 from nas_backend_c_sim import sim
 from nas_dataset_digits import DigitsDataset
 
@@ -81,14 +79,6 @@ def test_nas_preprocess_resamples_sensor_windows_as_python_does(tmp_path, size):
     assert (got == _python_preprocess(data, size, qp, "HWC")).all()
 
 
-def _run_firmware(folder: Path) -> str:
-    proc = subprocess.run(["make", "-C", str(folder), "run"], capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
-    text = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
-    assert proc.returncode == 0, text[-3000:]
-    return text
-
-
 @pytest.mark.slow
 def test_best_firmware_builds_and_runs_in_qemu_with_the_python_prediction(cli, tmp_path):
     need_tools(("make", *sim.ARM_TOOLS), "make " + sim.ARM_TOOLS_PACKAGES)
@@ -106,10 +96,7 @@ def test_best_firmware_builds_and_runs_in_qemu_with_the_python_prediction(cli, t
     assert contract["raw_scale"] == 1 / 16 and contract["resize"] == firmware.RESIZE
     assert "Input contract" in (run / "best" / "FIRMWARE.md").read_text()
     assert "nas_preprocess(nas_sample_raw, input)" in (run / "best" / "main.cc").read_text()
-    text = _run_firmware(run / "best" / "firmware")
-    assert "input bytes differing from the Python preprocessing: 0" in text
-    m = re.search(r"class (\d+) \(expected (\d+), label (\d+)\)", text)
-    assert m and m.group(1) == m.group(2), text[-2000:]
+    run_firmware(run / "best" / "firmware")
 
 
 @pytest.mark.slow
@@ -122,7 +109,5 @@ def test_bonsai_firmware_builds_and_runs_on_the_uno_in_simavr(cli, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "backend=c_sim" in proc.stdout  # estimate compiled nothing: say who does
-    text = _run_firmware(run / "best" / "firmware")
-    m = re.search(r"class (\d+) \(expected (\d+), label (\d+)\)", text)
-    assert m and m.group(1) == m.group(2), text[-2000:]
+    text = run_firmware(run / "best" / "firmware", arm=False)
     assert "avr-size" in text

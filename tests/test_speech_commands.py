@@ -6,9 +6,7 @@ on it ends in a model that fits and firmware that runs."""
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import subprocess
 
 import numpy as np
 import optuna
@@ -16,7 +14,7 @@ import pandas as pd
 import pytest
 import scipy.io.wavfile
 import torch
-from conftest import need_tools
+from conftest import need_tools, run_firmware
 from nas_backend_c_sim import sim
 from nas_backend_tflm.runtime import invoke_all, load, min_arena_bytes
 from nas_dataset_speech_commands import SpeechCommandsConfig, SpeechCommandsDataset
@@ -221,13 +219,7 @@ def test_search_on_speech_commands_ends_in_firmware_that_runs(cli, folder, tmp_p
     assert {"nas_frontend.c", "nas_frontend.h"} <= {
         f.name for f in (run / "best" / "firmware").iterdir()
     }
-    make = subprocess.run(["make", "-C", str(run / "best" / "firmware"), "run"],
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
-    text = re.sub(r"\x1b\[[0-9;]*m", "", make.stdout + make.stderr)
-    assert make.returncode == 0, text[-3000:]
-    assert "input bytes differing from the Python preprocessing: 0" in text
-    got = re.search(r"class (\d+) \(expected (\d+), label (\d+)\)", text)
-    assert got is not None and got[1] == got[2]
+    run_firmware(run / "best" / "firmware")
     # a chip whose front-end cost was never measured is refused before anything is written
     bad = cli(
         "search", "+hw=esp32", "dataset=speech_commands", f"dataset.root={folder}",

@@ -3,7 +3,8 @@
 The ten keywords and other words ("unknown"), spoken by espeak-ng (Debian package
 ``espeak-ng``) with voices, variants, pitches and speeds drawn per synthetic speaker, 16 kHz
 mono 16-bit clips of 1 s with the word at a random offset and gain;
-``validation_list.txt`` / ``testing_list.txt`` by speaker; ``_background_noise_/`` with
+``validation_list.txt`` / ``testing_list.txt`` by speaker, white noise under every clip at
+a random signal-to-noise ratio of 5 to 30 dB; ``_background_noise_/`` with
 white, pink and hum noise. Deterministic for ``--seed``. The speech is synthetic: a
 model trained on it is no keyword spotter for people; the same commands run unchanged on
 the real Speech Commands v2 folder.

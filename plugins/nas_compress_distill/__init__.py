@@ -83,7 +83,7 @@ def load_teacher(path: Path, data: Arrays) -> nn.Module:
         info = json.loads((path / "arch.json").read_text())
         space = get_plugin_manager().get("search_space", info["search_space"])()
         kind = info.get("input_kind", IMAGES)
-        module, _ = build_model(
+        module, shape = build_model(
             space,
             info["arch"],
             info["in_channels"],
@@ -97,10 +97,10 @@ def load_teacher(path: Path, data: Arrays) -> nn.Module:
             f"compression.distill.teacher '{path}': cannot load a teacher "
             f"(need arch.json and model_float.pt of a trial): {exc}"
         ) from None
-    if space.resolution(info["arch"]) != data.resolution or kind != data.kind:
+    if shape != data.input_shape or kind != data.kind:
         raise ConfigError(
-            f"compression.distill.teacher '{path}': input {info['arch']} does "
-            f"not match the candidate's {data.resolution}x{data.resolution}"
+            f"compression.distill.teacher '{path}': its input, {kind} of NCHW shape "
+            f"{list(shape)}, is not the candidate's, {data.kind} of {list(data.input_shape)}"
         )
     return module.eval()
 

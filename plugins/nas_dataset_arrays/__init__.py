@@ -84,6 +84,12 @@ def samples(x: np.ndarray, where: str) -> np.ndarray:
             f"{where}: images of {x.shape[1]} x {x.shape[2]} are not square; the search "
             "spaces take square images (resize or pad them)"
         )
+    if x.ndim == 3 and x.shape[1] == x.shape[2]:
+        raise ConfigError(
+            f"{where}: shape {x.shape} reads as (N, T, C) windows of {x.shape[1]} samples of "
+            f"{x.shape[2]} channels, which looks like gray images without their channel axis; "
+            "give images as (N, H, W, 1) (x[..., None])"
+        )
     if x.ndim == 3 and x.shape[1] < 2:
         raise ConfigError(f"{where}: windows of {x.shape[1]} sample; valid: 2 samples or more")
     if 0 in x.shape[1:]:
