@@ -332,6 +332,7 @@ def write_run(
             f"Best (highest acc_int8 on the front): trial {int(best['number'])}, in `best/`.",
             "",
         ]
+    lines += frontend_lines(df, front)
     lines += failures(df)
     lines += estimate_vs_measured(df)
     shown = mask_url(json.dumps(settings, indent=2))
@@ -354,6 +355,33 @@ def write_run(
     else:
         print("No feasible trial completed: nothing to deploy.")
     return best_dir
+
+
+def frontend_lines(df: pd.DataFrame, front: pd.DataFrame) -> list[str]:
+    """Markdown section: the model and the on-chip front-end, apart, for the front's
+    trials (their sum is what ``sram_bytes``, ``flash_bytes`` and ``latency_ms`` hold)."""
+    if "frontend_sram_bytes" not in df or not (df["frontend_sram_bytes"].fillna(0) > 0).any():
+        return []
+    rows = df[df[NUMBER].isin(front[NUMBER])] if len(front) else df.iloc[:0]
+    lines = [
+        "## Model and front-end",
+        "",
+        "Every candidate's `sram_bytes`, `flash_bytes`, `latency_ms` and `energy_uj` include "
+        "the on-chip front-end that turns the raw signal into the model's input (keyword "
+        "spotting's MFCC: `frontend_*` columns, from the profile's measured entries).",
+        "",
+        "| trial | model SRAM B | front-end SRAM B | model flash B | front-end flash B | "
+        "model ms | front-end ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for _, r in rows.iterrows():
+        fs, ff, fl = r["frontend_sram_bytes"], r["frontend_flash_bytes"], r["frontend_latency_ms"]
+        lines.append(
+            f"| {int(r[NUMBER])} | {int(r['sram_bytes'] - fs):,} | {int(fs):,} | "
+            f"{int(r['flash_bytes'] - ff):,} | {int(ff):,} | {r[LATENCY_MS] - fl:.2f} | "
+            f"{fl:.2f} |"
+        )
+    return [*lines, ""]
 
 
 def failures(df: pd.DataFrame) -> list[str]:

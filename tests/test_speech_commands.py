@@ -215,6 +215,8 @@ def test_search_on_speech_commands_ends_in_firmware_that_runs(cli, folder, tmp_p
     assert (trials["frontend_flash_bytes"] == fe["frontend_flash_bytes"]).all()
     assert np.allclose(trials["frontend_latency_ms"], fe["frontend_latency_ms"])
     assert (trials["sram_bytes"] >= trials["arena_bytes"] + fe["frontend_sram_bytes"]).all()
+    report = (run / "report.md").read_text()
+    assert "## Model and front-end" in report and f"| {fe['frontend_sram_bytes']:,} |" in report
     # the firmware reads audio: the C front-end, then the model
     assert {"nas_frontend.c", "nas_frontend.h"} <= {
         f.name for f in (run / "best" / "firmware").iterdir()
