@@ -337,3 +337,12 @@ class BaseDataset(ABC):
     @abstractmethod
     def load(self) -> Arrays:
         """Read the local files and return the splits."""
+
+    def choices(self) -> list[tuple[str, list[Any]]]:
+        """Choices of the data searched with the network (Optuna parameter, options), e.g.
+        keyword spotting's front-end settings; none by default."""
+        return []
+
+    def variant(self, params: dict[str, Any]) -> Arrays:
+        """The splits for values of `choices` (``params``: parameter -> value)."""
+        raise NotImplementedError(f"dataset '{self.name}' has no choices to search")

@@ -507,9 +507,7 @@ def write_project(
         else:
             raw = raw_values(data.x_test[:1], data.raw_scale)[0].transpose(1, 2, 0)  # HWC
         tolerance = 1 if data.frontend is not None else 0  # the front-end's stated one
-        files["nas_sample.h"] = _sample_header(
-            raw, x_q, int(data.y_test[0]), expected, tolerance
-        )
+        files["nas_sample.h"] = _sample_header(raw, x_q, int(data.y_test[0]), expected, tolerance)
         files["main.c"] = (codegen.CSRC / f"fw_{kind}_main.c").read_text()
         files["fw_print.h"] = (codegen.CSRC / "fw_print.h").read_text()
         files["Makefile"] = makefile(hw, kind, which[1], "nas_frontend.c" in files)

@@ -25,6 +25,8 @@ from nas.errors import TrialError
 #: The architecture choices (the space's spec, a dict); hidden from the row, which has
 #: one ``arch_<choice>`` column per choice instead.
 ARCH = "arch"
+#: (H, W) of a trial's feature map when the data's choices (a searched front-end) set it.
+INPUT_HW = "input_hw"
 #: True when the static cost fits every limit (SRAM, flash, latency ceiling, MACs floor).
 FEASIBLE = "feasible"
 #: Why the candidate was rejected before training (empty reason: it fits).

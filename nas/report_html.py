@@ -18,7 +18,7 @@ from nas.data import IMAGES
 from nas.errors import ConfigError
 from nas.hardware import load_profile, profile_from_mapping
 from nas.plugin_manager import get_plugin_manager
-from nas.record import ARCH, ARCH_PREFIX, PARETO_RUN
+from nas.record import ARCH, ARCH_PREFIX, INPUT_HW, PARETO_RUN
 from nas.spaces import build_model
 from nas.storage import mask_url, open_storage
 
@@ -55,7 +55,8 @@ def layer_table(row: pd.Series) -> pd.DataFrame:
     space = cls(cls.Config(**conf))
     c_in, n_cls = int(attrs.get("in_channels", 1)), int(attrs.get("num_classes", 10))
     kind = attrs.get("input_kind", IMAGES)
-    module, shape = build_model(space, spec, c_in, n_cls, kind, attrs.get("input_hw"))
+    fixed_hw = trial.user_attrs.get(INPUT_HW, attrs.get(INPUT_HW))  # per trial when searched
+    module, shape = build_model(space, spec, c_in, n_cls, kind, fixed_hw)
     graph = space.trace(module, shape, f"trial {row['number']}")
     prof = attrs.get("hw_profile")
     hw = (

@@ -38,7 +38,7 @@ from nas.backends import REQUIRED_METRICS, BaseBackend
 from nas.compression import BaseCompressionMethod, Candidate, order, run_pipeline
 from nas.config import SAMPLERS, SearchConfig, plugin_config
 from nas.cost import Cost
-from nas.data import Arrays, check_arrays, one_vs_rest
+from nas.data import Arrays, BaseDataset, check_arrays, one_vs_rest
 from nas.errors import ConfigError, NasError, TrialError
 from nas.frontend_c import frontend_cost
 from nas.graph import Graph
@@ -58,6 +58,7 @@ from nas.record import (
     FINALIST_OF,
     HEARTBEAT,
     INFEASIBLE_REASON,
+    INPUT_HW,
     LATENCY_MS,
     MEASURED_BY_BACKEND,
     NOT_REPEATED,
@@ -122,9 +123,8 @@ class Components:
     data: Arrays
     methods: list[BaseCompressionMethod]
     backend: BaseBackend
-    #: The data's on-chip front-end's cost (`nas.frontend_c.frontend_cost`), added to every
-    #: candidate's; None without a front-end.
-    frontend: dict[str, float] | None = None
+    #: The dataset itself: its `BaseDataset.choices` are searched with the network.
+    dataset: BaseDataset | None = None
 
 
 def profile_from_cfg(cfg: DictConfig) -> HardwareProfile:
@@ -149,7 +149,8 @@ def build_components(cfg: DictConfig, pm: PluginManager | None = None) -> Compon
     hw, backend = profile_from_cfg(cfg), make("backend", cfg.backend)
     backend.check(hw)
     space = make("search_space", cfg.search_space)
-    data = load_dataset(make("dataset", cfg.dataset))
+    dataset = make("dataset", cfg.dataset)
+    data = load_dataset(dataset)
     check_kind(type(space), data.kind)
     pin_resolution(space, data)
     return Components(
@@ -158,7 +159,7 @@ def build_components(cfg: DictConfig, pm: PluginManager | None = None) -> Compon
         data=data,
         methods=order(methods),
         backend=backend,
-        frontend=frontend_cost(data.frontend, hw) if data.frontend else None,
+        dataset=dataset,
     )
 
 
@@ -291,6 +292,10 @@ class Objective:
         self.comp = comp
         self.run_dir = run_dir
         self._resized: dict[int, Arrays] = {}
+        #: Choices of the data searched with the network, and the data per their values.
+        self.data_choices = comp.dataset.choices() if comp.dataset is not None else []
+        self._variants: dict[tuple[Any, ...], Arrays] = {}
+        self._frontends: dict[Any, dict[str, float]] = {}
         #: The new trial that holds the result of a trial another worker took meanwhile.
         self.recovered: optuna.trial.FrozenTrial | None = None
         #: ``search.strategy=supernet``: the trained supernet candidates inherit from, and
@@ -310,6 +315,25 @@ class Objective:
         if size not in self._resized:
             self._resized[size] = self.comp.data.resized(size)
         return self._resized[size]
+
+    def base_data(self, spec: dict[str, Any]) -> Arrays:
+        """The dataset for the data choices in ``spec`` (the loaded one without them)."""
+        values = {name: spec[name] for name, _ in self.data_choices if name in spec}
+        if not values:
+            return self.comp.data
+        key = tuple(sorted(values.items()))
+        if key not in self._variants:
+            assert self.comp.dataset is not None
+            self._variants[key] = check_arrays(
+                self.comp.dataset.variant(values), self.comp.dataset.name
+            )
+        return self._variants[key]
+
+    def data_for(self, spec: dict[str, Any]) -> Arrays:
+        """The data a candidate trains on: its data choices, at its resolution."""
+        base = self.base_data(spec)
+        size = self.comp.space.resolution(spec)
+        return self.data_at(size) if base is self.comp.data else base.resized(size)
 
     def values(self, acc: float, latency_ms: float) -> list[float]:
         """The trial's objective values, in ``search.objectives`` order."""
@@ -401,8 +425,11 @@ class Objective:
         """Sample a spec from the space and build its module (untrained)."""
         space = self.comp.space
         spec = space.sample(trial)
+        spec.update({n: trial.suggest_categorical(n, opts) for n, opts in self.data_choices})
         trial.set_user_attr(ARCH, spec)
-        data = self.data_at(space.resolution(spec))
+        data = self.data_for(spec)
+        if self.data_choices and data.fixed_hw is not None:
+            trial.set_user_attr(INPUT_HW, list(data.fixed_hw))
         torch.manual_seed(trial_seed(self.cfg.search.seed, trial.number))  # initial weights
         module, shape = build_model(
             space, spec, data.in_channels, data.num_classes, data.kind, data.fixed_hw
@@ -415,26 +442,30 @@ class Objective:
 
     def static_cost(self, trial: optuna.Trial, cand: Sampled) -> Cost:
         """Trace the candidate and cost its graph on the chip; records the cost."""
-        cost = self.cost_of(cand.module, cand.shape, cand.name)
+        cost = self.cost_of(cand.module, cand.shape, cand.name, cand.data)
         set_attrs(trial, cost.as_dict())
         return cost
 
-    def cost_of(self, module: nn.Module, shape: tuple[int, ...], name: str) -> Cost:
-        """The static cost of ``module`` on the chip."""
-        return self.chip_cost(module, self.comp.space.trace(module, shape, name))
+    def cost_of(self, module: nn.Module, shape: tuple[int, ...], name: str, data: Arrays) -> Cost:
+        """The static cost of ``module`` (for ``data``) on the chip."""
+        return self.chip_cost(module, self.comp.space.trace(module, shape, name), data)
 
-    def chip_cost(self, module: nn.Module, graph: Graph | None) -> Cost:
-        """The space's cost of the model on the chip, plus the front-end's, if any."""
+    def chip_cost(self, module: nn.Module, graph: Graph | None, data: Arrays) -> Cost:
+        """The space's cost of the model on the chip, plus that of ``data``'s front-end."""
         cost = self.comp.space.cost(module, graph, self.comp.hw)
-        return cost if self.comp.frontend is None else cost.with_frontend(self.comp.frontend)
+        if data.frontend is None:
+            return cost
+        if data.frontend not in self._frontends:
+            self._frontends[data.frontend] = frontend_cost(data.frontend, self.comp.hw)
+        return cost.with_frontend(self._frontends[data.frontend])
 
     def spec_cost(self, spec: dict[str, Any]) -> Cost:
         """The static cost of the architecture ``spec``, built untrained."""
-        d = self.comp.data
+        d = self.base_data(spec)
         module, shape = build_model(
             self.comp.space, spec, d.in_channels, d.num_classes, d.kind, d.fixed_hw
         )
-        return self.cost_of(module, shape, "subnet")
+        return self.cost_of(module, shape, "subnet", d)
 
     def fits(self, spec: dict[str, Any]) -> bool:
         """Whether the architecture ``spec`` is feasible, from its static cost alone."""
@@ -521,7 +552,7 @@ class Objective:
     def recost(self, trial: optuna.Trial, before: Cost, cand: Candidate) -> Cost:
         """The static cost of the compressed graph; when compression changed it, the trial
         records the new figures and keeps the searched ones as ``<name>_uncompressed``."""
-        after = self.chip_cost(cand.module, cand.graph)
+        after = self.chip_cost(cand.module, cand.graph, cand.data)
         if after != before:
             set_attrs(trial, after.as_dict())
             set_attrs(trial, {k + UNCOMPRESSED_SUFFIX: v for k, v in before.as_dict().items()})
@@ -595,7 +626,8 @@ class Objective:
         except ConfigError as exc:
             return f"no input contract: {exc}"
         try:
-            return firmware.write_project(folder, model, self.comp.hw, self.comp.data, cand.data)
+            base = self.base_data(cand.spec)
+            return firmware.write_project(folder, model, self.comp.hw, base, cand.data)
         except Exception as exc:  # noqa: BLE001 - the trained model is kept either way
             log.warning("%s: no firmware project: %s: %s", cand.name, type(exc).__name__, exc)
             return f"no firmware project: {type(exc).__name__}: {exc}"

@@ -149,8 +149,8 @@ def check_config(args: list[str]) -> None:
         objectives(cfg)
         check_values(cfg)
         check_storage(cfg)
-        data = check_dataset(cfg)
-        check_space(cfg, space, data)
+        data_choices, data = check_dataset(cfg)
+        check_space(cfg, space, data, data_choices)
         check_strategy(cfg, space)
     except NasError:
         raise
@@ -290,11 +290,13 @@ def _check_file_target(path: Path, what: str) -> None:
     _require(os.access(folder, os.W_OK), f"{what}: folder {folder} is not writable")
 
 
-def check_space(cfg: Any, space_cls: type, data: Arrays) -> None:
+def check_space(
+    cfg: Any, space_cls: type, data: Arrays, data_choices: list[tuple[str, list[Any]]]
+) -> None:
     """The space can sample an architecture, and each ``search.enqueue`` entry names only
-    choices the space has, with values it can take (on ``data``'s inputs: a feature map
-    pins the resolution): an unknown key would be ignored and a random architecture
-    trained instead."""
+    choices the space (or the dataset: ``data_choices``) has, with values it can take (on
+    ``data``'s inputs: a feature map pins the resolution): an unknown key would be ignored
+    and a random architecture trained instead."""
     import optuna
 
     from nas.spaces import pin_resolution
@@ -318,6 +320,12 @@ def check_space(cfg: Any, space_cls: type, data: Arrays) -> None:
         )
         assert isinstance(entry, Mapping)
         wanted = {str(k): v for k, v in entry.items()}
+        for key, options in data_choices:
+            if key in wanted and wanted.pop(key) not in options:
+                raise ConfigError(
+                    f"search.enqueue: {key}={entry[key]!r} is not a value dataset "
+                    f"'{cfg.dataset.name}' searches; valid: {options}"
+                )
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
         study.enqueue_trial(wanted)
         trial = study.ask()
@@ -382,7 +390,7 @@ def check_strategy(cfg: Any, space_cls: type) -> None:
             _check_file_target(path, what)
 
 
-def check_dataset(cfg: Any) -> Arrays:
+def check_dataset(cfg: Any) -> tuple[list[tuple[str, list[Any]]], Arrays]:
     """Load the dataset once (the search reuses it): missing files, bad options and splits
     too small to train, validate and test on are found before anything is written."""
     from nas.frontend_c import frontend_cost
@@ -391,9 +399,16 @@ def check_dataset(cfg: Any) -> Arrays:
 
     pm = get_plugin_manager()
     cls = pm.get("dataset", cfg.dataset.name)
-    data = load_dataset(cls(plugin_config(cls, cfg.dataset)))
+    dataset = cls(plugin_config(cls, cfg.dataset))
+    data = load_dataset(dataset)
+    choices = dataset.choices()
+    if choices and cfg.search.strategy == "supernet":
+        raise ConfigError(
+            f"search.strategy=supernet trains on one data set; dataset '{dataset.name}' "
+            f"searches {', '.join(n for n, _ in choices)} too: use search.strategy=train"
+        )
     space = pm.get("search_space", cfg.search_space.name)
     check_kind(space, data.kind)
     if data.frontend is not None:  # its cost on this chip must be known
         frontend_cost(data.frontend, profile_from_cfg(cfg))
-    return data
+    return choices, data

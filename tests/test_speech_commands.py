@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import optuna
@@ -229,3 +230,56 @@ def test_search_on_speech_commands_ends_in_firmware_that_runs(cli, folder, tmp_p
     )  # fmt: skip
     assert bad.returncode == 2 and "no measured cost of the MFCC front-end" in bad.stderr
     assert not (tmp_path / "esp").exists()
+
+
+def test_front_end_settings_can_be_searched(folder, tmp_path):
+    cfg = SpeechCommandsConfig(root=str(folder), cache_dir=str(tmp_path / "c"), augment=0,
+                               search_coefficients=[10, 13], search_window_ms=[20, 40])  # fmt: skip
+    dataset = SpeechCommandsDataset(cfg)
+    assert dataset.choices() == [
+        ("frontend_window_ms", [20, 40]),
+        ("frontend_coefficients", [10, 13]),
+    ]
+    other = dataset.variant({"frontend_window_ms": 40, "frontend_coefficients": 13})
+    assert other.fixed_hw == (49, 13) and other.frontend == MfccConfig(
+        window_ms=40, coefficients=13
+    )
+    with pytest.raises(ConfigError, match=r"dataset.search_coefficients=\[10, 10\]"):
+        SpeechCommandsDataset(replace(cfg, search_coefficients=[10, 10])).load()
+    with pytest.raises(ConfigError, match="dataset.search_window_ms=2000"):
+        SpeechCommandsDataset(replace(cfg, search_window_ms=[30, 2000])).load()
+
+
+@pytest.mark.slow
+def test_a_search_over_front_end_settings_costs_and_deploys_each(cli, folder, tmp_path):
+    run = tmp_path / "run"
+    common = [
+        "search", "+hw=cortex_m4", "dataset=speech_commands", f"dataset.root={folder}",
+        f"dataset.cache_dir={tmp_path / 'cache'}", "dataset.search_coefficients=[10,13]",
+        "search_space=reference", "search_space.families=[dscnn]", "search_space.widths=[8]",
+    ]  # fmt: skip
+    proc = cli(*common, "search.n_trials=2", "search.epochs=1", "backend=tflm",
+               "search.enqueue=[{frontend_coefficients:10},{frontend_coefficients:13}]",
+               f"hydra.run.dir={run}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = pd.read_csv(run / "trials.csv").set_index("arch_frontend_coefficients")
+    assert list(trials["input_hw"]) == ["[49, 10]", "[49, 13]"]
+    hw = load_profile("cortex_m4")
+    for k in (10, 13):
+        fe = frontend_cost(MfccConfig(coefficients=k), hw)
+        assert trials.loc[k, "frontend_flash_bytes"] == fe["frontend_flash_bytes"]
+        assert trials.loc[k, "frontend_sram_bytes"] == fe["frontend_sram_bytes"]
+    best = json.loads((run / "best" / "arch.json").read_text())
+    k = best["arch"]["frontend_coefficients"]
+    assert best["input"]["frontend"]["coefficients"] == k and best["input_hw"] == [49, k]
+    assert (
+        f"#define NAS_FRONTEND_COEFFICIENTS {k}"
+        in (run / "best" / "firmware" / "nas_frontend.h").read_text()
+    )
+    for bad, needle in (
+        (["search.strategy=supernet"], "search.strategy=supernet trains on one data set"),
+        (["search.enqueue=[{frontend_coefficients:12}]"], "frontend_coefficients=12"),
+    ):
+        refused = cli(*common, *bad, f"hydra.run.dir={tmp_path / 'bad'}")
+        assert refused.returncode == 2 and needle in refused.stderr, refused.stderr
+        assert not (tmp_path / "bad").exists()

@@ -21,13 +21,18 @@ Each clip becomes the MFCC map of `nas.frontend` (49 x 10 by default: 30 ms wind
 Features are cached in ``dataset.cache_dir`` like decoded images. The chip runs the same
 front-end (`nas.frontend_c`, fixed point): its RAM, flash and time per inference count in
 every candidate's budget (``frontend_*`` columns), and the firmware feeds it audio.
+``dataset.search_window_ms``, ``search_stride_ms``, ``search_mel_bands`` and
+``search_coefficients`` search front-end settings with the network: each trial draws
+them (``frontend_window_ms``, ...) and trains on the features they make.
 """
 
 from __future__ import annotations
 
+import itertools
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.io.wavfile
@@ -48,6 +53,11 @@ DOWNLOAD = (
 )
 
 
+#: The front-end settings that may be searched (``dataset.search_<setting>=[...]``).
+SEARCHABLE = ("window_ms", "stride_ms", "mel_bands", "coefficients")
+PREFIX = "frontend_"
+
+
 @dataclass
 class SpeechCommandsConfig(DatasetConfig):
     root: str = ""
@@ -61,6 +71,17 @@ class SpeechCommandsConfig(DatasetConfig):
     mel_bands: int = 40
     coefficients: int = 10
     cache_dir: str = "~/.cache/mcu-nas/speech_commands"
+    #: Front-end settings searched with the network (empty: the one above), e.g.
+    #: ``dataset.search_window_ms=[20,30,40]``; Optuna parameters ``frontend_<setting>``.
+    search_window_ms: list[int] = field(default_factory=list)
+    search_stride_ms: list[int] = field(default_factory=list)
+    search_mel_bands: list[int] = field(default_factory=list)
+    search_coefficients: list[int] = field(default_factory=list)
+
+    def searched(self) -> dict[str, list[int]]:
+        """Setting -> the values searched, for the settings with a search list."""
+        lists = {k: getattr(self, "search_" + k) for k in SEARCHABLE}
+        return {k: list(v) for k, v in lists.items() if v}
 
     def mfcc(self) -> MfccConfig:
         return MfccConfig(
@@ -113,11 +134,30 @@ class SpeechCommandsDataset(BaseDataset):
     name = "speech_commands"
     Config = SpeechCommandsConfig
 
+    def choices(self) -> list[tuple[str, list[Any]]]:
+        return [(PREFIX + k, v) for k, v in self.config.searched().items()]
+
+    def variant(self, params: dict[str, Any]) -> Arrays:
+        settings = {k.removeprefix(PREFIX): v for k, v in params.items()}
+        return type(self)(replace(self.config, **settings)).load()
+
+    def _check_choices(self) -> None:
+        """Every combination of the searched settings makes a valid front-end."""
+        c = self.config
+        for name, options in c.searched().items():
+            if len(set(options)) != len(options):
+                raise ConfigError(f"dataset.search_{name}={options}: give distinct values")
+        grid = [[(k, v) for v in opts] for k, opts in c.searched().items()]
+        for combo in itertools.product(*grid):
+            where = "dataset.search_" + ", search_".join(f"{k}={v}" for k, v in combo)
+            replace(c, **dict(combo)).mfcc().check(where)
+
     def load(self) -> Arrays:
         c = self.config
         fe = c.mfcc()
         fe.check("dataset")
         self._check_options()
+        self._check_choices()
         root = Path(c.root).expanduser() if c.root else None
         if root is None or not root.is_dir():
             raise ConfigError(f"dataset.root={c.root or '(unset)'}: not a folder; {DOWNLOAD}")
