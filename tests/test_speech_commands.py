@@ -233,17 +233,18 @@ def test_search_on_speech_commands_ends_in_firmware_that_runs(cli, folder, tmp_p
 
 
 def test_front_end_settings_can_be_searched(folder, tmp_path):
-    cfg = SpeechCommandsConfig(root=str(folder), cache_dir=str(tmp_path / "c"), augment=0,
-                               search_coefficients=[10, 13], search_window_ms=[20, 40])  # fmt: skip
+    cfg = SpeechCommandsConfig(
+        root=str(folder), cache_dir=str(tmp_path / "c"), augment=0,
+        search_coefficients=[10, 13], search_window_ms=[20, 40],
+    )  # fmt: skip
     dataset = SpeechCommandsDataset(cfg)
     assert dataset.choices() == [
         ("frontend_window_ms", [20, 40]),
         ("frontend_coefficients", [10, 13]),
     ]
     other = dataset.variant({"frontend_window_ms": 40, "frontend_coefficients": 13})
-    assert other.fixed_hw == (49, 13) and other.frontend == MfccConfig(
-        window_ms=40, coefficients=13
-    )
+    assert other.fixed_hw == (49, 13)
+    assert other.frontend == MfccConfig(window_ms=40, coefficients=13)
     with pytest.raises(ConfigError, match=r"dataset.search_coefficients=\[10, 10\]"):
         SpeechCommandsDataset(replace(cfg, search_coefficients=[10, 10])).load()
     with pytest.raises(ConfigError, match="dataset.search_window_ms=2000"):
