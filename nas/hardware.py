@@ -206,6 +206,11 @@ def _convert(source: str, key: str, t: Any, value: Any) -> Any:
         return t(value)
     item = get_args(t)[1]
     if item is LatencyEntry:
+        if not value:
+            raise ProfileError(
+                f"{source}: field '{key}' has no entries; give each operator kind's cost "
+                f"({', '.join(LUT_FIELDS)})"
+            )
         return {str(k): _latency_entry(source, f"{key}.{k}", v) for k, v in value.items()}
     return {str(k): item(v) if item is str else v for k, v in value.items()}
 
