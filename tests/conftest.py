@@ -38,6 +38,18 @@ def need_tools(tools: tuple[str, ...], packages: str) -> None:
         pytest.skip(f"{', '.join(absent)} not found (apt-get install {packages})")
 
 
+def random_bn(module):  # noqa: ANN001, ANN201 - a torch module, returned
+    """``module`` in eval mode with non-trivial batch-norm statistics (random, from torch's
+    generator), as after training: folding them into the convolutions is then tested."""
+    from torch import nn
+
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return module.eval()
+
+
 def run_firmware(folder: Path, arm: bool = True) -> str:
     """``make -C folder run`` (a trial's firmware project) must succeed, print the class
     the Python int8 model gives for its sample and, on Cortex-M (``arm``), 0 input bytes

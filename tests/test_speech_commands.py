@@ -15,11 +15,10 @@ import pandas as pd
 import pytest
 import scipy.io.wavfile
 import torch
-from conftest import need_tools, run_firmware
+from conftest import need_tools, random_bn, run_firmware
 from nas_backend_c_sim import sim
 from nas_backend_tflm.runtime import invoke_all, load, min_arena_bytes
 from nas_dataset_speech_commands import SpeechCommandsConfig, SpeechCommandsDataset
-from torch import nn
 
 from nas.cost import tflm_arena
 from nas.data import FEATURES, calibration_batch
@@ -151,14 +150,6 @@ def test_a_wrong_folder_says_what_to_do(folder, tmp_path):
         _load(folder, tmp_path, coefficients=50)
 
 
-def _random_bn(module: nn.Module) -> nn.Module:
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-    return module.eval()
-
-
 @pytest.mark.parametrize("family", ["dscnn", "mobilenet"])
 def test_a_49_by_10_map_runs_the_same_in_tflm_and_the_int8_reference(family):
     """Non-square inputs, rectangular kernels (the DS-CNN's 10 x 4, stride 2)."""
@@ -169,7 +160,7 @@ def test_a_49_by_10_map_runs_the_same_in_tflm_and_the_int8_reference(family):
         spec = {**spec, "family": "dscnn", "width": 16}
     torch.manual_seed(0)
     module, shape = build_model(space, spec, 1, 12, FEATURES, (49, 10))
-    graph = space.trace(_random_bn(module), shape, family)
+    graph = space.trace(random_bn(module), shape, family)
     assert graph is not None and graph.input_shape == (1, 49, 10, 1)
     if family == "dscnn":
         first = graph.ops[0]

@@ -11,7 +11,7 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from conftest import need_tools, run_firmware
+from conftest import need_tools, random_bn, run_firmware
 from nas_backend_c_sim import sim
 from nas_backend_tflm.runtime import invoke_all, load, min_arena_bytes
 from nas_dataset_arrays import ArraysConfig, ArraysDataset
@@ -38,18 +38,10 @@ def _spec(space_name: str, seed: int, **fixed) -> tuple[BaseSearchSpace, dict]:
     return space, {**space.sample(trial), **fixed}
 
 
-def _random_bn(module: nn.Module) -> nn.Module:
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-    return module.eval()
-
-
 def _windows_graph(space: BaseSearchSpace, spec: dict, seed: int) -> tuple[Graph, tuple]:
     torch.manual_seed(seed)
     module, shape = build_model(space, spec, C, len(MOTIONS), WINDOWS)
-    graph = space.trace(_random_bn(module), shape, "window")
+    graph = space.trace(random_bn(module), shape, "window")
     assert graph is not None
     return graph, shape
 
