@@ -323,10 +323,12 @@ class Objective:
             return self.comp.data
         key = tuple(sorted(values.items()))
         if key not in self._variants:
-            assert self.comp.dataset is not None
-            self._variants[key] = check_arrays(
-                self.comp.dataset.variant(values), self.comp.dataset.name
-            )
+            dataset = self.comp.dataset
+            assert dataset is not None
+            data = dataset.variant(values)
+            positive = getattr(dataset.config, "positive_class", None)
+            data = data if positive is None else one_vs_rest(data, positive)
+            self._variants[key] = check_arrays(data, dataset.name)
         return self._variants[key]
 
     def data_for(self, spec: dict[str, Any]) -> Arrays:
