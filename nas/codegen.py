@@ -143,9 +143,15 @@ def write(model: CSource, folder: Path) -> list[Path]:
     files = {"nas_model.c": model.source, "nas_model.h": header}
     files.update({name: (CSRC / name).read_text() for name in RUNTIME_HEADERS})
     files.update(model.headers)
+    write_files(folder, files)
+    return [folder / n for n in files]
+
+
+def write_files(folder: Path, files: dict[str, str]) -> None:
+    """Write ``files`` (name -> text) into ``folder``, creating it."""
+    folder.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (folder / name).write_text(text)
-    return [folder / n for n in files]
 
 
 class GraphC:

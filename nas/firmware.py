@@ -76,6 +76,14 @@ def input_contract(data: Arrays, size: int, src: CSource) -> dict[str, Any]:
     ``nas_preprocess`` runs the fixed-point front-end (`nas.frontend_c`)."""
     _, c, h, w = data.input_shape
     oh, ow = data.input_hw(size)
+    model_side = {
+        "model_shape": [oh, ow, c],
+        "layout": src.input_layout,
+        "int8_scale": src.input_scale,
+        "int8_zero_point": src.input_zero_point,
+        "quantize": QUANTIZE,
+        "class_names": list(data.class_names),
+    }
     if data.frontend is not None:
         fe = data.frontend
         return {
@@ -89,14 +97,9 @@ def input_contract(data: Arrays, size: int, src: CSource) -> dict[str, Any]:
             "raw_source": f"16-bit PCM audio; the model's input is its {data.raw_source}",
             "scaling": "none: the front-end reads the int16 samples",
             "resize": "none",
-            "model_shape": [oh, ow, c],
-            "layout": src.input_layout,
-            "int8_scale": src.input_scale,
-            "int8_zero_point": src.input_zero_point,
-            "quantize": QUANTIZE,
             "c_function": "nas_preprocess(raw, input) in firmware/nas_io.c, which calls "
             "nas_frontend() of firmware/nas_frontend.c (fixed point)",
-            "class_names": list(data.class_names),
+            **model_side,
         }
     raw = raw_values(data.x_test[:64], data.raw_scale)
     windows = data.kind == WINDOWS
@@ -115,13 +118,8 @@ def input_contract(data: Arrays, size: int, src: CSource) -> dict[str, Any]:
         "scaling": "x = float32(raw) * raw_scale"
         + (", in [0, 1]" if raw.dtype == np.uint8 else ""),
         "resize": "none" if (oh, ow) == (h, w) else (RESIZE_TIME if windows else RESIZE),
-        "model_shape": [oh, ow, c],
-        "layout": src.input_layout,
-        "int8_scale": src.input_scale,
-        "int8_zero_point": src.input_zero_point,
-        "quantize": QUANTIZE,
         "c_function": "nas_preprocess(raw, input) in firmware/nas_io.c",
-        "class_names": list(data.class_names),
+        **model_side,
     }
 
 
@@ -461,9 +459,7 @@ def preprocess_on_host(folder: Path, files: dict[str, str], raw: np.ndarray, n: 
     against the Python preprocessing."""
     import subprocess
 
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (folder / name).write_text(text)
+    codegen.write_files(folder, files)
     exe = folder / "io_host"
     subprocess.run(
         ["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-I", str(folder),
@@ -516,6 +512,5 @@ def write_project(
             files["board.ld"] = (codegen.CSRC / "arm.ld").read_text()
             files["arm_startup.h"] = (codegen.CSRC / "arm_startup.h").read_text()
         contract["firmware"] = f"firmware/: make run ({kind}, {which[1]})"
-    for name, text in files.items():
-        (folder / name).write_text(text)
+    codegen.write_files(folder, files)
     return contract

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from nas.backends import c_array
+from nas.codegen import write_files
 from nas.errors import ConfigError
 from nas.frontend import MfccConfig, dct_matrix, frame_work, hann_q15, mel_weights_q15
 from nas.hardware import HardwareProfile
@@ -452,12 +453,6 @@ int main(int argc, char **argv) {
 
 #: Host compiler flags: those of the c_sim backend's host build, plus ``-pedantic``.
 HOST_CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic"]
-
-
-def write_files(folder: Path, files: dict[str, str]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (folder / name).write_text(text)
 
 
 def build_host(

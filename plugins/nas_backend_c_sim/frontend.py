@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from nas.codegen import CSRC
+from nas.codegen import CSRC, write_files
 from nas.frontend import MfccConfig
-from nas.frontend_c import frontend_c, write_files
+from nas.frontend_c import frontend_c
 from nas_backend_c_sim import sim
 
 _ARM_MAIN = """\
