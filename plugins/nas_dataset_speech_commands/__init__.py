@@ -66,10 +66,11 @@ class SpeechCommandsConfig(DatasetConfig):
     augment: int = 1
     time_shift_ms: int = 100
     noise_volume: float = 0.1
-    window_ms: int = 30
-    stride_ms: int = 20
-    mel_bands: int = 40
-    coefficients: int = 10
+    # the front-end's settings, MLPerf Tiny's by default (`nas.frontend.MfccConfig`)
+    window_ms: int = MfccConfig.window_ms
+    stride_ms: int = MfccConfig.stride_ms
+    mel_bands: int = MfccConfig.mel_bands
+    coefficients: int = MfccConfig.coefficients
     cache_dir: str = "~/.cache/mcu-nas/speech_commands"
     #: Front-end settings searched with the network (empty: the one above), e.g.
     #: ``dataset.search_window_ms=[20,30,40]``; Optuna parameters ``frontend_<setting>``.
