@@ -10,14 +10,7 @@
 #define NAS_TEST_DATA __attribute__((section(".nas_test"))) /* not model flash */
 #include "nas_test_data.h"
 
-#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
-#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
-#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
-
-static void put_hex(uint32_t v, int digits, char *buf) {
-    for (int i = digits - 1; i >= 0; --i, v >>= 4) buf[i] = "0123456789abcdef"[v & 15u];
-    buf[digits] = 0;
-}
+#include "arm_measure.h"
 
 #ifdef NAS_PROFILE
 #define NAS_MAX_OPS 256
@@ -34,9 +27,7 @@ int main(void) {
      * "op=<hex>;" per marked op when profiling, then "stack=<hex>;" */
     static int8_t out[NAS_OUTPUT_BYTES];
     char line[2 * NAS_OUTPUT_BYTES + 9]; /* the hex outputs, or one 8-digit count */
-    SYST_RVR = 0x00FFFFFFu;
-    SYST_CVR = 0;
-    SYST_CSR = 5u; /* enable, processor clock, no interrupt */
+    systick_start();
     for (int n = 0; n < NAS_TEST_COUNT; ++n) {
         uint32_t start = SYST_CVR;
         nas_model_run(nas_test_inputs[n], out);
@@ -60,11 +51,6 @@ int main(void) {
         marks = 0;
 #endif
     }
-    uint32_t *w = &_sstack;
-    while (w < &_estack && *w == STACK_FILL) ++w;
-    put_hex((uint32_t)((uint8_t *)&_estack - (uint8_t *)w), 8, line);
-    put("stack=");
-    put(line);
-    put(";\n");
+    put_stack_used(line);
     return 0;
 }

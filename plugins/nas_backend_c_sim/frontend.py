@@ -26,22 +26,13 @@ _ARM_MAIN = """\
 #include "nas_frontend.h"
 #include "nas_test_audio.h"
 
-#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
-#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
-#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
+#include "arm_measure.h"
 
 static int8_t features[NAS_FRONTEND_FEATURE_BYTES];
 static char line[2 * NAS_FRONTEND_FEATURE_BYTES + 9]; /* static: not on the measured stack */
 
-static void put_hex(uint32_t v, int digits, char *buf) {
-    for (int i = digits - 1; i >= 0; --i, v >>= 4) buf[i] = "0123456789abcdef"[v & 15u];
-    buf[digits] = 0;
-}
-
 int main(void) {
-    SYST_RVR = 0x00FFFFFFu;
-    SYST_CVR = 0;
-    SYST_CSR = 5u; /* enable, processor clock, no interrupt */
+    systick_start();
     for (int n = 0; n < NAS_TEST_CLIPS; ++n) {
         uint32_t start = SYST_CVR;
         nas_frontend(nas_test_audio[n], features);
@@ -55,12 +46,7 @@ int main(void) {
         put(line);
         put(";\\n");
     }
-    uint32_t *w = &_sstack;
-    while (w < &_estack && *w == STACK_FILL) ++w;
-    put_hex((uint32_t)((uint8_t *)&_estack - (uint8_t *)w), 8, line);
-    put("stack=");
-    put(line);
-    put(";\\n");
+    put_stack_used(line);
     return 0;
 }
 """
@@ -94,7 +80,7 @@ def frontend_on_arm(
         f"nas_test_audio[{len(clips)}][NAS_FRONTEND_CLIP_SAMPLES] = {{\n{rows}\n}};\n"
     )
     (folder / "frontend_arm_main.c").write_text(_ARM_MAIN)
-    for name in ("arm_startup.h", "arm.ld"):
+    for name in ("arm_startup.h", "arm_measure.h", "arm.ld"):
         shutil.copy(CSRC / name, folder)
     cflags = [f"-mcpu={mcpu}", *sim.ARM_CFLAGS]
     obj = folder / "nas_frontend.o"

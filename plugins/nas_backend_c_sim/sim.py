@@ -131,7 +131,7 @@ def run_arm(
     are instructions. ``profile`` also reads the instructions of every op (``op_counts``;
     the marks add a few instructions per op to ``counts``)."""
     x_q = _write_test_data(folder, x_q)
-    for name in ("arm_main.c", "arm_startup.h", "arm.ld"):
+    for name in ("arm_main.c", "arm_startup.h", "arm_measure.h", "arm.ld"):
         shutil.copy(CSRC / name, folder)
     elf = folder / "firmware.elf"
     _run(
