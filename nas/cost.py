@@ -45,7 +45,7 @@ kernels are assumed to allocate like the reference ones, plus their scratch buff
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from nas.hardware import HardwareProfile
@@ -138,6 +138,15 @@ class Cost:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def changed_by(self, before: Cost, after: Cost) -> Cost:
+        """This cost with ``after - before`` added to every model field: how a compression
+        method changes a cost (`nas.compression.Plan`); the front-end's share stays."""
+        model = [f for f in COST_FIELDS if not f.startswith("frontend_")]
+        return replace(
+            self,
+            **{f: getattr(self, f) + getattr(after, f) - getattr(before, f) for f in model},
+        )
+
     def with_frontend(self, fe: dict[str, float]) -> Cost:
         """This model's cost with a front-end's (`nas.frontend_c.frontend_cost`) added."""
         return replace(
@@ -166,6 +175,24 @@ class Cost:
         if self.flash_bytes > hw.flash_bytes:
             parts.append(f"flash {self.flash_bytes} B > {hw.flash_bytes} B")
         return "; ".join(parts)
+
+
+COST_FIELDS = tuple(f.name for f in fields(Cost))
+
+#: Weight formats a runtime stores: 8-bit (int8) and 4-bit (int4, two per byte). TFLM's
+#: kernels unpack an int4 filter into a scratch buffer of one byte per weight before the
+#: op runs (``conv.cc``, ``depthwise_conv.cc``, ``fully_connected.cc``: kTfLiteInt4).
+WEIGHT_BITS = (4, 8)
+
+
+def weight_storage_bytes(elements: int, bits: int) -> int:
+    """Bytes of ``elements`` weights packed at ``bits`` bits each."""
+    return -(-elements * bits // 8)
+
+
+def unpack_scratch_bytes(op: Op, bits: int) -> int:
+    """The scratch an op with packed (sub-byte) weights asks for to unpack them."""
+    return op.weight.size if op.weight is not None and bits < 8 else 0
 
 
 def scratch_bytes(graph: Graph, op: Op, kernels: str) -> int:
@@ -207,8 +234,9 @@ def c_model_bytes(graph: Graph) -> int:
     return total
 
 
-def model_bytes(graph: Graph) -> int:
-    """Estimated size of the int8 ``.tflite`` flatbuffer `nas.tflite.export` writes."""
+def model_bytes(graph: Graph, weight_bits: int = 8) -> int:
+    """Estimated size of the ``.tflite`` flatbuffer `nas.tflite.export` writes, with
+    weights of ``weight_bits`` bits (int8 or packed int4)."""
     total = FLATBUFFER_FIXED_BYTES + FLATBUFFER_OP_BYTES * len(graph.ops)
     total += FLATBUFFER_TENSOR_BYTES * len(graph.tensors)
     total += FLATBUFFER_CONST_TENSOR_BYTES * _const_tensors(graph)
@@ -216,7 +244,8 @@ def model_bytes(graph: Graph) -> int:
         if op.weight is not None:
             per_channel = op.kind != "fully_connected"
             n_q = op.out_channels if per_channel else 1
-            total += op.weight.size + FLATBUFFER_QPARAM_BYTES * n_q
+            total += weight_storage_bytes(op.weight.size, weight_bits)
+            total += FLATBUFFER_QPARAM_BYTES * n_q
         if op.bias is not None:
             total += 4 * op.bias.size + FLATBUFFER_QPARAM_BYTES * n_q
         if op.kind == "reshape":
@@ -338,9 +367,10 @@ def _planning_end(s: Structs, tensors: int, requests: int, buffers: int) -> int:
     return align(info_end) + align(PLANNER_BYTES_PER_BUFFER * buffers)
 
 
-def tflm_arena(graph: Graph, kernels: str, pointer_bytes: int) -> Arena:
+def tflm_arena(graph: Graph, kernels: str, pointer_bytes: int, weight_bits: int = 8) -> Arena:
     """The TFLM arena of ``graph`` with ``kernels`` (``cmsis_nn`` or ``reference``) on a
-    target with ``pointer_bytes``-byte pointers (8 for the x86-64 ``tflite-micro`` wheel).
+    target with ``pointer_bytes``-byte pointers (8 for the x86-64 ``tflite-micro`` wheel),
+    with weights of ``weight_bits`` bits (int4 weights add each op's unpacking scratch).
 
     Replays, in TFLM's order, every allocation ``MicroInterpreter::AllocateTensors`` makes
     (`nas.planner.tail_start`) and takes the largest of three needs:
@@ -353,18 +383,20 @@ def tflm_arena(graph: Graph, kernels: str, pointer_bytes: int) -> Arena:
     - *prepare <op>*: while an op is prepared, the temporary tensors it builds.
     """
     s = structs(pointer_bytes)
-    scratch = [scratch_bytes(graph, op, kernels) for op in graph.ops]
+    kernel = [scratch_bytes(graph, op, kernels) for op in graph.ops]
+    unpack = [unpack_scratch_bytes(op, weight_bits) for op in graph.ops]
+    scratch = [k + u for k, u in zip(kernel, unpack, strict=True)]
     buffers = lifetimes(graph, scratch)
     head = plan(buffers).head_bytes
     tensors = len(graph.tensors) + _const_tensors(graph)
     tail = _model_tail(graph, s, tensors)
     needs: dict[str, int] = {}
     requests = 0
-    for op, nbytes in zip(graph.ops, scratch, strict=True):
+    for op, k, u in zip(graph.ops, kernel, unpack, strict=True):
         tail += _prepare_persistent(op)
         start = s.scratch_request * (requests + SCRATCH_REQUESTS_PER_OP)
         needs[f"prepare {op.name}"] = tail_start(tail, head_end(_prepare_temps(op, s), start))
-        requests += nbytes > 0
+        requests += (k > 0) + (u > 0)
     if requests:
         tail.append((s.pointer * requests, s.pointer))  # ScratchBufferHandle per request
     needs["planning"] = tail_start(tail, _planning_end(s, tensors, requests, len(buffers)))
@@ -374,16 +406,20 @@ def tflm_arena(graph: Graph, kernels: str, pointer_bytes: int) -> Arena:
     return Arena(head, allocated - head, needs[phase], phase)
 
 
-def estimate(graph: Graph, hw: HardwareProfile) -> Cost:
-    """Static cost of ``graph`` on ``hw``; raises `ProfileError` for a missing LUT entry."""
-    if hw.runtime == "c":  # generated C: no interpreter structures, no flatbuffer
+def estimate(graph: Graph, hw: HardwareProfile, weight_bits: int = 8) -> Cost:
+    """Static cost of ``graph`` on ``hw`` with weights of ``weight_bits`` bits (8, or 4 on
+    TFLM); raises `ProfileError` for a missing LUT entry."""
+    if hw.runtime == "c":
+        assert weight_bits == 8, (
+            "generated C stores int8 weights"
+        )  # generated C: no interpreter structures, no flatbuffer
         scratch = [scratch_bytes(graph, op, hw.kernels) for op in graph.ops]
         head = plan(lifetimes(graph, scratch)).head_bytes
         arena, tail, mbytes = head, 0, c_model_bytes(graph)
     else:
-        tflm = tflm_arena(graph, hw.kernels, hw.pointer_bytes)
+        tflm = tflm_arena(graph, hw.kernels, hw.pointer_bytes, weight_bits)
         arena, head, tail = tflm.min_bytes, tflm.head_bytes, tflm.tail_bytes
-        mbytes = model_bytes(graph)
+        mbytes = model_bytes(graph, weight_bits)
     latency = sum(op_latency_ms(graph, hw))
     return Cost(
         flash_bytes=mbytes + hw.runtime_flash_bytes,

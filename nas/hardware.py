@@ -99,6 +99,10 @@ class HardwareProfile:
     #: measured, and a search with a front-end dataset is refused on this chip.
     frontend_code_bytes: int = field(default=0, metadata=_NON_NEGATIVE)
     frontend_stack_bytes: int = field(default=0, metadata=_NON_NEGATIVE)
+    #: Flash of each weight decoder's code (``huffman``, ``cluster``) on this core,
+    #: measured (``python benchmarks/decoder_calibration.py``); its time per inference is
+    #: ``latency_lut.decode_<name>``. A method whose decoder is missing is refused.
+    decoder_code_bytes: dict[str, int] = field(default_factory=dict)
     notes: str = ""
     #: Provenance of a latency table fitted by ``python -m nas calibrate`` (tools, date,
     #: command, fit error); empty for hand-written profiles.

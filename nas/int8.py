@@ -124,6 +124,9 @@ class QOp:
     act_min: int = -128
     act_max: int = 127
     add: dict[str, int] = field(default_factory=dict)
+    #: Bits the runtime stores each weight in: 8, or 4 (int4 values in [-7, 7], packed two
+    #: per byte in the ``.tflite`` file; still held one per int8 here).
+    weight_bits: int = 8
 
 
 class QuantizedModel(Protocol):
@@ -154,6 +157,11 @@ class QGraph:
     def output_params(self) -> QParams:
         return self.tensors[self.graph.outputs[0]]
 
+    @property
+    def weight_bits(self) -> int:
+        """Bits the weights are stored in (one width for the whole model: 8 or 4)."""
+        return min((q.weight_bits for q in self.ops if q.weight is not None), default=8)
+
     def weight_bytes(self) -> int:
         """Bytes of int8 weights plus int32 biases."""
         total = 0
@@ -176,7 +184,12 @@ class QGraph:
             "ops": [],
         }
         for i, q in enumerate(self.ops):
-            entry = {"act_min": q.act_min, "act_max": q.act_max, "add": q.add}
+            entry = {
+                "act_min": q.act_min,
+                "act_max": q.act_max,
+                "add": q.add,
+                "weight_bits": q.weight_bits,
+            }
             for key in ("weight", "weight_scale", "bias", "multiplier", "shift"):
                 value = getattr(q, key)
                 if value is not None:
@@ -200,10 +213,15 @@ def activation_range(act: str, qp: QParams) -> tuple[int, int]:
 
 
 def _quantize_weights(
-    w: np.ndarray, axis: int | None, min_scale: np.ndarray | float = 0.0, per_channel: bool = True
+    w: np.ndarray,
+    axis: int | None,
+    min_scale: np.ndarray | float = 0.0,
+    per_channel: bool = True,
+    bits: int = 8,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 weights: one scale per channel along ``axis``, or one for the whole
-    tensor when ``axis`` is None. No scale below ``min_scale`` (per channel, or one value).
+    """Symmetric weights of ``bits`` bits (int8: [-127, 127]; int4: [-7, 7]), held as int8:
+    one scale per channel along ``axis``, or one for the whole tensor when ``axis`` is
+    None. No scale below ``min_scale`` (per channel, or one value).
 
     ``per_channel=False`` gives every channel the whole tensor's scale: per-tensor
     quantization, still stored per channel so the kernels and the TFLite file are the same.
@@ -218,8 +236,9 @@ def _quantize_weights(
             amax = np.full_like(amax, amax.max())
             min_scale = np.full_like(amax, np.max(min_scale))
         shape[axis] = -1
-    scale = np.maximum(np.maximum(amax / 127.0, min_scale), 1e-12).astype(np.float32)
-    q = np.clip(np.round(w / scale.astype(np.float64).reshape(shape)), -127, 127)
+    top = (1 << (bits - 1)) - 1
+    scale = np.maximum(np.maximum(amax / top, min_scale), 1e-12).astype(np.float32)
+    q = np.clip(np.round(w / scale.astype(np.float64).reshape(shape)), -top, top)
     return q.astype(np.int8), scale
 
 
@@ -276,9 +295,12 @@ def run_float(graph: Graph, x_nhwc: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- quantization
 
 
-def quantize(graph: Graph, calib_nhwc: np.ndarray, per_channel: bool = True) -> QGraph:
+def quantize(
+    graph: Graph, calib_nhwc: np.ndarray, per_channel: bool = True, weight_bits: int = 8
+) -> QGraph:
     """Post-training int8 quantization calibrated on min/max of ``calib_nhwc`` activations;
-    convolution weights per output channel, or per tensor with ``per_channel=False``."""
+    convolution weights per output channel, or per tensor with ``per_channel=False``;
+    weights of ``weight_bits`` bits (8, or 4: int4)."""
     lo: dict[int, float] = {}
     hi: dict[int, float] = {}
 
@@ -302,11 +324,14 @@ def quantize(graph: Graph, calib_nhwc: np.ndarray, per_channel: bool = True) -> 
             tq[out] = tq[op.inputs[0]]  # the spec keeps the input's scale and zero point
         else:
             tq[out] = QParams.from_range(lo[out], hi[out])
-        qops.append(_quantize_op(op, [tq[t] for t in op.inputs], tq[out], per_channel))
+        qin = [tq[t] for t in op.inputs]
+        qops.append(_quantize_op(op, qin, tq[out], per_channel, weight_bits))
     return QGraph(graph, tq, qops)
 
 
-def _quantize_op(op: Op, qin: list[QParams], qout: QParams, per_channel: bool) -> QOp:
+def _quantize_op(
+    op: Op, qin: list[QParams], qout: QParams, per_channel: bool, weight_bits: int = 8
+) -> QOp:
     act_min, act_max = activation_range(op.activation, qout)
     q = QOp(act_min=act_min, act_max=act_max)
     if op.kind in ("conv2d", "depthwise_conv2d", "fully_connected"):
@@ -316,7 +341,10 @@ def _quantize_op(op: Op, qin: list[QParams], qout: QParams, per_channel: bool) -
         # A channel whose weights are (nearly) zero, e.g. after a batch norm with gamma ~ 0,
         # would need a bias beyond int32: raise its scale so the bias fits.
         min_scale = np.abs(op.bias.astype(np.float64)) / (in_scale * BIAS_LIMIT)
-        q.weight, q.weight_scale = _quantize_weights(op.weight, axis, min_scale, per_channel)
+        q.weight, q.weight_scale = _quantize_weights(
+            op.weight, axis, min_scale, per_channel, weight_bits
+        )
+        q.weight_bits = weight_bits
         bias_scale = in_scale * q.weight_scale.astype(np.float64)
         q.bias = np.clip(np.round(op.bias / bias_scale), INT32_MIN, INT32_MAX).astype(np.int32)
         out_scale = np.float64(np.float32(qout.scale))

@@ -62,8 +62,20 @@ FINALIST_OF = "finalist_of"
 ACC_INT8_INHERITED = "acc_int8_inherited"
 #: The static cost's names (`nas.cost.Cost`: ``flash_bytes``, ``latency_ms``...).
 COST = tuple(f.name for f in dataclasses.fields(Cost))
-#: When compression changed the graph: ``<cost name>_uncompressed`` keeps the searched one.
+#: When compression changes the cost: ``<cost name>_uncompressed`` holds the cost of the
+#: uncompressed int8 network (the cost columns themselves hold the prediction, then the
+#: measurement after compression).
 UNCOMPRESSED_SUFFIX = "_uncompressed"
+#: ``<name>_predicted``: the cost the selected compression methods predicted before
+#: training (`nas.compression.predict`), which decided feasibility; kept next to the
+#: measured figure for these names.
+PREDICTED_SUFFIX = "_predicted"
+PREDICTED = ("flash_bytes", "sram_bytes", "macs", "latency_ms")
+#: Whether the uncompressed network would have fitted too (recorded when compression
+#: changes the cost): False marks a candidate that fits only through compression.
+FITS_UNCOMPRESSED = "fits_uncompressed"
+#: How the reason of a candidate that no longer fits once measured after compression starts.
+AFTER_COMPRESSION = "after compression"
 
 # ----------------------------------------------------------- what a backend must return
 
@@ -153,6 +165,8 @@ CORE_COLUMNS = frozenset(
         *REASONS,
         *COST,
         *(name + UNCOMPRESSED_SUFFIX for name in COST),
+        *(name + PREDICTED_SUFFIX for name in PREDICTED),
+        FITS_UNCOMPRESSED,
         *LOAD_COLUMNS,
         PARETO_RUN,
         PARETO_ALL,

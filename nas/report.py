@@ -37,10 +37,12 @@ from nas.record import (
     ACC_FLOAT,
     ACC_INT8,
     ACC_INT8_TEST,
+    AFTER_COMPRESSION,
     ARCH_PREFIX,
     DUPLICATE_OF,
     FEASIBLE,
     FEASIBLE_PREFIX,
+    FITS_UNCOMPRESSED,
     FLASH_BYTES,
     HIDDEN,
     LATENCY_MS,
@@ -49,6 +51,7 @@ from nas.record import (
     PARETO,
     PARETO_ALL,
     PARETO_RUN,
+    PREDICTED_SUFFIX,
     REASON,
     REASONS,
     SCORED_BY,
@@ -56,6 +59,7 @@ from nas.record import (
     STATE,
     SUPERNET,
     TRAIN_S,
+    UNCOMPRESSED_SUFFIX,
 )
 from nas.storage import display_url, mask_url, open_storage, without_masked_password
 
@@ -333,6 +337,7 @@ def write_run(
             "",
         ]
     lines += frontend_lines(df, front)
+    lines += compression_lines(df)
     lines += failures(df)
     lines += estimate_vs_measured(df)
     shown = mask_url(json.dumps(settings, indent=2))
@@ -382,6 +387,41 @@ def frontend_lines(df: pd.DataFrame, front: pd.DataFrame) -> list[str]:
             f"{fl:.2f} |"
         )
     return [*lines, ""]
+
+
+def compression_lines(df: pd.DataFrame) -> list[str]:
+    """Markdown section, when compression changes the cost: how many candidates fit only
+    through it, and each trained trial's cost uncompressed, predicted and measured."""
+    if FITS_UNCOMPRESSED not in df or df[FITS_UNCOMPRESSED].isna().all():
+        return []
+    after = df[REASON].fillna("").astype(str).str.startswith(AFTER_COMPRESSION)
+    fitting = df[df[FEASIBLE].astype(bool) | after]  # predicted to fit
+    only = fitting[fitting[FITS_UNCOMPRESSED].eq(False)]
+    lines = [
+        "## Compression: predicted and measured cost",
+        "",
+        f"{len(only)} of {len(fitting)} candidates predicted to fit the chip fit only "
+        "through compression (`fits_uncompressed` false: the uncompressed int8 network "
+        f"is over a limit); {int(trained_mask(only).sum())} of them were trained and scored. "
+        f"{int(after.sum())} trained candidates no longer fitted once measured after "
+        "compression. "
+        "The prediction before training (`*_predicted`) decided feasibility; the cost "
+        "columns hold the measurement after compression, `*_uncompressed` the int8 network.",
+        "",
+    ]
+    rows = df[trained_mask(df)]
+    if len(rows):
+        table = rows[[NUMBER]].copy()
+        for name in ("flash_bytes", "sram_bytes"):
+            for col in (name + UNCOMPRESSED_SUFFIX, name + PREDICTED_SUFFIX, name):
+                table[col] = rows[col].fillna(rows[name]).astype(int)
+        table["flash_prediction_error_pct"] = (
+            100.0
+            * (rows["flash_bytes" + PREDICTED_SUFFIX] - rows["flash_bytes"])
+            / rows["flash_bytes"]
+        )
+        lines += [markdown_table(table), ""]
+    return lines
 
 
 def failures(df: pd.DataFrame) -> list[str]:

@@ -35,7 +35,15 @@ from tqdm import tqdm
 
 from nas import codegen, console, firmware, report, workers
 from nas.backends import REQUIRED_METRICS, BaseBackend
-from nas.compression import BaseCompressionMethod, Candidate, order, run_pipeline
+from nas.compression import (
+    BaseCompressionMethod,
+    Candidate,
+    Plan,
+    measure,
+    order,
+    predict,
+    run_pipeline,
+)
 from nas.config import SAMPLERS, SearchConfig, plugin_config
 from nas.cost import Cost
 from nas.data import Arrays, BaseDataset, check_arrays, one_vs_rest
@@ -51,17 +59,21 @@ from nas.record import (
     ACC_FLOAT_TEST,
     ACC_INT8,
     ACC_INT8_INHERITED,
+    AFTER_COMPRESSION,
     ARCH,
     DUPLICATE_OF,
     FAIL_REASON,
     FEASIBLE,
     FINALIST_OF,
+    FITS_UNCOMPRESSED,
     HEARTBEAT,
     INFEASIBLE_REASON,
     INPUT_HW,
     LATENCY_MS,
     MEASURED_BY_BACKEND,
     NOT_REPEATED,
+    PREDICTED,
+    PREDICTED_SUFFIX,
     PRUNE_REASON,
     REASON,
     RETRY_OF,
@@ -148,6 +160,8 @@ def build_components(cfg: DictConfig, pm: PluginManager | None = None) -> Compon
     )
     hw, backend = profile_from_cfg(cfg), make("backend", cfg.backend)
     backend.check(hw)
+    for method in methods:
+        method.check(hw, backend.name, methods)
     space = make("search_space", cfg.search_space)
     dataset = make("dataset", cfg.dataset)
     data = load_dataset(dataset)
@@ -406,7 +420,7 @@ class Objective:
     def _run(self, trial: optuna.Trial) -> list[float]:
         """The trial, step by step; the objective values."""
         sampled = self.sample(trial)
-        cost = self.static_cost(trial, sampled)
+        plain, cost = self.static_cost(trial, sampled)
         if not self.check_feasible(trial, cost):
             return self.values(0.0, cost.latency_ms)
         inherit = self.supernet is not None and FINALIST_OF not in trial.user_attrs
@@ -416,7 +430,9 @@ class Objective:
             return self.values(self.inherit(trial, sampled), cost.latency_ms)
         settings = self.train(trial, sampled, cost.latency_ms)
         compressed = self.compress(sampled, settings)
-        cost = self.recost(trial, cost, compressed)
+        cost = self.recost(trial, plain, cost, compressed)
+        if not trial.user_attrs[FEASIBLE]:
+            return self.values(0.0, cost.latency_ms)
         metrics = self.score(compressed, cost)
         set_attrs(trial, metrics)
         if self.cfg.search.save_models:
@@ -442,15 +458,31 @@ class Objective:
             self.supernet.extract(spec, module)
         return Sampled(f"trial {trial.number}", spec, module, data, shape)
 
-    def static_cost(self, trial: optuna.Trial, cand: Sampled) -> Cost:
-        """Trace the candidate and cost its graph on the chip; records the cost."""
-        cost = self.cost_of(cand.module, cand.shape, cand.name, cand.data)
+    def static_cost(self, trial: optuna.Trial, cand: Sampled) -> tuple[Cost, Cost]:
+        """Trace the candidate, cost its graph on the chip and predict what the selected
+        compression makes of it; records both. Returns (uncompressed, predicted)."""
+        plain, cost = self.cost_of(cand.module, cand.shape, cand.name, cand.data)
         set_attrs(trial, cost.as_dict())
-        return cost
+        set_attrs(trial, {k + PREDICTED_SUFFIX: getattr(cost, k) for k in PREDICTED})
+        if cost != plain:
+            set_attrs(trial, {k + UNCOMPRESSED_SUFFIX: v for k, v in plain.as_dict().items()})
+            fits = not feasibility(plain, self.comp.hw, self.cfg.search).reason
+            trial.set_user_attr(FITS_UNCOMPRESSED, fits)
+        return plain, cost
 
-    def cost_of(self, module: nn.Module, shape: tuple[int, ...], name: str, data: Arrays) -> Cost:
-        """The static cost of ``module`` (for ``data``) on the chip."""
-        return self.chip_cost(module, self.comp.space.trace(module, shape, name), data)
+    def cost_of(
+        self, module: nn.Module, shape: tuple[int, ...], name: str, data: Arrays
+    ) -> tuple[Cost, Cost]:
+        """The static cost of ``module`` (for ``data``) on the chip, uncompressed, and as
+        the selected compression methods predict it (`nas.compression.predict`)."""
+
+        def restructure(new: nn.Module) -> tuple[Graph | None, Cost]:
+            graph = self.comp.space.trace(new, shape, name)
+            return graph, self.chip_cost(new, graph, data)
+
+        graph, plain = restructure(module)
+        plan = Plan.plain(module, graph, plain, self.comp.hw, restructure)
+        return plain, predict(self.comp.methods, plan).cost
 
     def chip_cost(self, module: nn.Module, graph: Graph | None, data: Arrays) -> Cost:
         """The space's cost of the model on the chip, plus that of ``data``'s front-end."""
@@ -467,7 +499,7 @@ class Objective:
         module, shape = build_model(
             self.comp.space, spec, d.in_channels, d.num_classes, d.kind, d.fixed_hw
         )
-        return self.cost_of(module, shape, "subnet", d)
+        return self.cost_of(module, shape, "subnet", d)[1]
 
     def fits(self, spec: dict[str, Any]) -> bool:
         """Whether the architecture ``spec`` is feasible, from its static cost alone."""
@@ -551,13 +583,25 @@ class Objective:
             raise TrialError(f"{cand.name}: the quantization method set no int8 model")
         return out
 
-    def recost(self, trial: optuna.Trial, before: Cost, cand: Candidate) -> Cost:
-        """The static cost of the compressed graph; when compression changed it, the trial
-        records the new figures and keeps the searched ones as ``<name>_uncompressed``."""
-        after = self.chip_cost(cand.module, cand.graph, cand.data)
-        if after != before:
-            set_attrs(trial, after.as_dict())
-            set_attrs(trial, {k + UNCOMPRESSED_SUFFIX: v for k, v in before.as_dict().items()})
+    def recost(self, trial: optuna.Trial, plain: Cost, predicted: Cost, cand: Candidate) -> Cost:
+        """The measured cost of the compressed candidate (its traced graph's, changed by
+        each method's ``measure``) replaces the prediction in the cost columns; a
+        candidate that no longer fits is recorded infeasible with both figures."""
+        traced = self.chip_cost(cand.module, cand.graph, cand.data)
+        after = measure(self.comp.methods, cand, traced).cost
+        set_attrs(trial, after.as_dict())
+        if after != plain:
+            set_attrs(trial, {k + UNCOMPRESSED_SUFFIX: v for k, v in plain.as_dict().items()})
+        verdict = feasibility(after, self.comp.hw, self.cfg.search)
+        if verdict.reason:
+            for key, value in verdict.constraints.items():
+                trial.set_constraint(key, value)
+            trial.set_user_attr(FEASIBLE, False)
+            trial.set_user_attr(
+                INFEASIBLE_REASON,
+                f"{AFTER_COMPRESSION}: {verdict.reason} (predicted flash "
+                f"{predicted.flash_bytes} B, sram {predicted.sram_bytes} B)",
+            )
         return after
 
     def score(self, cand: Candidate, cost: Cost) -> dict[str, Any]:

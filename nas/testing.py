@@ -3,7 +3,9 @@
 Among them: metrics are JSON-serialisable and named by strings, and none is a core column
 (`nas.record.CORE_COLUMNS`: ``flash_bytes``, ``feasible``, ``acc_float``...), which would
 overwrite what the search measured; such a plugin fails with a `nas.errors.TrialError`
-naming the key, as its trials would.
+naming the key, as its trials would. A compression method keeps the cost contract
+(`nas.compression`): on random candidates, the cost it predicts before training is never
+below the cost it measures after compression (flash, SRAM, MACs, latency).
 
 The project's own tests run them over every registered plugin (``tests/test_contracts.py``).
 In a plugin's test suite::
@@ -27,8 +29,17 @@ import numpy as np
 import torch
 
 from nas.backends import REQUIRED_METRICS, BaseBackend
-from nas.compression import STAGES, BaseCompressionMethod, Candidate, run_pipeline
-from nas.cost import estimate
+from nas.compression import (
+    STAGES,
+    BaseCompressionMethod,
+    Candidate,
+    Plan,
+    measure,
+    order,
+    predict,
+    run_pipeline,
+)
+from nas.cost import Cost, estimate
 from nas.graph import trace
 from nas.hardware import load_profile
 from nas.int8 import run_float
@@ -71,6 +82,62 @@ def make_candidate(hw: str = "cortex_m4") -> Candidate:
     return Candidate("contract", dict(SPEC), module, graph, data, load_profile(hw))
 
 
+#: The cost-contract names: what a prediction must bound.
+BOUNDED = ("flash_bytes", "sram_bytes", "macs", "latency_ms")
+
+
+def plan_for(module: torch.nn.Module, hw_name: str = "cortex_m4") -> Plan:
+    """The uncompressed plan of an 8 x 8 digits ``module`` on ``hw_name``, as the search
+    makes it: every structure traced and costed with `nas.cost.estimate`."""
+    hw = load_profile(hw_name)
+
+    def restructure(new: torch.nn.Module) -> tuple[Any, Cost]:
+        graph = trace(new.eval(), (1, 1, 8, 8), "contract")
+        return graph, estimate(graph, hw)
+
+    graph, cost = restructure(module)
+    return Plan.plain(module, graph, cost, hw, restructure)
+
+
+def check_cost_contract(
+    methods: list[BaseCompressionMethod], candidates: int = 3, seed: int = 0
+) -> list[tuple[Cost, Cost]]:
+    """Predict, train, compress and measure ``candidates`` random small MobileNet-like
+    networks on digits with ``methods`` (in stage order); assert the prediction bounds the
+    measurement. Returns (predicted, measured) per candidate."""
+    pm = get_plugin_manager()
+    space = pm.get("search_space", "mobilenet")()
+    data = pm.get("dataset", "digits")().load()
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(candidates):
+        spec = dict(SPEC)
+        for s in (1, 2):
+            spec[f"s{s}_width"] = int(rng.choice([8, 16, 24]))
+            spec[f"s{s}_expand"] = int(rng.choice([1, 2, 4]))
+            spec[f"s{s}_kernel"] = int(rng.choice([3, 5]))
+        torch.manual_seed(seed * 100 + i)
+        module = space.build(spec, data.in_channels, data.num_classes)
+        predicted = predict(methods, plan_for(module)).cost
+        settings = TrainSettings(epochs=1, batch_size=32, lr=0.01, weight_decay=1e-4, seed=i)
+        fit(module, data, settings)
+        module.eval()
+        graph = trace(module, (1, data.in_channels, 8, 8), "contract")
+        cand = Candidate(f"contract {i}", spec, module, graph, data, load_profile("cortex_m4"))
+        cand.train = settings
+        done = run_pipeline(methods, cand)
+        assert done.graph is not None
+        measured = measure(methods, done, estimate(done.graph, done.hw)).cost
+        for name in BOUNDED:
+            p, m = getattr(predicted, name), getattr(measured, name)
+            assert m <= p * (1 + 1e-9), (
+                f"{', '.join(x.name for x in methods)}: measured {name} {m} above the "
+                f"prediction {p} (spec {spec})"
+            )
+        out.append((predicted, measured))
+    return out
+
+
 def _check_class(cls: Any, base: type) -> None:
     assert issubclass(cls, base), f"{cls!r} must subclass {base.__name__}"
     assert isinstance(getattr(cls, "name", None), str) and cls.name, f"{cls!r} needs a name"
@@ -96,7 +163,13 @@ def check_compression_method(cls: type[BaseCompressionMethod]) -> Candidate:
     methods: list[BaseCompressionMethod] = [cls()]
     if cls.stage != "quantization":
         methods.append(get_plugin_manager().get("compression", "ptq")())
+    methods = order(methods)
+    for m in methods:
+        m.check(cand.hw, "tflm", methods)
+    check_cost_contract(methods)
     out = run_pipeline(methods, cand)
+    assert out.graph is not None
+    measure(methods, out, estimate(out.graph, out.hw))  # its metrics too
     assert isinstance(out, Candidate), f"{cls.name}: apply must return a Candidate"
     assert out.qgraph is not None, f"{cls.name}: no int8 model after the pipeline"
     assert out.graph is not None, f"{cls.name}: the candidate lost its graph"

@@ -2,9 +2,10 @@
 
 Uses the TFLite schema (object API) that ships in the PyPI package ``tflite-micro``.
 Every op of the graph maps to one builtin operator with the quantization parameters of
-`nas.int8` (per-channel int8 weights, int32 bias, per-tensor int8 activations), so the
-interpreter computes the same integers as the project's reference. Explicit padding that
-is neither ``VALID`` nor TensorFlow's ``SAME`` becomes a ``PAD`` operator.
+`nas.int8` (per-channel int8 or packed int4 weights, int32 bias, per-tensor int8
+activations), so the interpreter computes the same integers as the project's reference.
+Explicit padding that is neither ``VALID`` nor TensorFlow's ``SAME`` becomes a ``PAD``
+operator.
 """
 
 from __future__ import annotations
@@ -116,6 +117,16 @@ def _padding(m: _Model, qg: QGraph, op: Op, src: int) -> tuple[int, int]:
     return tfl.Padding.VALID, out
 
 
+def pack_int4(values: np.ndarray) -> np.ndarray:
+    """int4 values (held as int8, in [-8, 7]) packed two per byte in TFLite's order: the
+    first of each pair in the low nibble (``UnpackDenseInt4IntoInt8``); an odd count ends
+    with a zero nibble."""
+    flat = values.astype(np.int16).ravel() & 0xF
+    if flat.size % 2:
+        flat = np.append(flat, 0)
+    return (flat[0::2] | (flat[1::2] << 4)).astype(np.uint8)
+
+
 def export(qg: QGraph, description: str = "mcu-nas") -> bytes:
     """The ``.tflite`` flatbuffer of ``qg``.
 
@@ -138,11 +149,12 @@ def export(qg: QGraph, description: str = "mcu-nas") -> bytes:
             in_scale = np.float64(np.float32(qg.tensors[op.inputs[0]].scale))
             axis = 3 if op.kind == "depthwise_conv2d" else 0
             zeros = np.zeros(q.weight_scale.size, dtype=np.int64)
+            int4 = q.weight_bits == 4
             w = m.tensor(
                 f"{op.name}_weights",
                 q.weight.shape,
-                tfl.TensorType.INT8,
-                q.weight,
+                tfl.TensorType.INT4 if int4 else tfl.TensorType.INT8,
+                pack_int4(q.weight) if int4 else q.weight,
                 q.weight_scale,
                 zeros,
                 axis,

@@ -38,3 +38,26 @@ class FaultyPlugin:
     @nas.hookimpl
     def nas_register_backends():
         return [SaysFeasible]
+
+
+class Underpredicts(BaseCompressionMethod):
+    """Predicts 10 KB less flash than it then measures: breaks the cost contract."""
+
+    name = "underpredict"
+    stage = "encoding"
+
+    def apply(self, candidate):
+        return candidate
+
+    def predict(self, plan):
+        import dataclasses
+
+        cost = dataclasses.replace(plan.cost, flash_bytes=plan.cost.flash_bytes - 10_000)
+        return dataclasses.replace(plan, cost=cost)
+
+
+class UnderpredictPlugin:
+    @staticmethod
+    @nas.hookimpl
+    def nas_register_compression_methods():
+        return [Underpredicts]

@@ -287,6 +287,36 @@ PLUGINS = _cases(
         ),
         ("c-sim-inputs-range", [HW, "backend=c_sim", "backend.sim_inputs=0"], "sim_inputs=0"),
         ("no-quantization", [HW, "compression=[prune]"], "quantization"),
+        (
+            "cluster-bits-9",
+            [HW, "compression=[cluster,ptq]", "compression.cluster.bits=9"],
+            "compression.cluster.bits=9 is not valid",
+        ),
+        (
+            "int4-weight-bits-3",
+            [HW, "compression.ptq.weight_bits=3"],
+            "compression.ptq.weight_bits=3 is not valid",
+        ),
+        (
+            "int4-on-c-sim",
+            [HW, "backend=c_sim", "compression.ptq.weight_bits=4"],
+            "int4 weights run in TensorFlow Lite Micro only",
+        ),
+        (
+            "int4-with-huffman",
+            [HW, "compression=[ptq,huffman]", "compression.ptq.weight_bits=4"],
+            "cannot be combined with huffman",
+        ),
+        (
+            "huffman-no-decoder",
+            ["+hw=esp32", "compression=[ptq,huffman]"],
+            "no measured 'huffman' weight decoder for esp32",
+        ),
+        (
+            "cluster-no-decoder",
+            ["+hw=arduino_uno", "backend=estimate", "compression=[cluster,ptq]"],
+            "no measured 'cluster' weight decoder for arduino_uno",
+        ),
         ("bonsai-tflm", [HW, "search_space=bonsai", "backend=tflm"], "bonsai"),
     ],
 )

@@ -53,7 +53,7 @@ class TflmBackend(BaseBackend):
             model = export(qg, description=f"mcu-nas {candidate.name}")
         except GraphError as exc:
             raise TrialError(f"{candidate.name}: {exc}") from None
-        estimated = tflm_arena(qg.graph, "reference", HOST_POINTER_BYTES)
+        estimated = tflm_arena(qg.graph, "reference", HOST_POINTER_BYTES, qg.weight_bits)
         measured = min_arena_bytes(model, guess=estimated.min_bytes)
         interp = load(model, measured, known_to_fit=True)
         d = candidate.data

@@ -7,6 +7,11 @@ smallest importance -- the L2 norm of the expansion filter times the BN scale --
 from all four layers. Block inputs and outputs, and so residual additions, are untouched.
 The network is then fine-tuned for ``finetune_epochs`` with the search's training recipe
 and traced again, so the graph, flash, SRAM, MACs and latency all shrink.
+
+The structure it leaves depends on the architecture and the options only (how many
+channels each chain keeps, not which), so ``predict`` prunes an untrained copy the same
+way: the predicted cost is the measured one, exactly, and a network that fits only once
+pruned is trained.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import torch
 from torch import nn
 
 from nas import hookimpl
-from nas.compression import BaseCompressionMethod, Candidate
+from nas.compression import BaseCompressionMethod, Candidate, Plan
 from nas.errors import check_option
 from nas.train import DEFAULT_SETTINGS, fit
 
@@ -142,6 +147,12 @@ class ChannelPruning(BaseCompressionMethod):
     name = "prune"
     stage = "structure"
     Config = PruneConfig
+
+    def predict(self, plan: Plan) -> Plan:
+        module = copy.deepcopy(plan.module)
+        if not prune_module(module, self.config.amount, self.config.min_channels):
+            return plan
+        return plan.with_structure(module)
 
     def apply(self, candidate: Candidate) -> Candidate:
         c = self.config

@@ -9,6 +9,14 @@ back: on one Fashion-MNIST network, per-tensor PTQ lost 2.7 points to float on a
 over 10 seeds (13 on the worst), and QAT recovered 2.3 of them
 (``benchmarks/results/qat_vs_ptq_per_tensor.md``).
 
+``weight_bits=4`` stores every weight as int4 ([-7, 7], per-channel scales, packed two
+per byte in the ``.tflite`` file), which TensorFlow Lite Micro runs: its CONV_2D,
+DEPTHWISE_CONV_2D and FULLY_CONNECTED kernels unpack an int4 filter into a scratch buffer
+before the op (bit-exact with `nas.int8`'s reference; ``tests/test_int4.py``). Flash then
+shrinks by half the weights, and the arena grows by the largest unpacked filter: both
+predicted exactly before training (`nas.cost.estimate`). It needs a TFLM profile and a
+backend that runs TFLM flatbuffers (``tflm``, or ``estimate``).
+
 Sets ``candidate.qgraph``. Models that are not layer graphs (a space's ``trace`` gives
 ``None``) quantize themselves with the same calibration batch through their
 ``quantize_int8`` method (``per_channel`` does not apply to them).
@@ -16,13 +24,19 @@ Sets ``candidate.qgraph``. Models that are not layer graphs (a space's ``trace``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from nas import hookimpl
-from nas.compression import BaseCompressionMethod, Candidate
+from nas.compression import BaseCompressionMethod, Candidate, Plan, Stored
+from nas.cost import WEIGHT_BITS, estimate, weight_storage_bytes
 from nas.data import calibration_batch
-from nas.errors import check_option
+from nas.errors import ConfigError, check_option
+from nas.hardware import HardwareProfile
 from nas.int8 import quantize
+
+#: Backends that run the ``.tflite`` flatbuffer's int4 weights (or cost them as TFLM does).
+INT4_BACKENDS = ("tflm", "estimate")
 
 
 @dataclass
@@ -30,8 +44,15 @@ class PtqConfig:
     calibration_samples: int = 256
     seed: int = 0
     per_channel: bool = True
+    weight_bits: int = 8
 
     def __post_init__(self) -> None:
+        check_option(
+            "compression.ptq.weight_bits",
+            self.weight_bits,
+            self.weight_bits in WEIGHT_BITS,
+            " or ".join(map(str, WEIGHT_BITS)),
+        )
         check_option(
             "compression.ptq.calibration_samples",
             self.calibration_samples,
@@ -53,8 +74,52 @@ class PostTrainingQuantization(BaseCompressionMethod):
         if candidate.graph is None:  # not a layer graph (Bonsai): the model quantizes itself
             candidate.qgraph = candidate.module.quantize_int8(calib.transpose(0, 3, 1, 2))
         else:
-            candidate.qgraph = quantize(candidate.graph, calib, c.per_channel)
+            candidate.qgraph = quantize(candidate.graph, calib, c.per_channel, c.weight_bits)
         return candidate
+
+    def check(
+        self, hw: HardwareProfile, backend: str, methods: Sequence[BaseCompressionMethod]
+    ) -> None:
+        if self.config.weight_bits == 8:
+            return
+        encoders = [m.name for m in methods if m.name in ("cluster", "huffman")]
+        if encoders:
+            raise ConfigError(
+                f"compression.ptq.weight_bits={self.config.weight_bits} cannot be combined "
+                f"with {', '.join(encoders)} (they code int8 weights); use "
+                "compression.ptq.weight_bits=8 with them"
+            )
+        if hw.runtime != "tflm" or backend not in INT4_BACKENDS:
+            raise ConfigError(
+                f"compression.ptq.weight_bits={self.config.weight_bits}: int4 weights run in "
+                f"TensorFlow Lite Micro only (backend={' or '.join(INT4_BACKENDS)} and a "
+                f"profile with runtime: tflm), not backend={backend} on {hw.name}; "
+                "valid here: compression.ptq.weight_bits=8"
+            )
+
+    def predict(self, plan: Plan) -> Plan:
+        return self._int4(plan)
+
+    def measure(self, candidate: Candidate, plan: Plan) -> Plan:
+        return self._int4(plan)
+
+    def _int4(self, plan: Plan) -> Plan:
+        """``plan`` with int4 weights: flatbuffer and arena as `nas.cost.estimate` gives them."""
+        bits = self.config.weight_bits
+        if bits == 8:
+            return plan
+        if plan.graph is None:
+            raise ConfigError(
+                f"compression.ptq.weight_bits={bits}: the search space's models are not "
+                "layer graphs; valid for them: 8"
+            )
+        stored = [
+            Stored(s.elements, bits, weight_storage_bytes(s.elements, bits)) for s in plan.stored
+        ]
+        cost = plan.cost.changed_by(
+            estimate(plan.graph, plan.hw), estimate(plan.graph, plan.hw, bits)
+        )
+        return replace(plan, stored=stored, cost=cost)
 
 
 @hookimpl
