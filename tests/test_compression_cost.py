@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-from nas_compress_cluster import ClusterConfig, WeightSharing, kmeans_1d
+from nas_compress_cluster import WeightSharing, kmeans_1d
 from nas_compress_huffman import HuffmanCoding
 from nas_compress_prune import ChannelPruning
 from nas_compress_ptq import PostTrainingQuantization, PtqConfig
@@ -122,7 +122,7 @@ def test_a_candidate_over_the_limit_once_measured_is_recorded_infeasible(tmp_pat
     """A method whose prediction is too low (built-ins bound theirs) lets a candidate be
     trained that does not fit once measured: recorded infeasible with both figures, not
     scored, and the contract check names the method."""
-    from faulty_plugins import Underpredicts, UnderpredictPlugin
+    from faulty_plugins import UnderpredictPlugin, Underpredicts
     from hydra import compose, initialize_config_module
 
     from nas.config import register_configs
