@@ -90,7 +90,15 @@ def nas_register_compression_methods() -> list[type[BaseCompressionMethod]]:
     Each method declares its ``stage`` (``structure``, ``training``, ``quantization`` or
     ``encoding``); the pipeline runs selected methods in that order, whatever the order on
     the command line. Exactly one ``quantization`` method must run for a trial to be scored.
-    See `nas.compression`.
+
+    A method that changes the cost keeps the cost contract (`nas.compression`): ``predict``
+    says, before any training, how it changes a candidate's flash, SRAM, MACs and latency
+    (a `nas.compression.Plan`: structure, cost, how the weights are stored and decoded);
+    the search decides feasibility on the composed prediction. ``measure`` gives the cost
+    of what it produced, which replaces the prediction; a candidate over a limit once
+    measured is recorded infeasible. The prediction must bound the measurement
+    (`nas.testing.check_cost_contract`). ``check`` refuses, before anything runs, options
+    the target, backend or other methods cannot work with. See ``docs/plugins.md``.
 
     :returns: a list of `nas.compression.BaseCompressionMethod` subclasses.
     """
