@@ -167,6 +167,7 @@ def build_components(cfg: DictConfig, pm: PluginManager | None = None) -> Compon
     data = load_dataset(dataset)
     check_kind(type(space), data.kind)
     pin_resolution(space, data)
+    check_predictions(space, data, hw, order(methods))
     return Components(
         hw=hw,
         space=space,
@@ -175,6 +176,29 @@ def build_components(cfg: DictConfig, pm: PluginManager | None = None) -> Compon
         backend=backend,
         dataset=dataset,
     )
+
+
+def check_predictions(
+    space: BaseSearchSpace,
+    data: Arrays,
+    hw: HardwareProfile,
+    methods: list[BaseCompressionMethod],
+) -> None:
+    """Predict the compression of one architecture of the space before anything runs, so
+    that options a method cannot apply to this space's models (a `ConfigError` from its
+    ``predict``) stop the run with one line instead of failing every trial."""
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    spec = space.sample(trial)
+    module, shape = build_model(
+        space, spec, data.in_channels, data.num_classes, data.kind, data.fixed_hw
+    )
+
+    def restructure(new: nn.Module) -> tuple[Graph | None, Cost]:
+        graph = space.trace(new, shape, "check")
+        return graph, space.cost(new, graph, hw)
+
+    graph, cost = restructure(module)
+    predict(methods, Plan.plain(module, graph, cost, hw, restructure))
 
 
 #: The last dataset loaded, by (name, options): command-line validation loads it first.

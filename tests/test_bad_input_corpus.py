@@ -308,6 +308,11 @@ PLUGINS = _cases(
             "cannot be combined with huffman",
         ),
         (
+            "int4-bonsai",
+            [HW, "search_space=bonsai", "backend=estimate", "compression.ptq.weight_bits=4"],
+            "the search space's models are not layer graphs",
+        ),
+        (
             "huffman-no-decoder",
             ["+hw=esp32", "compression=[ptq,huffman]"],
             "no measured 'huffman' weight decoder for esp32",
