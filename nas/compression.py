@@ -297,6 +297,17 @@ def order(methods: Sequence[BaseCompressionMethod]) -> list[BaseCompressionMetho
     return sorted(methods, key=lambda m: STAGES.index(m.stage))
 
 
+class DecodedWeights(BaseCompressionMethod):
+    """A method whose stored weights the firmware decodes before a layer runs (a
+    `Stored.decoders` entry of its ``name``; `decoding_cost`): refused on a profile without
+    a measured decoder of that name."""
+
+    def check(
+        self, hw: HardwareProfile, backend: str, methods: Sequence[BaseCompressionMethod]
+    ) -> None:
+        check_decoder(self.name, hw)
+
+
 def predict(methods: Sequence[BaseCompressionMethod], plan: Plan) -> Plan:
     """The selected methods' predictions composed in stage order."""
     for method in order(methods):

@@ -158,3 +158,42 @@ def test_a_candidate_over_the_limit_once_measured_is_recorded_infeasible(tmp_pat
     assert f"predicted flash {plain.cost.flash_bytes - 10_000} B" in row.reason
     assert row.flash_bytes == plain.cost.flash_bytes > row.flash_bytes_predicted
     assert pd.isna(row.get("acc_int8_test"))  # not scored
+
+
+@pytest.mark.slow
+def test_the_firmware_decoders_decode_what_python_encodes(tmp_path):
+    """``nas_huffman_decode.c`` and ``nas_cluster_decode.c`` on a Cortex-M in QEMU give
+    back the weights the Python encoders stored (conv, depthwise and dense layouts)."""
+    import numpy as np
+    from conftest import need_tools
+    from nas_backend_c_sim import sim
+    from nas_backend_c_sim.decoders import DecodeCase, decoders_on_arm, fnv1a
+    from nas_compress_cluster import codebook_table, pack_indices
+    from nas_compress_huffman import build_code, encode
+
+    from nas.compression import codebook_indices
+
+    need_tools(sim.ARM_TOOLS, sim.ARM_TOOLS_PACKAGES)
+    rng = np.random.default_rng(0)
+    cases, want = [], []
+    for n in (40, 700):
+        w = np.clip(np.round(rng.laplace(0, 15, n)), -127, 127).astype(np.int64)
+        code = build_code(w)
+        cases.append(DecodeCase("huffman", encode(w, code)[0], code.to_bytes(), n))
+        want.append(fnv1a(w))
+    for shape, axis, bits in (((6, 3, 3, 4), 0, 3), ((1, 3, 3, 5), 3, 2), ((4, 10), None, 4)):
+        w = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), shape).astype(np.int8) * 9
+        idx, most = codebook_indices(w, axis)
+        assert most <= 1 << bits
+        books = 1 if axis is None else shape[axis]
+        inner = w.size // books if axis == 0 else (1 if axis == 3 else w.size)
+        table = codebook_table(w, axis, bits)
+        cases.append(
+            DecodeCase(
+                "cluster", pack_indices(idx.ravel(), bits), table, w.size, bits, inner, books
+            )
+        )
+        want.append(fnv1a(w))
+    got = decoders_on_arm(tmp_path, cases, "cortex-m0plus")
+    assert got["hashes"] == want
+    assert all(n > 0 for n in got["instructions"])

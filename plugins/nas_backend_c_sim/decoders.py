@@ -99,34 +99,12 @@ def decoders_on_arm(folder: Path, cases: list[DecodeCase], mcpu: str = "cortex-m
     ):
         shutil.copy(CSRC / name, folder)
     (folder / "decode_main.c").write_text(_harness(cases))
-    cflags = [f"-mcpu={mcpu}", *sim.ARM_CFLAGS]
     code = {}
     for d in DECODERS:
-        obj = folder / f"nas_{d}_decode.o"
-        sim._run(
-            ["arm-none-eabi-gcc", *cflags, "-c", "-o", str(obj), f"nas_{d}_decode.c"],
-            120,
-            cwd=folder,
-        )
-        size = sim.section_sizes("arm-none-eabi-size", obj).get
+        size = sim.arm_object_sizes(folder, mcpu, f"nas_{d}_decode.c").get
         code[d] = size(".text", 0) + size(".rodata", 0) + size(".data", 0)
-    elf = folder / "decode.elf"
-    sim._run(
-        [
-            "arm-none-eabi-gcc", *cflags, "-ffunction-sections", "-fdata-sections",
-            "-nostartfiles", "--specs=nano.specs", "-T", "arm.ld", "-Wl,--gc-sections",
-            "-o", str(elf), "decode_main.c", "nas_huffman_decode.c", "nas_cluster_decode.c",
-        ],
-        300,
-        cwd=folder,
-    )  # fmt: skip
-    qemu = [
-        "qemu-system-arm", "-M", "mps2-an386", "-cpu", "cortex-m4", "-nographic",
-        "-monitor", "none", "-serial", "none", "-semihosting-config",
-        "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf),
-    ]  # fmt: skip
-    text = sim._run(qemu, 600)
-    text_s = (text.stdout + text.stderr).decode()
+    sources = ["decode_main.c", "nas_huffman_decode.c", "nas_cluster_decode.c"]
+    text_s = sim.run_qemu(sim.build_arm(folder, mcpu, sources, "decode.elf"))
     runs = re.findall(r"case=([0-9a-f]{8});hash=([0-9a-f]{8});cnt=([0-9a-f]{8});", text_s)
     stack = re.search(r"stack=([0-9a-f]{8});", text_s)
     if len(runs) != len(cases) or stack is None:

@@ -82,28 +82,9 @@ def frontend_on_arm(
     (folder / "frontend_arm_main.c").write_text(_ARM_MAIN)
     for name in ("arm_startup.h", "arm_measure.h", "arm.ld"):
         shutil.copy(CSRC / name, folder)
-    cflags = [f"-mcpu={mcpu}", *sim.ARM_CFLAGS]
-    obj = folder / "nas_frontend.o"
-    sim._run(
-        ["arm-none-eabi-gcc", *cflags, "-c", "-o", str(obj), "nas_frontend.c"], 120, cwd=folder
-    )
-    elf = folder / "frontend.elf"
-    sim._run(
-        [
-            "arm-none-eabi-gcc", *cflags, "-ffunction-sections", "-fdata-sections",
-            "-nostartfiles", "--specs=nano.specs", "-T", "arm.ld", "-Wl,--gc-sections",
-            "-o", str(elf), "frontend_arm_main.c", "nas_frontend.c",
-        ],
-        300,
-        cwd=folder,
-    )  # fmt: skip
-    qemu = [
-        "qemu-system-arm", "-M", "mps2-an386", "-cpu", "cortex-m4", "-nographic",
-        "-monitor", "none", "-serial", "none", "-semihosting-config",
-        "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf),
-    ]  # fmt: skip
-    proc = sim._run(qemu, 600)
-    text = (proc.stdout + proc.stderr).decode()  # semihosting writes to stderr
+    o = sim.arm_object_sizes(folder, mcpu, "nas_frontend.c").get
+    elf = sim.build_arm(folder, mcpu, ["frontend_arm_main.c", "nas_frontend.c"], "frontend.elf")
+    text = sim.run_qemu(elf)
     features, counts, _, stack = sim._parse_firmware(
         "qemu-system-arm",
         text,
@@ -111,7 +92,6 @@ def frontend_on_arm(
         cfg.frames * cfg.coefficients,
         sim.INSTRUCTIONS_PER_TICK,
     )
-    o = sim.section_sizes("arm-none-eabi-size", obj).get
     e = sim.section_sizes("arm-none-eabi-size", elf).get
     feature_bytes = cfg.frames * cfg.coefficients
     return {

@@ -120,6 +120,48 @@ def _parse_firmware(
     return outputs, [c for _, c in runs], ops, int(stack.group(1), 16)
 
 
+def arm_object_sizes(folder: Path, mcpu: str, source: str) -> dict[str, int]:
+    """Compile one C file of ``folder`` for ``mcpu`` and return its object's section sizes
+    (what it alone adds to a firmware)."""
+    obj = folder / (Path(source).stem + ".o")
+    _run(
+        ["arm-none-eabi-gcc", f"-mcpu={mcpu}", *ARM_CFLAGS, "-c", "-o", str(obj), source],
+        120,
+        cwd=folder,
+    )
+    return section_sizes("arm-none-eabi-size", obj)
+
+
+def build_arm(
+    folder: Path, mcpu: str, sources: list[str], elf_name: str, flags: list[str] | None = None
+) -> Path:
+    """Link ``sources`` (in ``folder``, with ``arm_startup.h``, ``arm.ld``...) into a
+    bare-metal ELF for ``mcpu``: newlib-nano, unused sections dropped."""
+    elf = folder / elf_name
+    _run(
+        [
+            "arm-none-eabi-gcc", f"-mcpu={mcpu}", *ARM_CFLAGS, *(flags or []),
+            "-ffunction-sections", "-fdata-sections", "-nostartfiles", "--specs=nano.specs",
+            "-T", "arm.ld", "-Wl,--gc-sections", "-o", str(elf), *sources,
+        ],
+        300,
+        cwd=folder,
+    )  # fmt: skip
+    return elf
+
+
+def run_qemu(elf: Path) -> str:
+    """Run a bare-metal ELF in QEMU ``mps2-an386`` with ``-icount shift=0`` (one
+    instruction per nanosecond); what it printed through semihosting."""
+    qemu = [
+        "qemu-system-arm", "-M", "mps2-an386", "-cpu", "cortex-m4", "-nographic",
+        "-monitor", "none", "-serial", "none", "-semihosting-config",
+        "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf),
+    ]  # fmt: skip
+    proc = _run(qemu, 600)
+    return (proc.stdout + proc.stderr).decode()  # semihosting writes to stderr
+
+
 def run_arm(
     folder: Path,
     x_q: np.ndarray,
@@ -133,25 +175,10 @@ def run_arm(
     x_q = _write_test_data(folder, x_q)
     for name in ("arm_main.c", "arm_startup.h", "arm_measure.h", "arm.ld"):
         shutil.copy(CSRC / name, folder)
-    elf = folder / "firmware.elf"
-    _run(
-        [
-            "arm-none-eabi-gcc", f"-mcpu={mcpu}", *ARM_CFLAGS, "-ffunction-sections",
-            *(["-DNAS_PROFILE"] if profile else []),
-            "-fdata-sections", "-nostartfiles", "--specs=nano.specs", "-T", "arm.ld",
-            "-Wl,--gc-sections", "-o", str(elf), "arm_main.c", "nas_model.c",
-        ],
-        300,
-        cwd=folder,
-    )  # fmt: skip
+    flags = ["-DNAS_PROFILE"] if profile else []
+    elf = build_arm(folder, mcpu, ["arm_main.c", "nas_model.c"], "firmware.elf", flags)
     size = section_sizes("arm-none-eabi-size", elf).get
-    qemu = [
-        "qemu-system-arm", "-M", "mps2-an386", "-cpu", "cortex-m4", "-nographic",
-        "-monitor", "none", "-serial", "none", "-semihosting-config",
-        "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf),
-    ]  # fmt: skip
-    proc = _run(qemu, 600)
-    text = (proc.stdout + proc.stderr).decode()  # semihosting writes to stderr
+    text = run_qemu(elf)
     outputs, counts, ops, stack = _parse_firmware(
         "qemu-system-arm", text, len(x_q), output_bytes, INSTRUCTIONS_PER_TICK
     )

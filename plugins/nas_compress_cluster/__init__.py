@@ -26,7 +26,6 @@ output channel; at most ``2^bits``).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -36,18 +35,16 @@ from torch.nn.utils import parametrize
 
 from nas import hookimpl
 from nas.compression import (
-    BaseCompressionMethod,
     Candidate,
+    DecodedWeights,
     Plan,
     Stored,
-    check_decoder,
     codebook_axis,
     codebook_indices,
     codebooks,
 )
 from nas.errors import TrialError, check_option
 from nas.graph import Graph
-from nas.hardware import HardwareProfile
 from nas.train import DEFAULT_SETTINGS, fit
 
 MAX_BITS = 8
@@ -170,17 +167,12 @@ def storage(graph: Graph, bits: int) -> list[Stored]:
     return out
 
 
-class WeightSharing(BaseCompressionMethod):
+class WeightSharing(DecodedWeights):
     """k-means weight sharing per layer with trained centroids, stored as packed indices."""
 
     name = "cluster"
     stage = "training"
     Config = ClusterConfig
-
-    def check(
-        self, hw: HardwareProfile, backend: str, methods: Sequence[BaseCompressionMethod]
-    ) -> None:
-        check_decoder(self.name, hw)
 
     def apply(self, candidate: Candidate) -> Candidate:
         c = self.config

@@ -32,23 +32,20 @@ Recorded metrics: ``huffman_payload_bytes``, ``huffman_table_bytes``, ``huffman_
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from nas import hookimpl
 from nas.compression import (
-    BaseCompressionMethod,
     Candidate,
+    DecodedWeights,
     Plan,
     Stored,
-    check_decoder,
     codebook_axis,
     codebook_indices,
 )
 from nas.errors import TrialError
-from nas.hardware import HardwareProfile
 
 MAX_CODE_BITS = 32
 
@@ -157,17 +154,12 @@ class HuffmanConfig:
 MIN_TABLE_BYTES = 3
 
 
-class HuffmanCoding(BaseCompressionMethod):
+class HuffmanCoding(DecodedWeights):
     """Canonical Huffman coding of each layer's stored weight symbols."""
 
     name = "huffman"
     stage = "encoding"
     Config = HuffmanConfig
-
-    def check(
-        self, hw: HardwareProfile, backend: str, methods: Sequence[BaseCompressionMethod]
-    ) -> None:
-        check_decoder(self.name, hw)
 
     def apply(self, candidate: Candidate) -> Candidate:
         if candidate.qgraph is None:
