@@ -186,19 +186,38 @@ def check_predictions(
 ) -> None:
     """Predict the compression of one architecture of the space before anything runs, so
     that options a method cannot apply to this space's models (a `ConfigError` from its
-    ``predict``) stop the run with one line instead of failing every trial."""
+    ``predict``) stop the run with one line instead of failing every trial. Any other
+    error is left to the trials, which record it."""
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
-    spec = space.sample(trial)
-    module, shape = build_model(
-        space, spec, data.in_channels, data.num_classes, data.kind, data.fixed_hw
-    )
+    try:
+        spec = space.sample(trial)
+        module, shape = build_model(
+            space, spec, data.in_channels, data.num_classes, data.kind, data.fixed_hw
+        )
+        predict(methods, uncompressed_plan(space, module, shape, "check", hw, space.cost))
+    except ConfigError:
+        raise
+    except Exception:  # noqa: BLE001 - a trial will fail with it and say why
+        return
+
+
+def uncompressed_plan(
+    space: BaseSearchSpace,
+    module: nn.Module,
+    shape: tuple[int, ...],
+    name: str,
+    hw: HardwareProfile,
+    chip_cost: Callable[[nn.Module, Graph | None, HardwareProfile], Cost],
+) -> Plan:
+    """The `Plan` of ``module`` as built (int8, uncompressed), whose structures are traced
+    by the space and costed by ``chip_cost``: where compression predictions start."""
 
     def restructure(new: nn.Module) -> tuple[Graph | None, Cost]:
-        graph = space.trace(new, shape, "check")
-        return graph, space.cost(new, graph, hw)
+        graph = space.trace(new, shape, name)
+        return graph, chip_cost(new, graph, hw)
 
     graph, cost = restructure(module)
-    predict(methods, Plan.plain(module, graph, cost, hw, restructure))
+    return Plan.plain(module, graph, cost, hw, restructure)
 
 
 #: The last dataset loaded, by (name, options): command-line validation loads it first.
@@ -454,8 +473,8 @@ class Objective:
             return self.values(self.inherit(trial, sampled), cost.latency_ms)
         settings = self.train(trial, sampled, cost.latency_ms)
         compressed = self.compress(sampled, settings)
-        cost = self.recost(trial, plain, cost, compressed)
-        if not trial.user_attrs[FEASIBLE]:
+        cost, fits = self.recost(trial, plain, cost, compressed)
+        if not fits:
             return self.values(0.0, cost.latency_ms)
         metrics = self.score(compressed, cost)
         set_attrs(trial, metrics)
@@ -499,14 +518,15 @@ class Objective:
     ) -> tuple[Cost, Cost]:
         """The static cost of ``module`` (for ``data``) on the chip, uncompressed, and as
         the selected compression methods predict it (`nas.compression.predict`)."""
-
-        def restructure(new: nn.Module) -> tuple[Graph | None, Cost]:
-            graph = self.comp.space.trace(new, shape, name)
-            return graph, self.chip_cost(new, graph, data)
-
-        graph, plain = restructure(module)
-        plan = Plan.plain(module, graph, plain, self.comp.hw, restructure)
-        return plain, predict(self.comp.methods, plan).cost
+        plan = uncompressed_plan(
+            self.comp.space,
+            module,
+            shape,
+            name,
+            self.comp.hw,
+            lambda m, graph, _hw: self.chip_cost(m, graph, data),
+        )
+        return plan.cost, predict(self.comp.methods, plan).cost
 
     def chip_cost(self, module: nn.Module, graph: Graph | None, data: Arrays) -> Cost:
         """The space's cost of the model on the chip, plus that of ``data``'s front-end."""
@@ -607,10 +627,13 @@ class Objective:
             raise TrialError(f"{cand.name}: the quantization method set no int8 model")
         return out
 
-    def recost(self, trial: optuna.Trial, plain: Cost, predicted: Cost, cand: Candidate) -> Cost:
+    def recost(
+        self, trial: optuna.Trial, plain: Cost, predicted: Cost, cand: Candidate
+    ) -> tuple[Cost, bool]:
         """The measured cost of the compressed candidate (its traced graph's, changed by
         each method's ``measure``) replaces the prediction in the cost columns; a
-        candidate that no longer fits is recorded infeasible with both figures."""
+        candidate that no longer fits is recorded infeasible with both figures. Returns
+        the measured cost and whether it fits."""
         traced = self.chip_cost(cand.module, cand.graph, cand.data)
         after = measure(self.comp.methods, cand, traced).cost
         set_attrs(trial, after.as_dict())
@@ -626,7 +649,7 @@ class Objective:
                 f"{AFTER_COMPRESSION}: {verdict.reason} (predicted flash "
                 f"{predicted.flash_bytes} B, sram {predicted.sram_bytes} B)",
             )
-        return after
+        return after, not verdict.reason
 
     def score(self, cand: Candidate, cost: Cost) -> dict[str, Any]:
         """The compression methods' metrics and the backend's (which must hold
