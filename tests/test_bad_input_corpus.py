@@ -308,6 +308,11 @@ PLUGINS = _cases(
             "cannot be combined with huffman",
         ),
         (
+            "cluster-with-qat",
+            [HW, "compression=[cluster,qat]"],
+            "use compression=[cluster,ptq]",
+        ),
+        (
             "int4-bonsai",
             [HW, "search_space=bonsai", "backend=estimate", "compression.ptq.weight_bits=4"],
             "the search space's models are not layer graphs",

@@ -26,6 +26,7 @@ output channel; at most ``2^bits``).
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -35,6 +36,7 @@ from torch.nn.utils import parametrize
 
 from nas import hookimpl
 from nas.compression import (
+    BaseCompressionMethod,
     Candidate,
     DecodedWeights,
     Plan,
@@ -43,8 +45,9 @@ from nas.compression import (
     codebook_indices,
     codebooks,
 )
-from nas.errors import TrialError, check_option
+from nas.errors import ConfigError, TrialError, check_option
 from nas.graph import Graph
+from nas.hardware import HardwareProfile
 from nas.train import DEFAULT_SETTINGS, fit
 
 MAX_BITS = 8
@@ -173,6 +176,18 @@ class WeightSharing(DecodedWeights):
     name = "cluster"
     stage = "training"
     Config = ClusterConfig
+
+    def check(
+        self, hw: HardwareProfile, backend: str, methods: Sequence[BaseCompressionMethod]
+    ) -> None:
+        super().check(hw, backend, methods)
+        quant = [m.name for m in methods if m.stage == "quantization"]
+        if quant != ["ptq"]:
+            raise ConfigError(
+                f"compression=[cluster,{','.join(quant)}]: shared weights stay shared only "
+                "through post-training quantization; use compression=[cluster,ptq] "
+                "(quantization-aware training moves each weight on its own)"
+            )
 
     def apply(self, candidate: Candidate) -> Candidate:
         c = self.config
