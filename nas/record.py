@@ -139,6 +139,9 @@ NOT_REPEATED = frozenset(
 #: the real ``.tflite`` size as ``model_bytes`` (and the estimate as
 #: ``model_bytes_estimated``).
 MEASURED_BY_BACKEND = frozenset({"model_bytes"})
+#: With weights stored encoded (``cluster``, ``huffman``) the backend runs them decoded:
+#: its figure for a `MEASURED_BY_BACKEND` name is kept as ``<name>_decoded``.
+DECODED_SUFFIX = "_decoded"
 
 #: Every name the core writes into a trial's row; no plugin may return one. Names made
 #: of a core prefix (``feasible_<constraint>``, ``arch_<choice>``) are core too: see

@@ -61,6 +61,7 @@ from nas.record import (
     ACC_INT8_INHERITED,
     AFTER_COMPRESSION,
     ARCH,
+    DECODED_SUFFIX,
     DUPLICATE_OF,
     FAIL_REASON,
     FEASIBLE,
@@ -473,10 +474,11 @@ class Objective:
             return self.values(self.inherit(trial, sampled), cost.latency_ms)
         settings = self.train(trial, sampled, cost.latency_ms)
         compressed = self.compress(sampled, settings)
-        cost, fits = self.recost(trial, plain, cost, compressed)
-        if not fits:
+        measured = self.recost(trial, plain, cost, compressed)
+        cost = measured.cost
+        if feasibility(cost, self.comp.hw, self.cfg.search).reason:
             return self.values(0.0, cost.latency_ms)
-        metrics = self.score(compressed, cost)
+        metrics = self.score(compressed, cost, decoded=any(s.decoders for s in measured.stored))
         set_attrs(trial, metrics)
         if self.cfg.search.save_models:
             self.save(trial.number, compressed, cost, metrics)
@@ -627,15 +629,14 @@ class Objective:
             raise TrialError(f"{cand.name}: the quantization method set no int8 model")
         return out
 
-    def recost(
-        self, trial: optuna.Trial, plain: Cost, predicted: Cost, cand: Candidate
-    ) -> tuple[Cost, bool]:
+    def recost(self, trial: optuna.Trial, plain: Cost, predicted: Cost, cand: Candidate) -> Plan:
         """The measured cost of the compressed candidate (its traced graph's, changed by
         each method's ``measure``) replaces the prediction in the cost columns; a
         candidate that no longer fits is recorded infeasible with both figures. Returns
-        the measured cost and whether it fits."""
+        the measurement (its cost, and how the weights are stored)."""
         traced = self.chip_cost(cand.module, cand.graph, cand.data)
-        after = measure(self.comp.methods, cand, traced).cost
+        measured = measure(self.comp.methods, cand, traced)
+        after = measured.cost
         set_attrs(trial, after.as_dict())
         if after != plain:
             set_attrs(trial, {k + UNCOMPRESSED_SUFFIX: v for k, v in plain.as_dict().items()})
@@ -649,11 +650,14 @@ class Objective:
                 f"{AFTER_COMPRESSION}: {verdict.reason} (predicted flash "
                 f"{predicted.flash_bytes} B, sram {predicted.sram_bytes} B)",
             )
-        return after, not verdict.reason
+        return measured
 
-    def score(self, cand: Candidate, cost: Cost) -> dict[str, Any]:
+    def score(self, cand: Candidate, cost: Cost, decoded: bool = False) -> dict[str, Any]:
         """The compression methods' metrics and the backend's (which must hold
-        `REQUIRED_METRICS` and no core column)."""
+        `REQUIRED_METRICS` and no core column). With ``decoded`` weights (stored encoded,
+        decoded on the chip) the backend ran the decoded model: its ``model_bytes`` is
+        kept as ``model_bytes_decoded``, and ``model_bytes`` stays the measured stored
+        model."""
         backend = self.comp.backend
         try:
             measured = backend.score(cand, cost)
@@ -666,6 +670,11 @@ class Objective:
         check_plugin_metrics(
             f"{cand.name}: backend '{backend.name}'", measured, MEASURED_BY_BACKEND
         )
+        if decoded:
+            measured = {
+                (k + DECODED_SUFFIX if k in MEASURED_BY_BACKEND else k): v
+                for k, v in measured.items()
+            }
         metrics = {**cand.metrics, **measured, SCORED_BY: backend.name}
         missing = [m for m in REQUIRED_METRICS if m not in metrics]
         if missing:

@@ -197,3 +197,27 @@ def test_the_firmware_decoders_decode_what_python_encodes(tmp_path):
     got = decoders_on_arm(tmp_path, cases, "cortex-m0plus")
     assert got["hashes"] == want
     assert all(n > 0 for n in got["instructions"])
+
+
+@pytest.mark.slow
+def test_encoded_weights_in_a_tflm_search(cli, tmp_path):
+    """cluster + huffman end to end with TFLM: the stored model is the measured encoded
+    one, the flatbuffer TFLM ran (decoded int8 weights) is ``model_bytes_decoded``."""
+    proc, run = _search(
+        cli,
+        tmp_path,
+        "tflm",
+        "backend=tflm",
+        "compression=[cluster,ptq,huffman]",
+        "compression.cluster.finetune_epochs=1",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = pd.read_csv(run / "trials.csv").iloc[0]
+    assert row.state == "COMPLETE" and row.feasible and row.acc_int8 > 0.3
+    assert row.cluster_layers > 0 and row.cluster_max_values <= 16
+    runtime = row.flash_bytes - row.model_bytes  # the profile's runtime allowance
+    assert runtime == row.flash_bytes_uncompressed - row.model_bytes_uncompressed
+    assert row.model_bytes < row.model_bytes_decoded  # encoded below the int8 flatbuffer
+    assert row.flash_bytes <= row.flash_bytes_predicted < row.flash_bytes_uncompressed
+    assert row.sram_bytes == row.sram_bytes_predicted > row.sram_bytes_uncompressed
+    assert row.latency_ms <= row.latency_ms_predicted
