@@ -1,14 +1,16 @@
 """Fit the firmware's weight decoders' cost for a profile: instructions per call on a
 Cortex-M core in QEMU, and their code size.
 
-Cases: canonical Huffman streams (`nas_compress_huffman`) of int8 weights drawn from
+Cases: int4 weights packed two per byte (TFLM's unpacking before an int4 op), canonical
+Huffman streams (`nas_compress_huffman`) of int8 weights drawn from
 Laplace distributions of several widths and of codebook indices of 2-6 bits, and packed
 codebook indices (`nas_compress_cluster`) of 2-7 bits in conv, depthwise and fully
 connected layouts, 16 to 8,192 weights each. Every decoded output is checked against
 Python's (FNV-1a hash). A non-negative least-squares fit of ``instructions = a * payload
 bits + b * weights + c`` per decoder gives the profile's ``latency_lut.decode_<name>``
 entry (``cycles_per_mac: a, cycles_per_output: b, cycles_per_op: c``), and each decoder's
-object (``.text + .rodata + .data``) its ``decoder_code_bytes``.
+object (``.text + .rodata + .data``) its ``decoder_code_bytes`` (not for int4: TFLM's
+kernels hold their own unpacking, inside the runtime's flash allowance).
 
 Usage: python benchmarks/decoder_calibration.py [--mcpu cortex-m4] [--out FILE]
 """
@@ -31,6 +33,7 @@ from nas_compress_cluster import codebook_table, pack_indices
 from nas_compress_huffman import build_code, encode
 
 from nas.compression import codebook_indices
+from nas.tflite import pack_int4
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (16, 128, 1024, 8192)
@@ -42,6 +45,12 @@ def cases(seed: int = 0) -> tuple[list[DecodeCase], list[int]]:
     out: list[DecodeCase] = []
     want: list[int] = []
     for n in SIZES:
+        w = rng.integers(-7, 8, n).astype(np.int8)
+        out.append(DecodeCase("int4", pack_int4(w).tobytes(), b"", n))
+        want.append(fnv1a(w))
+        w = rng.integers(-7, 8, n + 1).astype(np.int8)  # an odd count
+        out.append(DecodeCase("int4", pack_int4(w).tobytes(), b"", n + 1))
+        want.append(fnv1a(w))
         streams = [np.clip(np.round(rng.laplace(0, w, n)), -127, 127) for w in (2, 12, 60)]
         streams += [rng.integers(0, 1 << b, n) for b in (2, 4, 6)]
         for s in streams:
@@ -142,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         "```yaml",
         "latency_lut:",
         *entries,
-        "decoder_code_bytes: {" + ", ".join(f"{d}: {r['code_bytes'][d]}" for d in DECODERS) + "}",
+        "decoder_code_bytes: {"
+        + ", ".join(f"{d}: {r['code_bytes'][d]}" for d in DECODERS if d != "int4")
+        + "}",
         "```",
         "",
     ]

@@ -62,6 +62,10 @@ def test_int4_predicts_flatbuffer_and_arena():
     weights = sum(s.elements for s in plain.stored)
     assert plain.cost.model_bytes - plan.cost.model_bytes == pytest.approx(weights / 2, abs=8)
     assert plan.cost.arena_bytes > plain.cost.arena_bytes  # the unpacked filter's scratch
+    # TFLM unpacks every int4 filter on every inference: about 5.5 instructions a weight
+    entry = plain.hw.latency_entry("decode_int4")
+    unpack = plain.hw.instructions_to_ms(entry.cycles(4 * weights, weights) + 0)
+    assert plan.cost.latency_ms - plain.cost.latency_ms >= unpack
 
 
 def test_kmeans_shares_values_and_training_keeps_them_shared():

@@ -14,14 +14,19 @@ import numpy as np
 from nas.codegen import CSRC
 from nas_backend_c_sim import sim
 
-DECODERS = ("huffman", "cluster")
+DECODERS = ("huffman", "cluster", "int4")
+SOURCES = {
+    "huffman": "nas_huffman_decode.c",
+    "cluster": "nas_cluster_decode.c",
+    "int4": "nas_int4_unpack.c",
+}
 
 
 @dataclass(frozen=True)
 class DecodeCase:
-    """One call: ``huffman`` (``data``: the stream, ``table``: the canonical table) or
+    """One call: ``huffman`` (``data``: the stream, ``table``: the canonical table),
     ``cluster`` (``data``: packed indices, ``table``: the codebooks, ``bits``, ``inner``,
-    ``books``); ``n`` weights decoded."""
+    ``books``) or ``int4`` (``data``: packed int4); ``n`` weights decoded."""
 
     decoder: str
     data: bytes
@@ -59,6 +64,8 @@ def _harness(cases: list[DecodeCase]) -> str:
         if c.decoder == "huffman":
             out.append(_array(f"t{i}", "uint8_t", c.table))
             calls.append(f"nas_huffman_decode(d{i}, t{i}, {c.n}, out)")
+        elif c.decoder == "int4":
+            calls.append(f"nas_int4_unpack(d{i}, {c.n}, (int8_t *)out)")
         else:
             out.append(_array(f"t{i}", "int8_t", c.table))
             calls.append(
@@ -96,14 +103,15 @@ def decoders_on_arm(folder: Path, cases: list[DecodeCase], mcpu: str = "cortex-m
         "nas_weight_decode.h",
         "nas_huffman_decode.c",
         "nas_cluster_decode.c",
+        "nas_int4_unpack.c",
     ):
         shutil.copy(CSRC / name, folder)
     (folder / "decode_main.c").write_text(_harness(cases))
     code = {}
     for d in DECODERS:
-        size = sim.arm_object_sizes(folder, mcpu, f"nas_{d}_decode.c").get
+        size = sim.arm_object_sizes(folder, mcpu, SOURCES[d]).get
         code[d] = size(".text", 0) + size(".rodata", 0) + size(".data", 0)
-    sources = ["decode_main.c", "nas_huffman_decode.c", "nas_cluster_decode.c"]
+    sources = ["decode_main.c", *SOURCES.values()]
     text_s = sim.run_qemu(sim.build_arm(folder, mcpu, sources, "decode.elf"))
     runs = re.findall(r"case=([0-9a-f]{8});hash=([0-9a-f]{8});cnt=([0-9a-f]{8});", text_s)
     stack = re.search(r"stack=([0-9a-f]{8});", text_s)

@@ -15,7 +15,10 @@ DEPTHWISE_CONV_2D and FULLY_CONNECTED kernels unpack an int4 filter into a scrat
 before the op (bit-exact with `nas.int8`'s reference; ``tests/test_int4.py``). Flash then
 shrinks by half the weights, and the arena grows by the largest unpacked filter: both
 predicted exactly before training (`nas.cost.estimate`). It needs a TFLM profile and a
-backend that runs TFLM flatbuffers (``tflm``, or ``estimate``).
+backend that runs TFLM flatbuffers (``tflm``, or ``estimate``). The unpacking runs on
+every inference: its time (``latency_lut.decode_int4``, measured in QEMU by
+``benchmarks/decoder_calibration.py``; about 5.5 instructions per weight on the M4) is
+added to the latency, and a profile without it is refused.
 
 Sets ``candidate.qgraph``. Models that are not layer graphs (a space's ``trace`` gives
 ``None``) quantize themselves with the same calibration batch through their
@@ -37,6 +40,8 @@ from nas.int8 import quantize
 
 #: Backends that run the ``.tflite`` flatbuffer's int4 weights (or cost them as TFLM does).
 INT4_BACKENDS = ("tflm", "estimate")
+#: The latency table entry of unpacking int4 weights (per packed bit, weight and op).
+UNPACK_LUT_KIND = "decode_int4"
 
 
 @dataclass
@@ -95,6 +100,13 @@ class PostTrainingQuantization(BaseCompressionMethod):
                 f"TensorFlow Lite Micro only (backend={' or '.join(INT4_BACKENDS)} and a "
                 f"profile with runtime: tflm), not backend={backend} on {hw.name}; "
                 "valid here: compression.ptq.weight_bits=8"
+            )
+        if UNPACK_LUT_KIND not in hw.latency_lut:
+            raise ConfigError(
+                f"compression.ptq.weight_bits={self.config.weight_bits}: no measured int4 "
+                f"unpacking for {hw.name} (latency_lut.{UNPACK_LUT_KIND} in "
+                f"{hw.source_file or 'the profile'}); measure it with python "
+                "benchmarks/decoder_calibration.py, or use compression.ptq.weight_bits=8"
             )
 
     def predict(self, plan: Plan) -> Plan:
