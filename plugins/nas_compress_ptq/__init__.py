@@ -116,7 +116,8 @@ class PostTrainingQuantization(BaseCompressionMethod):
         return self._int4(plan)
 
     def _int4(self, plan: Plan) -> Plan:
-        """``plan`` with int4 weights: flatbuffer and arena as `nas.cost.estimate` gives them."""
+        """``plan`` with int4 weights: flatbuffer and arena as `nas.cost.estimate` gives
+        them, and the unpacking's time."""
         bits = self.config.weight_bits
         if bits == 8:
             return plan
@@ -130,6 +131,16 @@ class PostTrainingQuantization(BaseCompressionMethod):
         ]
         cost = plan.cost.changed_by(
             estimate(plan.graph, plan.hw), estimate(plan.graph, plan.hw, bits)
+        )
+        # TFLM unpacks each int4 filter before its op, on every inference
+        entry = plan.hw.latency_entry(UNPACK_LUT_KIND)
+        ms = sum(
+            plan.hw.instructions_to_ms(entry.cycles(bits * s.elements, s.elements)) for s in stored
+        )
+        cost = replace(
+            cost,
+            latency_ms=cost.latency_ms + ms,
+            energy_uj=cost.energy_uj + ms * plan.hw.active_power_mw,
         )
         return replace(plan, stored=stored, cost=cost)
 
