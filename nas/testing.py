@@ -87,16 +87,13 @@ BOUNDED = ("flash_bytes", "sram_bytes", "macs", "latency_ms")
 
 
 def plan_for(module: torch.nn.Module, hw_name: str = "cortex_m4") -> Plan:
-    """The uncompressed plan of an 8 x 8 digits ``module`` on ``hw_name``, as the search
-    makes it: every structure traced and costed with `nas.cost.estimate`."""
+    """The uncompressed plan of an 8 x 8 digits MobileNet-like ``module`` on ``hw_name``,
+    as the search makes it (`nas.search.uncompressed_plan`)."""
+    from nas.search import uncompressed_plan
+
+    space = get_plugin_manager().get("search_space", "mobilenet")()
     hw = load_profile(hw_name)
-
-    def restructure(new: torch.nn.Module) -> tuple[Any, Cost]:
-        graph = trace(new.eval(), (1, 1, 8, 8), "contract")
-        return graph, estimate(graph, hw)
-
-    graph, cost = restructure(module)
-    return Plan.plain(module, graph, cost, hw, restructure)
+    return uncompressed_plan(space, module, (1, 1, 8, 8), "contract", hw, space.cost)
 
 
 def check_cost_contract(
