@@ -33,7 +33,7 @@ from nas.data import Arrays
 from nas.errors import ConfigError, NasError, TrialError
 from nas.graph import Graph, Op, trace
 from nas.hardware import HardwareProfile
-from nas.int8 import QuantizedModel
+from nas.int8 import QuantizedModel, weight_scale_axis
 from nas.record import check_plugin_metrics
 from nas.train import TrainSettings
 
@@ -171,25 +171,31 @@ def int8_storage(graph: Graph | None) -> list[Stored]:
     return [Stored(op.weight.size, 8, op.weight.size) for op in graph.ops if op.weight is not None]
 
 
+def channel_rows(weight: np.ndarray, axis: int | None) -> tuple[np.ndarray, tuple[int, ...]]:
+    """``weight`` as one row per output channel (along ``axis``; a single row for the whole
+    tensor when None), and the shape of ``weight`` with that axis first."""
+    moved = weight.reshape(1, -1) if axis is None else np.moveaxis(weight, axis, 0)
+    return moved.reshape(moved.shape[0], -1), moved.shape
+
+
 def codebook_indices(weight: np.ndarray, axis: int | None) -> tuple[np.ndarray, int]:
     """Each weight's index in its codebook -- the sorted distinct values of its output
     channel (along ``axis``; the whole tensor when None) -- in the weight's order, and the
     largest codebook's size."""
-    moved = weight.reshape(1, -1) if axis is None else np.moveaxis(weight, axis, 0)
-    rows = moved.reshape(moved.shape[0], -1)
+    rows, moved_shape = channel_rows(weight, axis)
     out = np.empty_like(rows, dtype=np.int64)
     largest = 0
     for c, row in enumerate(rows):
         book, out[c] = np.unique(row, return_inverse=True)
         largest = max(largest, book.size)
-    out = out.reshape(moved.shape)
+    out = out.reshape(moved_shape)
     return (out.reshape(weight.shape) if axis is None else np.moveaxis(out, 0, axis)), largest
 
 
 def codebook_axis(op: Op) -> int | None:
-    """The axis of a weighted op's output channels, along which it has one codebook per
-    channel (its per-channel scales); None for one per tensor (fully connected)."""
-    return {"conv2d": 0, "depthwise_conv2d": 3}.get(op.kind)
+    """The axis along which an op has one codebook per output channel: that of its
+    per-channel weight scales (`nas.int8.weight_scale_axis`); None for one per tensor."""
+    return weight_scale_axis(op.kind)
 
 
 def codebooks(op: Op) -> int:

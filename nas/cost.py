@@ -409,10 +409,8 @@ def tflm_arena(graph: Graph, kernels: str, pointer_bytes: int, weight_bits: int 
 def estimate(graph: Graph, hw: HardwareProfile, weight_bits: int = 8) -> Cost:
     """Static cost of ``graph`` on ``hw`` with weights of ``weight_bits`` bits (8, or 4 on
     TFLM); raises `ProfileError` for a missing LUT entry."""
-    if hw.runtime == "c":
-        assert weight_bits == 8, (
-            "generated C stores int8 weights"
-        )  # generated C: no interpreter structures, no flatbuffer
+    if hw.runtime == "c":  # generated C: no interpreter structures, no flatbuffer
+        assert weight_bits == 8, "generated C stores int8 weights"
         scratch = [scratch_bytes(graph, op, hw.kernels) for op in graph.ops]
         head = plan(lifetimes(graph, scratch)).head_bytes
         arena, tail, mbytes = head, 0, c_model_bytes(graph)

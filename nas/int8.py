@@ -212,6 +212,12 @@ def activation_range(act: str, qp: QParams) -> tuple[int, int]:
     return lo, hi
 
 
+def weight_scale_axis(kind: str) -> int | None:
+    """The axis of a weighted op's output channels, along which its weights have one scale
+    each (TFLite layout); None for one scale per tensor (fully connected)."""
+    return {"conv2d": 0, "depthwise_conv2d": 3}.get(kind)
+
+
 def _quantize_weights(
     w: np.ndarray,
     axis: int | None,
@@ -336,7 +342,7 @@ def _quantize_op(
     q = QOp(act_min=act_min, act_max=act_max)
     if op.kind in ("conv2d", "depthwise_conv2d", "fully_connected"):
         assert op.weight is not None and op.bias is not None
-        axis = {"conv2d": 0, "depthwise_conv2d": 3, "fully_connected": None}[op.kind]
+        axis = weight_scale_axis(op.kind)
         in_scale = np.float64(np.float32(qin[0].scale))
         # A channel whose weights are (nearly) zero, e.g. after a batch norm with gamma ~ 0,
         # would need a bias beyond int32: raise its scale so the bias fits.

@@ -14,10 +14,9 @@ fails its trial with a reason naming the key and the plugin, and the contract ch
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 
-from nas.cost import Cost
+from nas.cost import COST_FIELDS
 from nas.errors import TrialError
 
 # ------------------------------------------------------------ attributes the search writes
@@ -61,7 +60,7 @@ SCORE_S = "score_s"
 FINALIST_OF = "finalist_of"
 ACC_INT8_INHERITED = "acc_int8_inherited"
 #: The static cost's names (`nas.cost.Cost`: ``flash_bytes``, ``latency_ms``...).
-COST = tuple(f.name for f in dataclasses.fields(Cost))
+COST = COST_FIELDS
 #: When compression changes the cost: ``<cost name>_uncompressed`` holds the cost of the
 #: uncompressed int8 network (the cost columns themselves hold the prediction, then the
 #: measurement after compression).

@@ -474,9 +474,9 @@ class Objective:
             return self.values(self.inherit(trial, sampled), cost.latency_ms)
         settings = self.train(trial, sampled, cost.latency_ms)
         compressed = self.compress(sampled, settings)
-        measured = self.recost(trial, plain, cost, compressed)
+        measured, fits = self.recost(trial, plain, cost, compressed)
         cost = measured.cost
-        if feasibility(cost, self.comp.hw, self.cfg.search).reason:
+        if not fits:
             return self.values(0.0, cost.latency_ms)
         metrics = self.score(compressed, cost, decoded=any(s.decoders for s in measured.stored))
         set_attrs(trial, metrics)
@@ -629,11 +629,13 @@ class Objective:
             raise TrialError(f"{cand.name}: the quantization method set no int8 model")
         return out
 
-    def recost(self, trial: optuna.Trial, plain: Cost, predicted: Cost, cand: Candidate) -> Plan:
+    def recost(
+        self, trial: optuna.Trial, plain: Cost, predicted: Cost, cand: Candidate
+    ) -> tuple[Plan, bool]:
         """The measured cost of the compressed candidate (its traced graph's, changed by
         each method's ``measure``) replaces the prediction in the cost columns; a
         candidate that no longer fits is recorded infeasible with both figures. Returns
-        the measurement (its cost, and how the weights are stored)."""
+        the measurement (its cost, and how the weights are stored) and whether it fits."""
         traced = self.chip_cost(cand.module, cand.graph, cand.data)
         measured = measure(self.comp.methods, cand, traced)
         after = measured.cost
@@ -650,7 +652,7 @@ class Objective:
                 f"{AFTER_COMPRESSION}: {verdict.reason} (predicted flash "
                 f"{predicted.flash_bytes} B, sram {predicted.sram_bytes} B)",
             )
-        return measured
+        return measured, not verdict.reason
 
     def score(self, cand: Candidate, cost: Cost, decoded: bool = False) -> dict[str, Any]:
         """The compression methods' metrics and the backend's (which must hold

@@ -96,15 +96,9 @@ def decoders_on_arm(folder: Path, cases: list[DecodeCase], mcpu: str = "cortex-m
     counts instructions, exact to 40), ``code_bytes`` per decoder (its object's ``.text +
     .rodata + .data``) and the harness's ``stack_bytes`` (high-water mark)."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name in (
-        "arm_startup.h",
-        "arm_measure.h",
-        "arm.ld",
-        "nas_weight_decode.h",
-        "nas_huffman_decode.c",
-        "nas_cluster_decode.c",
-        "nas_int4_unpack.c",
-    ):
+    for name in ("arm_startup.h", "arm_measure.h", "arm.ld", "nas_weight_decode.h"):
+        shutil.copy(CSRC / name, folder)
+    for name in SOURCES.values():
         shutil.copy(CSRC / name, folder)
     (folder / "decode_main.c").write_text(_harness(cases))
     code = {}

@@ -41,10 +41,12 @@ from nas.compression import (
     DecodedWeights,
     Plan,
     Stored,
+    channel_rows,
     codebook_axis,
     codebook_indices,
     codebooks,
 )
+from nas.cost import weight_storage_bytes
 from nas.errors import ConfigError, TrialError, check_option
 from nas.graph import Graph
 from nas.hardware import HardwareProfile
@@ -83,18 +85,20 @@ def kmeans_1d(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     lo, hi = float(values.min()), float(values.max())
     centroids = np.linspace(lo, hi, k) if hi > lo else np.array([lo])
     for _ in range(KMEANS_ITERATIONS):
-        edges = (centroids[1:] + centroids[:-1]) / 2
-        assign = np.searchsorted(edges, values)
+        assign = nearest(centroids, values)
         sums = np.bincount(assign, weights=values, minlength=len(centroids))
         counts = np.bincount(assign, minlength=len(centroids))
         moved = np.where(counts > 0, sums / np.maximum(counts, 1), centroids)
         if np.allclose(moved, centroids):
             break
         centroids = moved
-    used = np.unique(np.searchsorted((centroids[1:] + centroids[:-1]) / 2, values))
-    centroids = centroids[used]
-    assign = np.searchsorted((centroids[1:] + centroids[:-1]) / 2, values)
-    return centroids, assign
+    centroids = centroids[np.unique(nearest(centroids, values))]  # drop unused ones
+    return centroids, nearest(centroids, values)
+
+
+def nearest(centroids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The index of each value's nearest centroid (``centroids`` ascending)."""
+    return np.searchsorted((centroids[1:] + centroids[:-1]) / 2, values)
 
 
 class Shared(nn.Module):
@@ -145,9 +149,9 @@ def pack_indices(indices: np.ndarray, bits: int) -> bytes:
 def codebook_table(weight: np.ndarray, axis: int | None, bits: int) -> bytes:
     """The stored codebooks: per output channel (along ``axis``; one for the tensor when
     None) its sorted distinct int8 values, padded with zeros to ``2^bits`` entries."""
-    moved = weight.reshape(1, -1) if axis is None else np.moveaxis(weight, axis, 0)
-    books = np.zeros((moved.shape[0], 1 << bits), dtype=np.int8)
-    for c, row in enumerate(moved.reshape(moved.shape[0], -1)):
+    rows, _ = channel_rows(weight, axis)
+    books = np.zeros((len(rows), 1 << bits), dtype=np.int8)
+    for c, row in enumerate(rows):
         values = np.unique(row)
         books[c, : values.size] = values
     return books.tobytes()
@@ -161,7 +165,7 @@ def storage(graph: Graph, bits: int) -> list[Stored]:
         if op.weight is None:
             continue
         n = op.weight.size
-        index_bytes = -(-n * bits // 8)
+        index_bytes = weight_storage_bytes(n, bits)
         book_bytes = codebooks(op) << bits
         if index_bytes + book_bytes < n:
             out.append(Stored(n, bits, index_bytes, book_bytes, ("cluster",)))

@@ -45,6 +45,7 @@ from nas.compression import (
     codebook_axis,
     codebook_indices,
 )
+from nas.cost import weight_storage_bytes
 from nas.errors import TrialError
 
 MAX_CODE_BITS = 32
@@ -171,7 +172,7 @@ class HuffmanCoding(DecodedWeights):
         # may be coded: its decoding is counted, with no saving.
         stored = [
             replace(s, decoders=(*s.decoders, self.name))
-            if -(-s.elements // 8) + MIN_TABLE_BYTES < s.payload_bytes
+            if weight_storage_bytes(s.elements, 1) + MIN_TABLE_BYTES < s.payload_bytes
             else s
             for s in plan.stored
         ]
