@@ -9,6 +9,8 @@ behind.
 
 Usage: python benchmarks/feasible_macs.py [--budget m4-tight] [--n 2000] [--seed 0]
        [--reference 2239584]   # the MACs of a model to compare with (the DS-CNN here)
+       [--families]            # the benchmark's families space instead of the
+                               # MobileNet-like one narrowed for the M4 budgets
 """
 
 from __future__ import annotations
@@ -24,21 +26,23 @@ from hydra import compose, initialize_config_module
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "fashion_mnist"))
-from run import BUDGETS, hw_args  # noqa: E402
+from run import BUDGETS, MOBILENET_M4_SPACE, hw_args, space_args  # noqa: E402
 
 from nas.config import register_configs  # noqa: E402
 from nas.search import build_components  # noqa: E402
 
 
 def sample_costs(
-    budget: str, n: int, seed: int, overrides: tuple[str, ...] = ()
+    budget: str, n: int, seed: int, overrides: tuple[str, ...] = (), families: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """MACs and feasibility of ``n`` random architectures of the budget's space, with
+    """MACs and feasibility of ``n`` random architectures of the MobileNet-like space
+    narrowed for the M4 budgets (``families``: the budget's families space), with
     ``overrides`` (``search_space.widths=[...]`` and the like) on top of its own."""
     b = BUDGETS[budget]
+    space = space_args(budget) if families else MOBILENET_M4_SPACE
     register_configs()
     with initialize_config_module("nas.conf", version_base="1.3"):
-        args = [*hw_args(budget), *b["space"], f"backend={b['backend']}", *overrides]
+        args = [*hw_args(budget), *space, f"backend={b['backend']}", *overrides]
         cfg = compose("config", args)
     comp = build_components(cfg)  # the default dataset, digits, is only loaded
     hw, space = comp.hw, comp.space
@@ -62,10 +66,13 @@ def main() -> int:
     p.add_argument("--n", type=int, default=2000, help="architectures to sample")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reference", type=float, help="MACs of a model to compare with")
+    p.add_argument("--families", action="store_true", help="the budget's families space")
     p.add_argument("overrides", nargs="*", help="search_space.* overrides to try")
     args = p.parse_args()
     torch.set_num_threads(1)
-    macs, feasible = sample_costs(args.budget, args.n, args.seed, tuple(args.overrides))
+    macs, feasible = sample_costs(
+        args.budget, args.n, args.seed, tuple(args.overrides), args.families
+    )
     fit = macs[feasible]
     share = f"{feasible.mean():.1%}"
     print(f"{args.budget}: {feasible.sum()} of {args.n} random architectures fit ({share})")

@@ -44,6 +44,10 @@ commands:
         Compare runs (any targets, backends, storages): comparison.csv, report.md and
         a self-contained report.html with Pareto fronts, optimisation histories and
         per-layer memory and latency of the best model per target.
+  finalize RUN_DIR [--top K] [--epochs N] [--teacher auto|none|DIR] [--out DIR]
+        Train a search's best K architectures again with a longer recipe (the whole
+        training split, augmentation, distillation from a cached teacher) and keep
+        the best by validation accuracy; writes a run directory (RUN_DIR/final).
 """
 FOOTER = """
 Each run writes study.db, trials.csv, report.md and best/ to its run directory
@@ -172,6 +176,12 @@ def report_command(args: list[str]) -> int:
     return report_main(args)
 
 
+def finalize_command(args: list[str]) -> int:
+    from nas.finalize import main as finalize_main
+
+    return finalize_main(args)
+
+
 def plugin_commands() -> dict[str, Callable[[list[str]], int]]:
     """Commands contributed by plugins, after loading and checking every plugin."""
     from nas.plugin_manager import get_plugin_manager
@@ -200,9 +210,9 @@ def usage() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     try:
-        core = (search_command, list_command, report_command)
+        core = (search_command, list_command, report_command, finalize_command)
         commands: dict[str, Callable[[list[str]], int]] = {
-            **dict(zip(CORE_COMMANDS, core, strict=True)),  # "search", "list", "report"
+            **dict(zip(CORE_COMMANDS, core, strict=True)),  # search, list, report, finalize
             **plugin_commands(),
         }
         if not args or args[0] in ("-h", "--help", "help"):

@@ -120,6 +120,9 @@ class SearchConfig:
     #: budget allows, and more MACs usually buy accuracy (MCUNet, Lin et al. 2020).
     #: None: no floor.
     min_macs: int | None = None
+    #: How training batches are augmented (`nas.train.AUGMENTS`: ``none``, ``crop``,
+    #: ``crop_flip``); images only. ``python -m nas finalize`` picks the dataset's own.
+    augment: str = "none"
     #: ``train`` (every feasible candidate is trained) or ``supernet`` (candidates inherit
     #: the weights of one trained supernet, `STRATEGIES`; ``search.enqueue`` entries are
     #: then scored like any candidate, and ``timeout_s`` bounds the candidates only).

@@ -330,6 +330,10 @@ class BaseDataset(ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type] = DatasetConfig
+    #: The training augmentation that suits the data (`nas.train.AUGMENTS`), which
+    #: ``python -m nas finalize`` uses: ``crop`` for images in general, ``crop_flip`` where a
+    #: mirror keeps the class, ``none`` for anything that is not an image.
+    augment: ClassVar[str] = "none"
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()

@@ -51,7 +51,7 @@ KINDS = {
 }
 COMMAND_HOOK = "nas_register_commands"
 #: Commands of the core command line (`nas.__main__`); a plugin command may not reuse them.
-CORE_COMMANDS = ("search", "list", "report")
+CORE_COMMANDS = ("search", "list", "report", "finalize")
 HOOK_PREFIX = "nas_"
 
 

@@ -26,6 +26,9 @@ from nas.errors import TrialError
 ARCH = "arch"
 #: (H, W) of a trial's feature map when the data's choices (a searched front-end) set it.
 INPUT_HW = "input_hw"
+#: The model family of the architecture (`nas.spaces.BaseSearchSpace.family`: the
+#: ``family`` choice of the ``families`` and ``reference`` spaces, else the space's name).
+FAMILY = "family"
 #: True when the static cost fits every limit (SRAM, flash, latency ceiling, MACs floor).
 FEASIBLE = "feasible"
 #: Why the candidate was rejected before training (empty reason: it fits).
@@ -153,6 +156,7 @@ CORE_COLUMNS = frozenset(
         PARETO,
         REASON,
         ARCH,
+        FAMILY,
         DUPLICATE_OF,
         VAL_ACC_CURVE,
         TRAIN_S,

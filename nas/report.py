@@ -40,6 +40,7 @@ from nas.record import (
     AFTER_COMPRESSION,
     ARCH_PREFIX,
     DUPLICATE_OF,
+    FAMILY,
     FEASIBLE,
     FEASIBLE_PREFIX,
     FITS_UNCOMPRESSED,
@@ -71,6 +72,7 @@ FIRST_COLUMNS = [
     STATE,
     FEASIBLE,
     PARETO,
+    FAMILY,
     ACC_FLOAT,
     ACC_INT8,
     ACC_INT8_TEST,
@@ -88,6 +90,7 @@ FIRST_COLUMNS = [
 #: The columns of the Pareto table of ``report.md``.
 PARETO_COLUMNS = [
     NUMBER,
+    FAMILY,
     ACC_INT8,
     ACC_INT8_TEST,
     ACC_FLOAT,

@@ -18,7 +18,7 @@ from nas.data import IMAGES
 from nas.errors import ConfigError
 from nas.hardware import load_profile, profile_from_mapping
 from nas.plugin_manager import get_plugin_manager
-from nas.record import ARCH, ARCH_PREFIX, INPUT_HW, PARETO_RUN
+from nas.record import ARCH, ARCH_PREFIX, FAMILY, INPUT_HW
 from nas.spaces import build_model
 from nas.storage import mask_url, open_storage
 
@@ -83,28 +83,29 @@ def _figures(df: pd.DataFrame) -> list[tuple[str, str, Any]]:
     out: list[tuple[str, str, Any]] = []
     done = df[report.trained_mask(df)].copy()
     if not done.empty:
-        done["front"] = np.where(done[PARETO_RUN], "Pareto front", "other")
         done["target"] = done["hw"] + " / " + done["search_space"]
+        # studies written before the family column: their space is their family
+        done[FAMILY] = done[FAMILY].fillna(done["search_space"]) if FAMILY in done else "?"
         for x in ("sram_bytes", "flash_bytes", "latency_ms"):
             fig = px.scatter(
                 done,
                 x=x,
                 y="acc_int8",
-                color="target",
-                symbol="front",
+                color=FAMILY,
+                symbol="target",
                 hover_data=["run", "number", "macs"],
                 log_x=True,
-                title=f"int8 accuracy vs {x} (lines: the front of each target)",
+                title=f"int8 accuracy vs {x}, by model family (lines: each target's front)",
             )
-            colours = {t.name: t.marker.color for t in fig.data}
-            for target, group in done.groupby("target", sort=True):
+            dashes = ["solid", "dash", "dot", "dashdot", "longdash"]
+            for k, (target, group) in enumerate(done.groupby("target", sort=True)):
                 front = front_line(group, x)
                 fig.add_trace(
                     go.Scatter(
                         x=front[x],
                         y=front["acc_int8"],
                         mode="lines",
-                        line={"shape": "hv", "color": colours.get(f"{target}, Pareto front")},
+                        line={"shape": "hv", "color": "grey", "dash": dashes[k % len(dashes)]},
                         name=f"{target} front",
                         hoverinfo="skip",
                     )

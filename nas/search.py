@@ -64,6 +64,7 @@ from nas.record import (
     DECODED_SUFFIX,
     DUPLICATE_OF,
     FAIL_REASON,
+    FAMILY,
     FEASIBLE,
     FINALIST_OF,
     FITS_UNCOMPRESSED,
@@ -164,6 +165,8 @@ def build_components(cfg: DictConfig, pm: PluginManager | None = None) -> Compon
     for method in methods:
         method.check(hw, backend.name, methods)
     space = make("search_space", cfg.search_space)
+    for note in space.restrict(hw, backend.name, methods):
+        log.warning("search_space=%s: %s", space.name, note)
     dataset = make("dataset", cfg.dataset)
     data = load_dataset(dataset)
     check_kind(type(space), data.kind)
@@ -354,6 +357,7 @@ class Objective:
         self.data_choices = comp.dataset.choices() if comp.dataset is not None else []
         self._variants: dict[tuple[Any, ...], Arrays] = {}
         self._frontends: dict[Any, dict[str, float]] = {}
+        self._backends: dict[str, BaseBackend] = {comp.backend.name: comp.backend}
         #: The new trial that holds the result of a trial another worker took meanwhile.
         self.recovered: optuna.trial.FrozenTrial | None = None
         #: ``search.strategy=supernet``: the trained supernet candidates inherit from, and
@@ -490,6 +494,7 @@ class Objective:
         spec = space.sample(trial)
         spec.update({n: trial.suggest_categorical(n, opts) for n, opts in self.data_choices})
         trial.set_user_attr(ARCH, spec)
+        trial.set_user_attr(FAMILY, space.family(spec))
         data = self.data_for(spec)
         if self.data_choices and data.fixed_hw is not None:
             trial.set_user_attr(INPUT_HW, list(data.fixed_hw))
@@ -586,7 +591,7 @@ class Objective:
         compression methods that fine-tune reuse."""
         s = self.cfg.search
         seed = trial_seed(s.seed, trial.number)
-        settings = TrainSettings(s.epochs, s.batch_size, s.lr, s.weight_decay, seed)
+        settings = TrainSettings(s.epochs, s.batch_size, s.lr, s.weight_decay, seed, s.augment)
         started = time.perf_counter()
         on_epoch = self.epoch_callback(trial, latency_ms, started)
         self.comp.space.fit(cand.module, cand.data, settings, on_epoch)
@@ -660,7 +665,7 @@ class Objective:
         decoded on the chip) the backend ran the decoded model: its ``model_bytes`` is
         kept as ``model_bytes_decoded``, and ``model_bytes`` stays the measured stored
         model."""
-        backend = self.comp.backend
+        backend = self.backend_for(cand.spec)
         try:
             measured = backend.score(cand, cost)
         except NasError:
@@ -682,6 +687,21 @@ class Objective:
         if missing:
             raise TrialError(f"backend '{backend.name}' returned no {', '.join(missing)}")
         return metrics
+
+    def backend_for(self, spec: dict[str, Any]) -> BaseBackend:
+        """The backend that scores ``spec`` (`BaseSearchSpace.backend_for`)."""
+        return self.backend(self.comp.space.backend_for(spec, self.comp.backend.name))
+
+    def backend(self, name: str | None) -> BaseBackend:
+        """The selected backend (``name`` None or its name), or another with its
+        default options, made and checked once."""
+        name = name or self.comp.backend.name
+        if name not in self._backends:
+            cls = get_plugin_manager().get("backend", name)
+            backend = cls()
+            backend.check(self.comp.hw)
+            self._backends[name] = backend
+        return self._backends[name]
 
     def repeat(self, trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> list[float]:
         """A candidate the study already trained: the earlier result again, no training.
@@ -1006,9 +1026,13 @@ def run_search(
         frame = report.frame(study)
         if cfg.search.report:
             best_dir = report.write_run(run_dir, frame, cfg, comp.hw)
+            best = report.best_row(frame)
+            scored_by = None if best is None else best.get(SCORED_BY)
+            # the backend that scored the best model writes its firmware
+            backend = objective.backend(scored_by if isinstance(scored_by, str) else None)
             if best_dir is not None:
-                comp.backend.deploy(best_dir)
-            steps = report.next_steps(run_dir, report.best_row(frame), best_dir, comp.backend.name)
+                backend.deploy(best_dir)
+            steps = report.next_steps(run_dir, best, best_dir, backend.name)
             print(steps)
             log.info(steps)
             pm.observe_study(str(run_dir), frame)

@@ -148,6 +148,9 @@ class BaseSearchSpace(ABC):
     backends: ClassVar[tuple[str, ...] | None] = None
     #: Compression methods that apply to its models (``None``: every method).
     compression: ClassVar[tuple[str, ...] | None] = None
+    #: True for a space of several model kinds (``families``: layer graphs and Bonsai
+    #: trees); tools that measure one kind of model (``calibrate``) pass it over.
+    mixed: ClassVar[bool] = False
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -186,6 +189,24 @@ class BaseSearchSpace(ABC):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
         return module
+
+    def family(self, spec: ArchSpec) -> str:
+        """The model family of ``spec`` (the ``family`` column): its ``family`` choice
+        when it has one, else the space's name."""
+        return str(spec.get("family", self.name))
+
+    def restrict(self, hw: HardwareProfile, backend: str, methods: Sequence[Any]) -> list[str]:
+        """Leave out the parts of the space that cannot run with this chip, backend and
+        compression (`BaseCompressionMethod` instances); one note per part left out. A
+        space of one kind of model has no parts: it is checked whole
+        (`check_supported`)."""
+        return []
+
+    def backend_for(self, spec: ArchSpec, selected: str) -> str:
+        """The backend that scores ``spec``: the selected one, unless the space mixes
+        model kinds and this one needs another (the ``families`` space scores Bonsai
+        trees with ``estimate`` when the search selected ``tflm``)."""
+        return selected
 
     def supernet(self, in_channels: int, num_classes: int) -> Supernet | None:
         """The space as one weight-sharing network, or None when it has none (the
@@ -252,6 +273,23 @@ def pin_resolution(space: BaseSearchSpace, data: Arrays) -> None:
     height alone, so no two candidates differ only in a resolution nothing uses."""
     if data.kind == FEATURES and hasattr(space.config, "resolutions"):
         space.config.resolutions = [data.resolution]
+
+
+def support_problem(
+    space: BaseSearchSpace, hw: HardwareProfile, backend: str, methods: Sequence[Any]
+) -> str | None:
+    """Why ``space`` cannot run with this chip, backend and compression methods (their
+    ``check``), or None: the message of the `ConfigError` a search would stop with."""
+    missing = [k for k in space.op_kinds if k not in hw.latency_lut]
+    if missing:
+        return f"{hw.source_file}: latency_lut has no entry for {', '.join(missing)}"
+    try:
+        check_supported(type(space), backend, [m.name for m in methods])
+        for method in methods:
+            method.check(hw, backend, methods)
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 def check_supported(

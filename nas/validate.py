@@ -36,6 +36,7 @@ from nas.config import (
 from nas.errors import ConfigError, NasError
 from nas.hardware import available_profiles, load_profile
 from nas.plugin_manager import KINDS, get_plugin_manager
+from nas.train import AUGMENTS
 
 if TYPE_CHECKING:
     from nas.data import Arrays
@@ -219,6 +220,10 @@ def check_values(cfg: Any) -> None:
     _require(s.batch_size >= 1, f"search.batch_size={s.batch_size} must be >= 1")
     _require(s.lr > 0, f"search.lr={s.lr} must be > 0")
     _require(s.weight_decay >= 0, f"search.weight_decay={s.weight_decay} must be >= 0")
+    _require(
+        s.augment in AUGMENTS,
+        f"search.augment={s.augment} is not valid; use {', '.join(AUGMENTS)}",
+    )
     _require(st.heartbeat_s > 0, f"study.heartbeat_s={st.heartbeat_s} must be > 0 seconds")
     _require(
         st.grace_s > MIN_HEARTBEATS_PER_GRACE * st.heartbeat_s,
@@ -326,28 +331,38 @@ def check_space(
                     f"search.enqueue: {key}={entry[key]!r} is not a value dataset "
                     f"'{cfg.dataset.name}' searches; valid: {options}"
                 )
-        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-        study.enqueue_trial(wanted)
-        trial = study.ask()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                space.sample(trial)
-            except Exception as exc:
-                raise ConfigError(f"search.enqueue {wanted}: {_one_line(exc)}") from None
-        for key, value in wanted.items():
-            if key not in trial.params:
-                raise ConfigError(
-                    f"search.enqueue: '{key}' is not a choice of search space '{space.name}' "
-                    f"for this architecture; its choices: {', '.join(trial.params)}"
-                )
-            if trial.params[key] != value:
-                dist = trial.distributions[key]
-                valid = getattr(dist, "choices", None)
-                raise ConfigError(
-                    f"search.enqueue: {key}={value!r} is not a value search space "
-                    f"'{space.name}' can take" + (f"; valid: {list(valid)}" if valid else "")
-                )
+        why = reproduces(space, wanted)
+        if why:
+            raise ConfigError(f"search.enqueue {wanted}: {why}")
+
+
+def reproduces(space: Any, wanted: Mapping[str, Any]) -> str | None:
+    """Why the choices ``wanted`` are not an architecture ``space`` samples when they are
+    enqueued (a key it does not have, a value it cannot take, an error), or None."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial(dict(wanted))
+    trial = study.ask()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            space.sample(trial)
+        except Exception as exc:  # noqa: BLE001 - said in the message
+            return _one_line(exc)
+    for key, value in wanted.items():
+        if key not in trial.params:
+            return (
+                f"'{key}' is not a choice of search space '{space.name}' for this "
+                f"architecture; its choices: {', '.join(trial.params)}"
+            )
+        if trial.params[key] != value:
+            valid = getattr(trial.distributions[key], "choices", None)
+            return f"{key}={value!r} is not a value search space '{space.name}' can take" + (
+                f"; valid: {list(valid)}" if valid else ""
+            )
+    return None
 
 
 def check_strategy(cfg: Any, space_cls: type) -> None:
@@ -393,6 +408,7 @@ def check_strategy(cfg: Any, space_cls: type) -> None:
 def check_dataset(cfg: Any) -> tuple[list[tuple[str, list[Any]]], Arrays]:
     """Load the dataset once (the search reuses it): missing files, bad options and splits
     too small to train, validate and test on are found before anything is written."""
+    from nas.data import IMAGES
     from nas.frontend_c import frontend_cost
     from nas.search import load_dataset, profile_from_cfg
     from nas.spaces import check_kind
@@ -409,6 +425,11 @@ def check_dataset(cfg: Any) -> tuple[list[tuple[str, list[Any]]], Arrays]:
         )
     space = pm.get("search_space", cfg.search_space.name)
     check_kind(space, data.kind)
+    if cfg.search.augment != "none" and data.kind != IMAGES:
+        raise ConfigError(
+            f"search.augment={cfg.search.augment} shifts and mirrors images; dataset "
+            f"'{dataset.name}' gives {data.kind}: use search.augment=none"
+        )
     if data.frontend is not None:  # its cost on this chip must be known
         frontend_cost(data.frontend, profile_from_cfg(cfg))
     return choices, data

@@ -70,6 +70,7 @@ VALUES = _cases(
         ("objectives-unknown", [HW, "search.objectives=[acc_int8,flash]"], "search.objectives"),
         ("max-latency-0", [HW, "search.max_latency_ms=0"], "search.max_latency_ms=0"),
         ("min-macs", [HW, "search.min_macs=-5"], "search.min_macs=-5"),
+        ("augment", [HW, "search.augment=rotate"], "search.augment=rotate is not valid"),
         ("parse", [HW, "x=[1,2"], "cannot parse the overrides"),
         ("sweep-unknown-hw", ["-m", "+hw=cortex_m4,pdp11"], "unknown hardware profile 'pdp11'"),
         ("sweep-bad-value", ["-m", HW, "search.epochs=1,0"], "search.epochs >= 1"),
@@ -133,6 +134,11 @@ ENQUEUE = _cases(
             "reference-family",
             [HW, "search_space=reference", "search.enqueue=[{family:transformer}]"],
             "search.enqueue",
+        ),
+        (
+            "families-other-familys-choice",
+            [HW, "search_space=families", "search.enqueue=[{family:mlp,dscnn_blocks:2}]"],
+            "'dscnn_blocks' is not a choice",
         ),
     ],
 )
@@ -260,6 +266,21 @@ PLUGINS = _cases(
         ("space-option-type", [HW, "search_space.stages=three"], "search_space.stages"),
         ("space-empty-choices", [HW, "search_space.resolutions=[]"], "search_space"),
         ("space-negative-width", [HW, "search_space.widths=[-4]"], "search_space=mobilenet"),
+        (
+            "families-unknown",
+            [HW, "search_space=families", "search_space.families=[resnet]"],
+            "unknown family 'resnet'",
+        ),
+        (
+            "families-nested-option",
+            [HW, "search_space=families", "search_space.mobilenet.nope=1"],
+            "search_space.mobilenet.nope",
+        ),
+        (
+            "families-none-can-run",
+            [HW, "search_space=families", "search_space.families=[bonsai]", "compression=[qat]"],
+            "no family can run here",
+        ),
         ("backend-option", [HW, "backend.nope=1"], "backend.nope"),
         ("c_sim-option-type", [HW, "backend=c_sim", "backend.sim_inputs=x"], "sim_inputs"),
         ("ptq-option", [HW, "compression.ptq.nope=1"], "compression.ptq.nope"),

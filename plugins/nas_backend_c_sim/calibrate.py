@@ -151,9 +151,10 @@ def random_models(
 
 
 def pick_space(hw: HardwareProfile, target: str) -> str:
-    """The first space (by name) for backend c_sim whose C runs in ``target``."""
+    """The first space (by name) for backend c_sim whose C runs in ``target``, passing
+    over spaces of several model kinds (`nas.spaces.BaseSearchSpace.mixed`)."""
     for name, cls in get_plugin_manager().registry("search_space").items():
-        if cls.backends is not None and "c_sim" not in cls.backends:
+        if cls.mixed or (cls.backends is not None and "c_sim" not in cls.backends):
             continue
         try:
             first = next(random_models(name, 0, sys.maxsize, hw))

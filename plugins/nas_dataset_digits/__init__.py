@@ -25,6 +25,7 @@ class DigitsDataset(BaseDataset):
     """scikit-learn ``load_digits`` as 1x8x8 images."""
 
     name = "digits"
+    augment = "crop"  # a mirrored digit is another symbol
     Config = DigitsConfig
 
     def load(self) -> Arrays:

@@ -82,6 +82,7 @@ class FashionMnistDataset(BaseDataset):
     """Fashion-MNIST as 1x28x28 images in [0, 1]."""
 
     name = "fashion_mnist"
+    augment = "crop_flip"  # clothing mirrored is the same garment
     Config = FashionMnistConfig
 
     def load(self) -> Arrays:

@@ -110,6 +110,7 @@ class ImageFolderDataset(BaseDataset):
     """Images from class folders, as N x C x size x size in [0, 1]."""
 
     name = "image_folder"
+    augment = "crop"  # a mirror may change the class (text, arrows): not assumed
     Config = ImageFolderConfig
 
     def load(self) -> Arrays:

@@ -18,6 +18,12 @@ later layer a fixed multiple of it, the way the original papers scale their mode
 - ``mlp``: one hidden fully connected layer of ``width`` units with ReLU, on the
   flattened image.
 
+A spec may also carry the choices the ``families`` space searches around each design
+(absent, each takes the paper's value): ``blocks`` (DS-CNN's separable blocks, 4),
+``kernel`` (DS-CNN's depthwise kernel, or the small CNN's kernel, 3), ``layers`` (the
+small CNN's convolution + pooling stages, each twice as wide as the one before, 2; the
+MLP's hidden layers, each half as wide as the one before, 1).
+
 Every convolution has batch-norm (folded into it for the chip). `ReferenceSearchSpace`
 is an ordinary search space (``search_space=reference`` samples family, width and
 resolution), and `ReferenceSearchSpace.scaled` gives each family's largest version that
@@ -55,9 +61,16 @@ class ReferenceConfig:
     resolutions: list[int] = field(default_factory=lambda: [8, 12, 14, 16, 20, 28])
 
 
-def separable(cin: int, cout: int, stride: int, size: Size, act: str) -> tuple[list, Size]:
-    """Depthwise 3x3 + BN + act, then pointwise 1x1 + BN + act (MobileNetV1's block)."""
-    dw, size = conv_bn(cin, cin, 3, stride, size, cin, act)
+#: What a spec without the ``families`` choices gets: the hand designs.
+DEFAULT_BLOCKS, DEFAULT_KERNEL = DSCNN_BLOCKS, 3
+DEFAULT_LAYERS = {"cnn": 2, "mlp": 1}
+
+
+def separable(
+    cin: int, cout: int, stride: int, size: Size, act: str, kernel: int = 3
+) -> tuple[list, Size]:
+    """Depthwise kxk + BN + act, then pointwise 1x1 + BN + act (MobileNetV1's block)."""
+    dw, size = conv_bn(cin, cin, kernel, stride, size, cin, act)
     pw, size = conv_bn(cin, cout, 1, 1, size, 1, act)
     return dw + pw, size
 
@@ -88,24 +101,35 @@ class ReferenceSearchSpace(BaseSearchSpace):
     ) -> nn.Module:
         family, w = spec["family"], int(spec["width"])
         size: Size = input_hw or self.resolution(spec)
-        layers: list[nn.Module] = []
+        kernel = int(spec.get("kernel", DEFAULT_KERNEL))
+        layers: list[nn.Module] = [nn.Flatten()] if family == "mlp" else []
         if family == "mlp":
-            layers = [nn.Flatten(), nn.Linear(in_channels * area(size), w), nn.ReLU()]
-            return nn.Sequential(*layers, nn.Linear(w, num_classes))
+            cin = in_channels * area(size)
+            for i in range(int(spec.get("layers", DEFAULT_LAYERS["mlp"]))):
+                units = max(2, w >> i)
+                layers += [nn.Linear(cin, units), nn.ReLU()]
+                cin = units
+            return nn.Sequential(*layers, nn.Linear(cin, num_classes))
         if family == "cnn":
-            for cin, cout in ((in_channels, w), (w, 2 * w)):
-                conv, size = conv_bn(cin, cout, 3, 1, size, 1, "relu")
+            cin = in_channels
+            for i in range(int(spec.get("layers", DEFAULT_LAYERS["cnn"]))):
+                conv, size = conv_bn(cin, w << i, kernel, 1, size, 1, "relu")
                 pool, size = pool2(size)
                 layers += [*conv, pool]
-            flat = 2 * w * area(size)
+                cin = w << i
+            flat = cin * area(size)
             return nn.Sequential(*layers, nn.Flatten(), nn.Linear(flat, num_classes))
         act = "relu6" if family == "mobilenet_v1" else "relu"
         first = DSCNN_KWS_KERNEL if family == "dscnn" and not isinstance(size, int) else 3
         stem, size = conv_bn(in_channels, w, first, 2, size, 1, act)
         layers, cin = list(stem), w
-        blocks = MOBILENET_V1 if family == "mobilenet_v1" else [(1, 1)] * DSCNN_BLOCKS
+        blocks = (
+            MOBILENET_V1
+            if family == "mobilenet_v1"
+            else [(1, 1)] * int(spec.get("blocks", DEFAULT_BLOCKS))
+        )
         for mult, stride in blocks:
-            block, size = separable(cin, mult * w, stride, size, act)
+            block, size = separable(cin, mult * w, stride, size, act, kernel)
             layers += block
             cin = mult * w
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]

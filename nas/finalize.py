@@ -1,0 +1,323 @@
+"""``python -m nas finalize RUN_DIR``: train a search's best candidates again with a
+longer recipe and keep the best by validation accuracy.
+
+A search ranks candidates with a short recipe on a share of the data; the model to ship
+deserves more. ``finalize`` takes the top ``--top`` distinct architectures of a finished
+run (by ``acc_int8``, the int8 validation accuracy the search ranked them by) and runs a
+new search over exactly those (``search.enqueue``), with the run's own chip, space,
+dataset, backend and compression, and this recipe:
+
+- the whole training split less validation (``dataset.train_subset=0`` where the dataset
+  has that option);
+- ``--epochs`` epochs (default twice the search's);
+- training batches augmented as suits the data (``--augment auto``: the dataset's
+  `nas.data.BaseDataset.augment`, e.g. random crops and mirrors for Fashion-MNIST);
+- distillation from a teacher (``--teacher auto``: the ``distill`` method's cached
+  default teacher; a trial folder; or ``none``): the last ``--distill-epochs`` of the
+  epochs are spent on the distillation loss, so a recipe with and one without a teacher
+  train the same number of epochs.
+
+The output is a run directory like a search's (default ``RUN_DIR/final``): ``study.db``,
+``trials.csv``, ``report.md``, ``best/``, plus ``finalize.json``, which says where each
+trial came from. Its best model is the finalist with the highest validation accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from nas.errors import ConfigError
+from nas.train import AUGMENTS
+
+#: Override keys of the search that the recipe sets itself (a key, or a key prefix).
+REPLACED = (
+    "hydra.run.dir",
+    "hydra.sweep",
+    "search.n_trials",
+    "search.enqueue",
+    "search.epochs",
+    "search.timeout_s",
+    "search.strategy",
+    "search.supernet",
+    "search.workers",
+    "search.cheap_first",
+    "search.count_infeasible",
+    "search.augment",
+    "storage",
+    "study",
+    "sampler",
+    "pruner",
+    "compression",
+    "dataset.train_subset",
+)
+FINALIZE_FILE = "finalize.json"
+TEACHERS = ("auto", "none")
+
+HELP = """\
+usage: python -m nas finalize RUN_DIR [--top K] [--epochs N] [--distill-epochs D]
+                              [--augment auto|none|crop|crop_flip] [--teacher auto|none|DIR]
+                              [--out DIR] [key=value ...]
+
+Train the best K architectures of a finished search again with a longer recipe (the
+whole training split, augmentation, a teacher) and keep the best by validation accuracy.
+Writes a run directory like a search's (default RUN_DIR/final). Extra key=value
+arguments are Hydra overrides for the new run (e.g. search.lr=0.005)."""
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def replaced(override: str) -> bool:
+    """Whether the recipe sets this override of the search itself."""
+    key = _key(override)
+    return any(key == k or key.startswith(k + ".") for k in REPLACED)
+
+
+def last_wins(overrides: list[str]) -> list[str]:
+    """``overrides`` with only the last of those that set the same key (Hydra refuses a
+    key given twice): the command line's own come last and win."""
+    last = {_key(o): i for i, o in enumerate(overrides)}
+    return [o for i, o in enumerate(overrides) if last[_key(o)] == i]
+
+
+def hydra_value(value: Any) -> str:
+    """``value`` in Hydra's override grammar (strings quoted)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _plain(value: Any) -> Any:
+    """A value of ``trials.csv`` as the space gave it (NumPy scalars unwrapped; floats
+    that pandas made of integers back to int)."""
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def top_candidates(
+    run_dir: Path, k: int, accept: Callable[[dict[str, Any]], str | None]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The ``k`` best distinct architectures of the run by ``acc_int8`` that ``accept``
+    takes (it returns why not, or None): dicts with the trial ``number``, its
+    ``acc_int8`` and its ``arch`` (the space's choices); and a note per one left out."""
+    import pandas as pd
+
+    from nas.record import ACC_INT8, ARCH_PREFIX, DUPLICATE_OF, FEASIBLE, STATE
+
+    csv = run_dir / "trials.csv"
+    try:
+        df = pd.read_csv(csv)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"finalize: {csv}: cannot read the search's trials ({exc})") from None
+    needed = [c for c in (STATE, FEASIBLE, ACC_INT8) if c not in df]
+    if needed:
+        raise ConfigError(f"finalize: {csv}: no column {needed[0]}; is it a search's trials.csv?")
+    done = df[(df[STATE] == "COMPLETE") & (df[FEASIBLE] == True) & df[ACC_INT8].notna()]  # noqa: E712
+    if DUPLICATE_OF in done:
+        done = done[done[DUPLICATE_OF].isna()]
+    arch_cols = [c for c in df.columns if c.startswith(ARCH_PREFIX)]
+    picked: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for _, row in done.sort_values(ACC_INT8, ascending=False, kind="stable").iterrows():
+        number = int(row["number"])
+        saved = run_dir / "trials" / f"{number:05d}" / "arch.json"
+        if saved.is_file():
+            arch = json.loads(saved.read_text())["arch"]
+        else:
+            arch = {c[len(ARCH_PREFIX) :]: _plain(row[c]) for c in arch_cols if pd.notna(row[c])}
+        if not arch or arch in [p["arch"] for p in picked]:
+            continue
+        why = accept(arch)
+        if why:
+            family = f" ({arch['family']})" if "family" in arch else ""
+            notes.append(f"trial {number}{family} left out: {why}")
+            continue
+        picked.append({"number": number, ACC_INT8: float(row[ACC_INT8]), "arch": arch})
+        if len(picked) == k:
+            break
+    if not picked:
+        raise ConfigError(
+            f"finalize: {csv}: no completed, feasible, scored trial this recipe can train"
+            + (f" ({notes[0]})" if notes else "")
+        )
+    return picked, notes
+
+
+def recipe_check(args: list[str]) -> Callable[[dict[str, Any]], str | None]:
+    """Compose the finalize run's config and build its components (the chip, the space
+    restricted to what the recipe's compression can handle, the dataset, loaded once for
+    the run too); returns the test a candidate must pass: its architecture is still a
+    point of that space (`nas.validate.reproduces`)."""
+    from hydra import compose, initialize_config_module
+
+    from nas.config import register_configs
+    from nas.search import build_components
+    from nas.validate import parse, reproduces, selected_profiles
+
+    register_configs(selected_profiles(parse(args)))
+    try:
+        with initialize_config_module("nas.conf", version_base="1.3"):
+            cfg = compose("config", overrides=args)
+    except Exception as exc:
+        raise ConfigError(f"finalize: bad override in {' '.join(args)}: {exc}") from None
+    space = build_components(cfg).space
+    return lambda arch: reproduces(space, arch)
+
+
+def recipe_args(run_dir: Path, opts: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
+    """The ``search`` command line of the finalize run, and the recipe it encodes."""
+    hydra_dir = run_dir / ".hydra"
+    try:
+        overrides = [str(o) for o in OmegaConf.load(hydra_dir / "overrides.yaml")]
+        cfg = OmegaConf.load(hydra_dir / "config.yaml")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"finalize: {hydra_dir}: cannot read the search's configuration ({exc}); "
+            "finalize needs a run directory a search wrote"
+        ) from None
+    epochs = opts.epochs or 2 * int(cfg.search.epochs)
+    teacher = opts.teacher
+    distill_epochs = 0 if teacher == "none" else opts.distill_epochs
+    if distill_epochs is None:
+        distill_epochs = max(1, math.ceil(epochs / 3))
+    if teacher != "none" and not 1 <= distill_epochs < epochs:
+        raise ConfigError(
+            f"finalize: --distill-epochs {distill_epochs} must be between 1 and --epochs - 1 "
+            f"({epochs - 1})"
+        )
+    augment = opts.augment
+    if augment == "auto":
+        from nas.plugin_manager import get_plugin_manager
+
+        augment = get_plugin_manager().get("dataset", str(cfg.dataset.name)).augment
+    methods = [str(m) for m in cfg.compression]
+    if teacher != "none" and "distill" not in methods:
+        methods = ["distill", *methods]
+    args = [o for o in overrides if not replaced(o)]
+    args += [
+        f"hydra.run.dir={opts.out}",
+        "search.strategy=train",
+        f"search.epochs={epochs - distill_epochs}",
+        f"search.augment={augment}",
+        "search.cheap_first=false",
+        "search.count_infeasible=true",
+        "search.workers=1",
+        "pruner.enabled=false",
+        "compression=[" + ",".join(methods) + "]",
+    ]
+    args += [o for o in overrides if _key(o).startswith("compression.")]
+    if teacher != "none":
+        args.append(f"compression.distill.epochs={distill_epochs}")
+        if teacher != "auto":
+            args.append(f"compression.distill.teacher={teacher}")
+    if "train_subset" in cfg.dataset:
+        args.append("dataset.train_subset=0")
+    args = last_wins([*args, *opts.overrides])
+    picked, notes = top_candidates(run_dir, opts.top, recipe_check(args))
+    args += [
+        f"search.n_trials={len(picked)}",
+        "search.enqueue=" + hydra_value([p["arch"] for p in picked]),
+    ]
+    recipe = {
+        "source": str(run_dir),
+        "candidates": picked,
+        "left_out": notes,
+        "epochs": epochs,
+        "distill_epochs": distill_epochs,
+        "teacher": teacher,
+        "augment": augment,
+        "compression": methods,
+        "command": args,
+    }
+    return args, recipe
+
+
+def main(argv: list[str]) -> int:
+    if {"-h", "--help"} & set(argv):
+        print(HELP)
+        return 0
+    ap = argparse.ArgumentParser(prog="python -m nas finalize", add_help=False)
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--top", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--distill-epochs", type=int, default=None)
+    ap.add_argument("--augment", default="auto")
+    ap.add_argument("--teacher", default="auto")
+    ap.add_argument("--out", type=Path, default=None)
+    opts, rest = ap.parse_known_args(argv)
+    bad = [a for a in rest if "=" not in a or a.startswith("-")]
+    if bad:
+        raise ConfigError(f"finalize: unknown argument '{bad[0]}'; see python -m nas finalize -h")
+    opts.overrides = rest
+    if not opts.run_dir.is_dir():
+        raise ConfigError(f"finalize: run directory '{opts.run_dir}' does not exist")
+    if opts.top < 1:
+        raise ConfigError(f"finalize: --top {opts.top} must be 1 or more")
+    if opts.epochs is not None and opts.epochs < 2:
+        raise ConfigError(f"finalize: --epochs {opts.epochs} must be 2 or more")
+    if opts.augment not in ("auto", *AUGMENTS):
+        raise ConfigError(
+            f"finalize: --augment {opts.augment} is not valid; use auto, {', '.join(AUGMENTS)}"
+        )
+    if opts.teacher not in TEACHERS and not Path(opts.teacher).is_dir():
+        raise ConfigError(
+            f"finalize: --teacher {opts.teacher}: use auto, none or a trial folder "
+            "(holding arch.json and model_float.pt)"
+        )
+    opts.out = opts.out or opts.run_dir / "final"
+    if opts.out.exists():
+        raise ConfigError(
+            f"finalize: '{opts.out}' exists; remove it or choose another with --out DIR"
+        )
+    args, recipe = recipe_args(opts.run_dir, opts)
+    for note in recipe["left_out"]:
+        print(f"finalize: {note}", flush=True)
+    print(
+        f"finalize: {len(recipe['candidates'])} candidates of {opts.run_dir}, "
+        f"{recipe['epochs']} epochs ({recipe['distill_epochs']} distilled from teacher "
+        f"{recipe['teacher']}), augment {recipe['augment']}",
+        flush=True,
+    )
+    from nas.__main__ import search_command
+
+    code = search_command(args)
+    if code == 0 and opts.out.is_dir():
+        (opts.out / FINALIZE_FILE).write_text(json.dumps(recipe, indent=2, default=str))
+        print(summary(opts.out, recipe))
+    return code
+
+
+def summary(out: Path, recipe: dict[str, Any]) -> str:
+    """Search accuracy against the finalized accuracy, one line per candidate."""
+    import pandas as pd
+
+    from nas.record import ACC_INT8, ACC_INT8_TEST
+
+    df = pd.read_csv(out / "trials.csv")
+    lines = ["finalized (int8 accuracy: search validation -> final validation, test):"]
+    for i, cand in enumerate(recipe["candidates"]):
+        row = df[df["number"] == i]
+        final = row.iloc[0] if len(row) else None
+        got = (
+            f"{final[ACC_INT8]:.4f}, test {final[ACC_INT8_TEST]:.4f}"
+            if final is not None and pd.notna(final.get(ACC_INT8))
+            else "no result (see report.md)"
+        )
+        lines.append(f"  trial {cand['number']}: {cand[ACC_INT8]:.4f} -> {got}")
+    return "\n".join(lines)

@@ -1,0 +1,164 @@
+"""One space across model families (``search_space=families``): the hand designs are
+points of it, each family is scored by a backend that runs it, and a family that cannot
+run is left out with a note."""
+
+from __future__ import annotations
+
+import optuna
+import pandas as pd
+import pytest
+import torch
+from nas_space_families import FAMILIES, FamiliesConfig, FamiliesSearchSpace
+from nas_space_reference import ReferenceSearchSpace
+
+from nas.cost import estimate
+from nas.errors import ConfigError
+from nas.graph import trace
+from nas.hardware import load_profile
+from nas.validate import reproduces
+
+#: Each reference network of the benchmark and its point in the families space.
+REFERENCE_POINTS = [
+    (
+        {"family": "dscnn", "width": 48, "resolution": 28},
+        {"dscnn_width": 48, "dscnn_blocks": 4, "dscnn_kernel": 3},
+    ),
+    (
+        {"family": "cnn", "width": 48, "resolution": 16},
+        {"cnn_width": 48, "cnn_layers": 2, "cnn_kernel": 3},
+    ),
+    ({"family": "mlp", "width": 128, "resolution": 20}, {"mlp_width": 128, "mlp_layers": 1}),
+    ({"family": "mobilenet_v1", "width": 2, "resolution": 28}, {"mobilenet_v1_width": 2}),
+]
+
+
+@pytest.mark.parametrize(("ref", "own"), REFERENCE_POINTS, ids=lambda v: str(v))
+def test_every_reference_network_is_a_point_of_the_space(ref, own):
+    """The same layers, the same outputs with the same weights, the same static cost; and
+    the point is one the space samples when it is enqueued."""
+    spec = {"family": ref["family"], "resolution": ref["resolution"], **own}
+    space = FamiliesSearchSpace()
+    assert reproduces(space, spec) is None
+    torch.manual_seed(0)
+    alone = ReferenceSearchSpace().build(ref, 1, 10).eval()
+    point = space.build(spec, 1, 10).eval()
+    point.load_state_dict(alone.state_dict())  # same names and shapes, or this raises
+    x = torch.randn(4, 1, ref["resolution"], ref["resolution"])
+    assert torch.equal(alone(x), point(x))
+    shape = (1, 1, ref["resolution"], ref["resolution"])
+    hw = load_profile("cortex_m4")
+    a = estimate(trace(alone, shape, "ref"), hw)
+    b = space.cost(point, space.trace(point, shape, "point"), hw)
+    assert a == b
+
+
+def test_a_trial_holds_only_its_own_familys_choices():
+    space = FamiliesSearchSpace()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    seen = set()
+    for _ in range(60):
+        trial = study.ask()
+        spec = space.sample(trial)
+        family = spec["family"]
+        seen.add(family)
+        own = {k for k in trial.params if k not in ("family", "resolution")}
+        assert own and all(k.startswith(f"{family}_") for k in own), (family, own)
+        assert spec == trial.params
+        study.tell(trial, 0.0)
+    assert seen == set(FAMILIES)
+
+
+def test_unknown_family_and_nested_option_are_refused():
+    with pytest.raises(ConfigError, match="unknown family 'resnet'; valid: mobilenet"):
+        FamiliesConfig(families=["resnet"])
+    with pytest.raises(ConfigError, match=r"search_space.mobilenet.widthz is not an option"):
+        FamiliesConfig(mobilenet={"widthz": [8]})  # type: ignore[arg-type]
+
+
+def test_families_restricted_to_one_use_only_it():
+    space = FamiliesSearchSpace(FamiliesConfig(families=["mlp"]))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    assert {space.sample(study.ask())["family"] for _ in range(5)} == {"mlp"}
+
+
+@pytest.mark.slow
+def test_each_family_is_scored_by_a_backend_that_runs_it(cli, tmp_path):
+    """One trial per family (enqueued): Bonsai on the int8 reference (``estimate``), the
+    layer networks in TFLite Micro; the ``family`` column in trials.csv, report.md and the
+    HTML report's Pareto plot, coloured by family."""
+    specs = [
+        {"family": "mobilenet", "resolution": 8, "mobilenet_stem_channels": 4}
+        | {f"mobilenet_s{i}_{k}": v for i in (1, 2, 3) for k, v in _stage().items()},
+        {"family": "dscnn", "resolution": 8, "dscnn_width": 8, "dscnn_blocks": 2}
+        | {"dscnn_kernel": 3},
+        {"family": "cnn", "resolution": 8, "cnn_width": 8, "cnn_layers": 1, "cnn_kernel": 3},
+        {"family": "mlp", "resolution": 8, "mlp_width": 16, "mlp_layers": 2},
+        {"family": "mobilenet_v1", "resolution": 8, "mobilenet_v1_width": 2},
+        {"family": "bonsai", "resolution": 8, "bonsai_proj_dim": 8, "bonsai_depth": 1}
+        | {f"bonsai_{g}_density": 1.0 for g in ("z", "w", "v", "theta")}
+        | {"bonsai_sigma": 1.0, "bonsai_path_sigma_end": 16.0},
+    ]
+    enqueue = ",".join("{" + ",".join(f"{k}:{v}" for k, v in s.items()) + "}" for s in specs)
+    run = tmp_path / "run"
+    r = cli(
+        "search",
+        "+hw=cortex_m4",
+        "search_space=families",
+        f"search.enqueue=[{enqueue}]",
+        f"search.n_trials={len(specs)}",
+        "search.epochs=2",
+        "search.cheap_first=false",
+        "pruner.enabled=false",
+        f"hydra.run.dir={run}",
+    )
+    assert r.returncode == 0, r.stderr
+    df = pd.read_csv(run / "trials.csv")
+    assert list(df["family"]) == [s["family"] for s in specs]
+    assert (df["state"] == "COMPLETE").all(), df["reason"].tolist()
+    by = dict(zip(df["family"], df["scored_by"], strict=True))
+    assert by.pop("bonsai") == "estimate"
+    assert set(by.values()) == {"tflm"}
+    assert df.loc[df["family"] != "bonsai", "tflm_ref_identical"].all()
+    assert "| family |" in (run / "report.md").read_text()
+    r = cli("report", str(run), "--out", str(tmp_path / "cmp"))
+    assert r.returncode == 0, r.stderr
+    html = (tmp_path / "cmp" / "report.html").read_text()
+    assert "by model family" in html
+    assert all(f'"legendgroup":"{s["family"]}' in html for s in specs)
+
+
+def _stage() -> dict[str, int]:
+    return {"width": 8, "depth": 1, "kernel": 3, "expand": 1, "stride": 1}
+
+
+@pytest.mark.slow
+def test_a_family_that_cannot_run_is_left_out_with_a_note(cli, tmp_path):
+    r = cli(
+        "search",
+        "+hw=cortex_m4",
+        "search_space=families",
+        "compression=[prune,ptq]",
+        "search.n_trials=3",
+        "search.epochs=1",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert r.returncode == 0, r.stderr
+    note = "family 'bonsai' left out: search space 'bonsai' supports compression"
+    assert note in r.stdout + r.stderr
+    assert note in (tmp_path / "run" / "search.log").read_text()
+    assert "bonsai" not in set(pd.read_csv(tmp_path / "run" / "trials.csv")["family"])
+    r = cli(
+        "search",
+        "+hw=cortex_m4",
+        "search_space=families",
+        "search_space.families=[bonsai]",
+        "compression=[prune,ptq]",
+        f"hydra.run.dir={tmp_path / 'none'}",
+    )
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "error: search_space=families: no family can run here; family 'bonsai' left out: "
+        "search space 'bonsai' supports compression methods ptq; 'prune' cannot compress "
+        "its models"
+    ], r.stderr
+    assert not (tmp_path / "none").exists()

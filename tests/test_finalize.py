@@ -1,0 +1,172 @@
+"""``python -m nas finalize``: a search's best candidates trained again with a longer
+recipe (whole training split, augmentation, a teacher); and the augmentation itself."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from nas.__main__ import main
+from nas.finalize import replaced
+from nas.train import augment
+
+
+def test_crop_shifts_within_an_eighth_and_flip_mirrors():
+    x = torch.arange(1, 2 * 16 * 16 + 1, dtype=torch.float32).view(2, 1, 16, 16)
+    gen = torch.Generator().manual_seed(0)
+    assert augment(x, "none", gen) is x
+    for _ in range(20):
+        out = augment(x, "crop", gen)
+        assert out.shape == x.shape
+        for img, orig in zip(out, x, strict=True):
+            # a shift by (dy, dx) with |dy|, |dx| <= 2: the kept pixels are the original's
+            found = [
+                (dy, dx)
+                for dy in range(-2, 3)
+                for dx in range(-2, 3)
+                if torch.equal(_shift(orig, dy, dx), img)
+            ]
+            assert found, img
+    flips = [augment(x, "crop_flip", gen) for _ in range(20)]
+    mirrored = sum(
+        bool(
+            any(
+                torch.equal(_shift(x[0].flip(2), dy, dx), f[0])
+                for dy in range(-2, 3)
+                for dx in range(-2, 3)
+            )
+        )
+        for f in flips
+    )
+    assert 0 < mirrored < 20  # about half
+    a = augment(x, "crop_flip", torch.Generator().manual_seed(5))
+    assert torch.equal(a, augment(x, "crop_flip", torch.Generator().manual_seed(5)))
+
+
+def _shift(img: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``img`` (C, H, W) moved by (dy, dx), zeros where nothing moved in."""
+    out = torch.zeros_like(img)
+    h, w = img.shape[1:]
+    src = img[:, max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
+    out[:, max(0, dy) : h - max(0, -dy), max(0, dx) : w - max(0, -dx)] = src
+    return out
+
+
+@pytest.mark.slow
+def test_finalize_trains_the_top_candidates_again_and_keeps_the_best(cli, tmp_path):
+    run = tmp_path / "run"
+    r = cli(
+        "search",
+        "+hw=cortex_m4",
+        "search_space=families",
+        "search_space.families=[mlp,cnn]",
+        "search_space.widths=[4,8,16]",
+        "search_space.resolutions=[8]",
+        "search.n_trials=5",
+        "search.epochs=1",
+        f"hydra.run.dir={run}",
+    )
+    assert r.returncode == 0, r.stderr
+    searched = pd.read_csv(run / "trials.csv")
+    done = searched[(searched["state"] == "COMPLETE") & searched["feasible"]]
+    top = done.sort_values("acc_int8", ascending=False, kind="stable").drop_duplicates(
+        [c for c in searched if c.startswith("arch_")]
+    )
+    teachers = f"compression.distill.cache_dir={tmp_path / 'teachers'}"
+    r = cli(
+        "finalize",
+        str(run),
+        *("--top", "2", "--epochs", "3"),
+        *(teachers, "compression.distill.teacher_epochs=3", "search.batch_size=64"),
+    )
+    assert r.returncode == 0, r.stderr
+    out = run / "final"
+    recipe = json.loads((out / "finalize.json").read_text())
+    assert [c["number"] for c in recipe["candidates"]] == list(top["number"][:2])
+    assert (recipe["epochs"], recipe["distill_epochs"], recipe["augment"]) == (3, 1, "crop")
+    final = pd.read_csv(out / "trials.csv")
+    assert len(final) == 2 and (final["state"] == "COMPLETE").all(), final["reason"].tolist()
+    assert list(final["family"]) == list(top["family"][:2])
+    assert final["distill_teacher"].str.startswith("cnn").all()
+    assert (final["distill_teacher_acc"] > 0.5).all()
+    assert (out / "best" / "arch.json").is_file()
+    for rec in final.itertuples():
+        assert (
+            json.loads((out / "trials" / f"{rec.number:05d}" / "arch.json").read_text())["arch"]
+            == recipe["candidates"][rec.number]["arch"]
+        )
+    assert "finalized (int8 accuracy" in r.stdout
+    assert list((tmp_path / "teachers").glob("cnn-*.pt"))  # trained once, cached
+
+    # the same students without a teacher, for comparison
+    r = cli(
+        "finalize",
+        str(run),
+        "--top",
+        "2",
+        "--epochs",
+        "3",
+        "--teacher",
+        "none",
+        "--out",
+        str(tmp_path / "plain"),
+    )
+    assert r.returncode == 0, r.stderr
+    plain = pd.read_csv(tmp_path / "plain" / "trials.csv")
+    assert "distill_teacher" not in plain and len(plain) == 2
+
+
+def test_augmenting_what_is_not_an_image_is_refused(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    windows = tmp_path / "windows.npz"
+    np.savez(windows, x_train=rng.normal(size=(90, 16, 3)), y_train=np.arange(90) % 3)
+    run = tmp_path / "run"
+    args = ["search", "+hw=cortex_m4", "dataset=arrays", f"dataset.path={windows}"]
+    assert main([*args, "search.augment=crop", f"hydra.run.dir={run}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: search.augment=crop shifts and mirrors images; dataset 'arrays' gives "
+        "windows: use search.augment=none"
+    ]
+    assert not run.exists()
+
+
+def test_the_recipe_replaces_the_search_s_own_settings():
+    for override in (
+        "search.epochs=3",
+        "+search.enqueue=[{a:1}]",
+        "dataset.train_subset=10000",
+        "storage.url=sqlite:///x.db",
+        "search.supernet.epochs=8",
+        "compression=[ptq]",
+        "hydra.run.dir=out",
+    ):
+        assert replaced(override), override
+    for override in ("search.lr=0.01", "dataset=fashion_mnist", "search_space.widths=[8]"):
+        assert not replaced(override), override
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{missing}"], "run directory '{missing}' does not exist"),
+        (["{run}", "--top", "0"], "--top 0 must be 1 or more"),
+        (["{run}", "--augment", "rotate"], "--augment rotate is not valid"),
+        (["{run}", "--teacher", "{missing}"], "--teacher {missing}: use auto, none"),
+        (["{run}", "--frobnicate"], "unknown argument '--frobnicate'"),
+        (["{run}"], "cannot read the search's configuration"),
+    ],
+)
+def test_bad_finalize_input_is_one_line_and_writes_nothing(capsys, tmp_path, args, message):
+    run = tmp_path / "run"
+    run.mkdir()
+    names = {"run": run, "missing": tmp_path / "missing"}
+    assert main(["finalize", *[a.format(**names) for a in args]]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: finalize"), lines
+    assert message.format(**names) in lines[0]
+    assert list(run.iterdir()) == []
