@@ -18,11 +18,12 @@ from torch import nn
 from nas.data import Arrays
 from nas.errors import TrialError
 
-#: ``search.augment``: what each training batch goes through (`augment`). ``crop``:
-#: shifted by up to an eighth of each side, zero-padded (a random crop of the padded
-#: image); ``crop_flip``: also mirrored left to right, half of the images (for classes a
-#: mirror keeps, such as clothing or objects; not for digits or text). Images only.
-AUGMENTS = ("none", "crop", "crop_flip")
+#: ``search.augment``: what each training batch goes through (`augment`). ``flip``:
+#: half of the images mirrored left to right (for classes a mirror keeps, such as
+#: clothing or objects; not for digits or text); ``crop``: shifted by up to an eighth of
+#: each side, zero-padded (a random crop of the padded image); ``crop_flip``: both.
+#: Images only.
+AUGMENTS = ("none", "flip", "crop", "crop_flip")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,11 @@ def augment(x: torch.Tensor, how: str, gen: torch.Generator) -> torch.Tensor:
     if how == "none":
         return x
     n, c, h, w = x.shape
+    if how == "flip":
+        mirror = torch.rand(n, generator=gen) < 0.5
+        out = x.clone()
+        out[mirror] = out[mirror].flip(3)
+        return out
     ph, pw = (max(1, side // 8) if side > 1 else 0 for side in (h, w))
     padded = nn.functional.pad(x, (pw, pw, ph, ph))
     dy = torch.randint(0, 2 * ph + 1, (n, 1), generator=gen) + torch.arange(h)

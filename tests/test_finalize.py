@@ -31,6 +31,9 @@ def test_crop_shifts_within_an_eighth_and_flip_mirrors():
                 if torch.equal(_shift(orig, dy, dx), img)
             ]
             assert found, img
+    mirrored_only = [augment(x, "flip", gen) for _ in range(20)]
+    assert all(torch.equal(f[0], x[0]) or torch.equal(f[0], x[0].flip(2)) for f in mirrored_only)
+    assert 0 < sum(torch.equal(f[0], x[0].flip(2)) for f in mirrored_only) < 20
     flips = [augment(x, "crop_flip", gen) for _ in range(20)]
     mirrored = sum(
         bool(
@@ -80,14 +83,15 @@ def test_finalize_trains_the_top_candidates_again_and_keeps_the_best(cli, tmp_pa
     r = cli(
         "finalize",
         str(run),
-        *("--top", "2", "--epochs", "3"),
+        *("--top", "2", "--epochs", "3", "--augment", "auto"),
         *(teachers, "compression.distill.teacher_epochs=3", "search.batch_size=64"),
     )
     assert r.returncode == 0, r.stderr
     out = run / "final"
     recipe = json.loads((out / "finalize.json").read_text())
     assert [c["number"] for c in recipe["candidates"]] == list(top["number"][:2])
-    assert (recipe["epochs"], recipe["distill_epochs"], recipe["augment"]) == (3, 1, "crop")
+    assert (recipe["epochs"], recipe["distill_epochs"], recipe["augment"]) == (3, 2, "crop")
+    assert "compression.distill.lr_scale=1.0" in recipe["command"]
     final = pd.read_csv(out / "trials.csv")
     assert len(final) == 2 and (final["state"] == "COMPLETE").all(), final["reason"].tolist()
     assert list(final["family"]) == list(top["family"][:2])

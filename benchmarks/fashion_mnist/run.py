@@ -41,7 +41,8 @@ for the M4 budgets as MCUNet narrows its space, by the compute of what fits):
 
 Each run is then finalized with one recipe, ``python -m nas finalize RUN_DIR`` (the
 searches' top ``finalists``, a reference's one network): the whole training split less
-validation (54,000 images), random crops and mirrors, ``final_epochs`` epochs of which the
+validation (54,000 images), ``augment`` (none: on the Uno-sized models crops and mirrors
+cost points, README "Finalize"), ``final_epochs`` epochs of which the
 last ``distill_epochs`` distil from the cached teacher (a plain CNN, 64 and 128 channels,
 trained once per resolution). The model of a run is its finalist with the highest
 validation accuracy; test accuracy is on all 10,000 test images, int8. No choice looks
@@ -183,6 +184,8 @@ class Recipe:
     finalists: int = 2  # per search, finalized; the best by validation is its model
     budgets: list[str] = field(default_factory=lambda: list(BUDGETS))
     methods: list[str] = field(default_factory=lambda: list(METHODS))
+    #: ``python -m nas finalize --augment`` (`nas.train.AUGMENTS`).
+    augment: str = "none"
     #: Seeds whose runs are also finalized without the teacher.
     ablation_seeds: list[int] = field(default_factory=lambda: [0])
 
@@ -198,6 +201,7 @@ class Recipe:
 
     def finalize_args(self, teacher: bool) -> list[str]:
         args = ["--top", str(self.finalists), "--epochs", str(self.final_epochs)]
+        args += ["--augment", self.augment]
         args.append("dataset.test_subset=0")
         if self.final_train:
             args.append(f"dataset.train_subset={self.final_train}")
@@ -213,7 +217,7 @@ FULL = Recipe(
     search_epochs=3,
     search_train=10000,
     final_epochs=15,
-    distill_epochs=5,
+    distill_epochs=14,
     teacher_epochs=15,
     final_train=0,
 )
@@ -557,7 +561,7 @@ def teacher_lines(df: pd.DataFrame) -> list[str]:
         "## What the teacher adds",
         "",
         "The model of each run of the ablation seeds, finalized again with the same epochs "
-        "and augmentation but no teacher (`--teacher none`). Test accuracy, int8.",
+        "but no teacher (`--teacher none`). Test accuracy, int8.",
         "",
         "| budget | method | seed | family | teacher (val acc) | with teacher | without | "
         "difference |",
@@ -644,8 +648,8 @@ def write_results(df: pd.DataFrame, out: Path, runs: Path, recipe: Recipe) -> No
         f"{recipe.batch_size}, Adam lr {recipe.lr} one-cycle. Finalize (every model, "
         f"`python -m nas finalize`): the top {recipe.finalists} of a search (a reference: "
         f"its one network), {recipe.final_epochs} epochs on "
-        f"{recipe.final_train or 'all 54,000'} training images with random crops and "
-        f"mirrors, the last {recipe.distill_epochs} distilled from the cached teacher "
+        f"{recipe.final_train or 'all 54,000'} training images (augmentation: "
+        f"{recipe.augment}), the last {recipe.distill_epochs} distilled from the cached teacher "
         f"(trained {recipe.teacher_epochs} epochs); the finalist with the best validation "
         "accuracy is the run's model. Test accuracy on all 10,000 test images, int8.",
         "",
