@@ -333,7 +333,7 @@ def test_plugin_command_is_listed_and_runs(cli, tmp_path):
     run = cli("greet", "name=you", env=env)
     assert run.returncode == 0 and run.stdout == "hello name=you\n", run.stderr
     one_line_error(cli("greet", "you", env=env), "greet: expected name=VALUE")
-    valid = "valid: search, list, report, calibrate, greet"
+    valid = "valid: search, list, report, finalize, calibrate, greet"
     one_line_error(cli("gret", env=env), f"unknown command 'gret'; {valid}")
 
 
