@@ -625,7 +625,8 @@ def write_results(df: pd.DataFrame, out: Path, runs: Path, recipe: Recipe) -> No
     for stale in out.glob("pareto_*.svg"):
         stale.unlink()
     df.to_csv(out / "results.csv", index=False)
-    parts = [json.loads(line) for line in (runs / "parts.jsonl").read_text().splitlines()]
+    done = runs / "parts.jsonl"  # a part stopped before its end has no line here
+    parts = [json.loads(line) for line in done.read_text().splitlines()] if done.is_file() else []
     cpu = df["search_cpu_s"].sum() + df["final_cpu_s"].sum() if len(df) else 0.0
     lines = [
         "# Fashion-MNIST under microcontroller budgets: a search across model families vs "
