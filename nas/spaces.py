@@ -275,15 +275,23 @@ def pin_resolution(space: BaseSearchSpace, data: Arrays) -> None:
         space.config.resolutions = [data.resolution]
 
 
+def check_latency_table(space: type[BaseSearchSpace], hw: HardwareProfile) -> None:
+    """A `ConfigError` when ``hw``'s latency table lacks an op kind the space's models use."""
+    missing = [k for k in space.op_kinds if k not in hw.latency_lut]
+    if missing:
+        raise ConfigError(
+            f"{hw.source_file}: latency_lut has no entry for {', '.join(missing)}, which "
+            f"search space '{space.name}' needs"
+        )
+
+
 def support_problem(
     space: BaseSearchSpace, hw: HardwareProfile, backend: str, methods: Sequence[Any]
 ) -> str | None:
     """Why ``space`` cannot run with this chip, backend and compression methods (their
     ``check``), or None: the message of the `ConfigError` a search would stop with."""
-    missing = [k for k in space.op_kinds if k not in hw.latency_lut]
-    if missing:
-        return f"{hw.source_file}: latency_lut has no entry for {', '.join(missing)}"
     try:
+        check_latency_table(type(space), hw)
         check_supported(type(space), backend, [m.name for m in methods])
         for method in methods:
             method.check(hw, backend, methods)

@@ -129,7 +129,7 @@ def combinations(overrides: list[Any]) -> list[list[str]]:
 def check_config(args: list[str]) -> None:
     """Compose the config for ``args`` and validate what Hydra cannot."""
     from nas.search import objectives, profile_from_cfg
-    from nas.spaces import check_supported
+    from nas.spaces import check_latency_table, check_supported
 
     try:
         with initialize_config_module("nas.conf", version_base="1.3"):
@@ -141,12 +141,7 @@ def check_config(args: list[str]) -> None:
         space = get_plugin_manager().get("search_space", cfg.search_space.name)
         use_space_backend(cfg, args)
         check_supported(space, cfg.backend.name, list(cfg.compression))
-        missing = [k for k in space.op_kinds if k not in hw.latency_lut]
-        if missing:
-            raise ConfigError(
-                f"{hw.source_file}: latency_lut has no entry for {', '.join(missing)}, which "
-                f"search space '{space.name}' needs"
-            )
+        check_latency_table(space, hw)
         objectives(cfg)
         check_values(cfg)
         check_storage(cfg)
