@@ -84,7 +84,8 @@ def test_missing_and_unknown_hw(cli):
         cli("search", "+hw=cortex_m9"), "unknown hardware profile 'cortex_m9'", "cortex_m4"
     )
     _one_line_error(
-        cli("frobnicate"), "unknown command 'frobnicate'; valid: search, list, report, finalize, calibrate"
+        cli("frobnicate"),
+        "unknown command 'frobnicate'; valid: search, list, report, finalize, calibrate",
     )
 
 
