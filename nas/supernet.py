@@ -208,9 +208,10 @@ def train_supernet(
     gen = torch.Generator().manual_seed(s.seed)
     rng = random.Random(s.seed)
     torch.manual_seed(s.seed)
-    start, ckpt = 0, prep.checkpoint
+    start, ckpt, spent = 0, prep.checkpoint, 0.0
     if ckpt is not None:  # resume after the last finished epoch
         start = int(ckpt["epoch"])
+        spent = float(ckpt.get("cpu_s", 0.0))
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         gen.set_state(ckpt["generator"])
@@ -225,7 +226,7 @@ def train_supernet(
         dynamic_ncols=True,
         disable=plain,
     )
-    began = time.monotonic()
+    began, cpu0 = time.monotonic(), time.process_time()
     try:
         for epoch in range(start, sc.epochs):
             net.train()
@@ -256,11 +257,14 @@ def train_supernet(
                 "generator": gen.get_state(),
                 "random": rng.getstate(),
                 "torch_rng": torch.get_rng_state(),
+                # CPU time of the training so far, all resumes included (this process's
+                # user + system time, every thread).
+                "cpu_s": spent + time.process_time() - cpu0,
             }
             _save(prep, state)
             done = (
                 f"supernet epoch {epoch + 1}/{sc.epochs}: loss {total / max(steps, 1):.3f}, "
-                f"{time.monotonic() - began:.0f} s"
+                f"{time.monotonic() - began:.0f} s, {state['cpu_s'] / 3600:.2f} CPU-h in all"
             )
             log.info(done)
             if plain:

@@ -200,9 +200,12 @@ def test_killed_training_resumes_and_the_search_finishes_its_finalists(tmp_path)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not torch.load(ckpt, weights_only=True)["complete"]
+    spent = torch.load(ckpt, weights_only=True)["cpu_s"]
     resumed = _search(killed, "search.supernet.epochs=3", "search.objectives=[acc_int8]")
     out = resumed.communicate(timeout=600)[0]
     assert resumed.returncode == 0, out
+    # the checkpoint's CPU time counts the killed process's epoch and the resumed ones
+    assert 0 < spent < torch.load(ckpt, weights_only=True)["cpu_s"]
     # training goes on after the checkpoint's epoch (one line per epoch: no terminal here)
     assert "supernet epoch 1/3" not in out and "supernet epoch 2/3" in out
     ref = _search(

@@ -34,6 +34,13 @@ for the M4 budgets as MCUNet narrows its space, by the compute of what fits):
   rejected before training and do not count), accuracy first
   (``search.objectives=[acc_int8]``);
 - ``random``: Optuna's random sampler, the same space, budget, trials and seeds;
+- ``supernet`` (m4-tight only; issue 19): ``search.strategy=supernet`` in the MobileNet-
+  like space narrowed for the budget, one supernet per seed (kept in
+  ``<runs>/m4-tight/supernets/`` so a killed part resumes its training), 1,000 feasible
+  candidates scored with inherited weights; its CPU time includes the supernet's;
+- ``search_long`` (m4-tight only): the ``search`` method given the ``supernet`` run's CPU
+  time of the same seed as its time limit, for the comparison at equal CPU time (it runs
+  after the supernet runs, in a second wave);
 - ``dscnn``, ``mobilenet_v1``, ``cnn``, ``mlp``: the hand designs (the ``reference``
   space's families), each at the width and resolution that fits the budget with the most
   MACs (`nas_space_reference.ReferenceSearchSpace.scaled`), enqueued as their point of the
@@ -81,11 +88,18 @@ from nas.report import trained_mask  # noqa: E402
 
 KIB = 1024
 REFERENCES = ("dscnn", "mobilenet_v1", "cnn", "mlp")
-METHODS = ("search", "random", *REFERENCES)
+#: Issue 19's comparison, on the budgets whose MobileNet-like space the supernet covers:
+#: a supernet search, and TPE in the families space given the same CPU time.
+SUPERNET_METHODS = ("supernet", "search_long")
+SUPERNET_BUDGETS = ("m4-tight",)
+METHODS = ("search", "random", *SUPERNET_METHODS, *REFERENCES)
+SEARCHES = ("search", "random", *SUPERNET_METHODS)
 PLOTS = ("memory", "latency")
 LABELS = {
     "search": "search (TPE, families)",
     "random": "random search (families)",
+    "supernet": "supernet search (MobileNet-like)",
+    "search_long": "search (TPE, families) for the supernet's CPU time",
     "dscnn": "DS-CNN (MLPerf Tiny style)",
     "mobilenet_v1": "MobileNetV1-style",
     "cnn": "small CNN",
@@ -188,6 +202,9 @@ class Recipe:
     augment: str = "none"
     #: Seeds whose runs are also finalized without the teacher.
     ablation_seeds: list[int] = field(default_factory=lambda: [0])
+    #: ``supernet``: epochs of supernet training and feasible candidates scored.
+    supernet_epochs: int = 8
+    supernet_trials: int = 1000
 
     def search_args(self) -> list[str]:
         return [
@@ -231,6 +248,8 @@ QUICK = Recipe(
     teacher_epochs=1,
     final_train=2000,
     search_test=500,
+    supernet_epochs=1,
+    supernet_trials=20,
 )
 
 
@@ -292,13 +311,37 @@ def hydra_dict(spec: dict[str, Any]) -> str:
     return "{" + ",".join(f"{k}:{json.dumps(v)}" for k, v in spec.items()) + "}"
 
 
-def search_args(recipe: Recipe, budget: str, method: str, seed: int, run: Path) -> list[str]:
-    """The ``search`` command of one run: a search, or a reference trained once."""
+def supernet_file(runs: Path, budget: str, seed: int) -> Path:
+    """Where the ``supernet`` method's supernet of one seed is trained and kept: outside
+    the job's folder, so that a job started again resumes its training."""
+    return runs / budget / "supernets" / f"seed{seed}.pt"
+
+
+def supernet_cpu_s(path: Path) -> float:
+    """CPU time the supernet at ``path`` took to train so far (0 when there is none)."""
+    if not path.is_file():
+        return 0.0
+    import torch
+
+    return float(torch.load(path, map_location="cpu", weights_only=True).get("cpu_s", 0.0))
+
+
+def search_args(
+    recipe: Recipe,
+    budget: str,
+    method: str,
+    seed: int,
+    run: Path,
+    timeout_s: float | None = None,
+) -> list[str]:
+    """The ``search`` command of one run: a search, or a reference trained once.
+    ``search_long`` runs for ``timeout_s`` seconds."""
     b = BUDGETS[budget]
+    space = MOBILENET_M4_SPACE if method == "supernet" else space_args(budget)
     args = [
         "search",
         *hw_args(budget),
-        *space_args(budget),
+        *space,
         f"backend={b['backend']}",
         *recipe.search_args(),
         f"search.seed={seed}",
@@ -309,17 +352,43 @@ def search_args(recipe: Recipe, budget: str, method: str, seed: int, run: Path) 
         point = reference_point(budget, method)
         assert point is not None
         return [*args, "search.n_trials=1", f"search.enqueue=[{hydra_dict(point)}]"]
-    sampler = (
-        ["sampler=tpe", "sampler.n_startup_trials=8"] if method == "search" else ["sampler=random"]
-    )
-    return [
-        *args,
-        *b["search"],
-        *sampler,
-        f"search.n_trials={recipe.trials[budget]}",
-        "search.count_infeasible=false",
-        "pruner.n_warmup_epochs=1",
-    ]
+    args += [*b["search"], "search.count_infeasible=false"]
+    if method == "supernet":  # NSGA-II repeats itself less than TPE over 1,000 candidates
+        return [
+            *args,
+            "search.strategy=supernet",
+            f"search.supernet.epochs={recipe.supernet_epochs}",
+            f"search.supernet.path={supernet_file(run.parents[2], budget, seed)}",
+            f"search.n_trials={recipe.supernet_trials}",
+            "sampler=nsga2",
+            "sampler.population_size=50",
+        ]
+    if method == "random":
+        sampler = ["sampler=random"]
+    else:
+        sampler = ["sampler=tpe", "sampler.n_startup_trials=8"]
+    trials = recipe.trials[budget]
+    if method == "search_long":  # the time is the limit: trials enough never to stop first
+        assert timeout_s is not None
+        trials, sampler = 100 * trials, [*sampler, f"search.timeout_s={timeout_s:.0f}"]
+    return [*args, *sampler, f"search.n_trials={trials}", "pruner.n_warmup_epochs=1"]
+
+
+def supernet_job_cpu_s(runs: Path, budget: str, seed: int) -> float | None:
+    """CPU time of the ``supernet`` run of ``seed``, its supernet's training included;
+    None until that search has finished."""
+    state_file = runs / budget / f"supernet-s{seed}" / "job.json"
+    if not state_file.is_file():
+        return None
+    search = json.loads(state_file.read_text()).get("search")
+    if not search or search["rc"]:
+        return None
+    return float(search["cpu_s"]) + float(search.get("supernet_cpu_before_s", 0.0))
+
+
+def applies(budget: str, method: str) -> bool:
+    """Whether ``method`` is part of the benchmark on ``budget``."""
+    return method not in SUPERNET_METHODS or budget in SUPERNET_BUDGETS
 
 
 def run_job(recipe: Recipe, runs: Path, budget: str, method: str, seed: int, threads: int) -> dict:
@@ -334,6 +403,9 @@ def run_job(recipe: Recipe, runs: Path, budget: str, method: str, seed: int, thr
         job.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps(state, indent=1))
         return state
+    timeout_s = supernet_job_cpu_s(runs, budget, seed) if method == "search_long" else None
+    if method == "search_long" and timeout_s is None:  # not kept: it can run later
+        return {"error": f"needs the supernet run of seed {seed} first (--methods supernet)"}
     steps = [("search", None), ("final", True)]
     if seed in recipe.ablation_seeds:
         steps.append(("final_noteacher", False))
@@ -345,7 +417,7 @@ def run_job(recipe: Recipe, runs: Path, budget: str, method: str, seed: int, thr
             if job.exists():
                 shutil.rmtree(job)
             job.mkdir(parents=True)
-            args = search_args(recipe, budget, method, seed, run)
+            args = search_args(recipe, budget, method, seed, run, timeout_s)
         else:
             out = job / name
             if out.exists():
@@ -353,8 +425,14 @@ def run_job(recipe: Recipe, runs: Path, budget: str, method: str, seed: int, thr
             if "search" not in state or state["search"]["rc"]:
                 break
             args = ["finalize", str(run), "--out", str(out), *recipe.finalize_args(teacher)]
+        before = 0.0
+        if method == "supernet":
+            supernet_file(runs, budget, seed).parent.mkdir(parents=True, exist_ok=True)
+            before = supernet_cpu_s(supernet_file(runs, budget, seed))
         step = run_step(Step(args, job / name), job / f"{name}.log", threads)
         state[name] = {k: v for k, v in dataclasses.asdict(step).items() if k != "out"}
+        if teacher is None and before:  # its supernet was (partly) trained before
+            state[name]["supernet_cpu_before_s"] = before
         state_file.write_text(json.dumps(state, indent=1))
         print(
             f"[{datetime.datetime.now():%H:%M:%S}] {budget} {method} seed {seed} {name}: "
@@ -403,7 +481,11 @@ def collect(runs: Path, recipe: Recipe, out: Path) -> pd.DataFrame:
         job = state_file.parent
         limit = BUDGETS[budget]["arena_limit"]
         row: dict[str, Any] = {"budget": budget, "method": method, "seed": int(seed)}
-        cpu = {k: v["cpu_s"] for k, v in state.items() if isinstance(v, dict)}
+        cpu = {
+            k: v["cpu_s"] + v.get("supernet_cpu_before_s", 0.0)
+            for k, v in state.items()
+            if isinstance(v, dict)
+        }
         row["search_cpu_s"] = cpu.get("search", 0.0)
         row["final_cpu_s"] = cpu.get("final", 0.0)
         errors = [v["error"] for v in state.values() if isinstance(v, dict) and v["rc"]]
@@ -488,7 +570,7 @@ def table(df: pd.DataFrame, budget: str) -> list[str]:
         if not missing.empty:
             acc += f" ({len(missing)} missing: {'; '.join(sorted(set(missing['error'])))})"
         mean = ok.mean(numeric_only=True) if not ok.empty else pd.Series(dtype=float)
-        searched = method in ("search", "random")
+        searched = method in SEARCHES
         cpu_h = f"{rows['search_cpu_s'].mean() / 3600:.2f}" if searched else "-"
         families = ", ".join(sorted(set(ok["family"]))) if not ok.empty else "-"
         cells = [families] + [
@@ -535,6 +617,15 @@ def targets(df: pd.DataFrame, recipe: Recipe) -> list[str]:
                 search[budget],
                 mean_of(df, budget, "random"),
                 f"{budget}: search above random search in the same space (mean)",
+            )
+        )
+    for budget in SUPERNET_BUDGETS:
+        lines.append(
+            verdict(
+                mean_of(df, budget, "supernet"),
+                mean_of(df, budget, "search_long"),
+                f"{budget}: supernet search at least as accurate as TPE given its CPU time "
+                "(issue 19)",
             )
         )
     seeds = {
@@ -653,6 +744,13 @@ def write_results(df: pd.DataFrame, out: Path, runs: Path, recipe: Recipe) -> No
         f"{recipe.augment}), the last {recipe.distill_epochs} distilled from the cached teacher "
         f"(trained {recipe.teacher_epochs} epochs); the finalist with the best validation "
         "accuracy is the run's model. Test accuracy on all 10,000 test images, int8.",
+        f"- Supernet search ({', '.join(SUPERNET_BUDGETS)}): the MobileNet-like space, one "
+        f"supernet per seed trained {recipe.supernet_epochs} epochs on the search's images, "
+        f"{recipe.supernet_trials} feasible candidates scored with inherited weights "
+        "(NSGA-II), its finalists trained with the search recipe, then finalized like the "
+        "rest; its search CPU time includes the supernet's training. TPE for the supernet's "
+        "CPU time: the families search given that CPU time of the same seed as its time "
+        "limit (`search.timeout_s`, wall clock of a one-thread job).",
         "",
         *targets(df, recipe),
     ]
@@ -731,15 +829,30 @@ def main(argv: list[str] | None = None) -> int:
         start = datetime.datetime.now()
         jobs = max(1, args.jobs)
         threads = args.threads or max(1, (os.cpu_count() or 1) // jobs)
-        todo = [(b, m, s) for b in part.budgets for s in part.seeds for m in part.methods]
+        todo = [
+            (b, m, s)
+            for b in part.budgets
+            for s in part.seeds
+            for m in part.methods
+            if applies(b, m)
+        ]
         for budget, method, _ in todo:
             if method in REFERENCES:
                 reference_point(budget, method)
+        # TPE for the supernet's CPU time runs once that time is known: a second wave.
+        waves = [
+            [j for j in todo if j[1] != "search_long"],
+            [j for j in todo if j[1] == "search_long"],
+        ]
+        started = provenance()
+        states = []
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            states = list(pool.map(lambda j: run_job(part, runs, *j, threads), todo))
+            for wave in waves:
+                states += list(pool.map(lambda j: run_job(part, runs, *j, threads), wave))
+        todo = [j for wave in waves for j in wave]
         wall = (datetime.datetime.now() - start).total_seconds()
         with open(runs / "parts.jsonl", "a") as f:
-            f.write(json.dumps({"argv": argv, **provenance(), "wall_s": wall}) + "\n")
+            f.write(json.dumps({"argv": argv, **started, "wall_s": wall}) + "\n")
         failed = [
             j
             for j, s in zip(todo, states, strict=True)
