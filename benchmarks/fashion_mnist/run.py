@@ -54,7 +54,8 @@ last ``distill_epochs`` distil from the cached teacher (a plain CNN, 64 and 128 
 trained once per resolution). The model of a run is its finalist with the highest
 validation accuracy; test accuracy is on all 10,000 test images, int8. No choice looks
 at the test set. For the first seed each run is also finalized without the teacher
-(``--teacher none``, the same epochs) to measure what the teacher adds. CPU time is the
+(``--teacher none``, the same epochs) to measure what the teacher adds, in a last wave
+once every run of the part has its model. CPU time is the
 user+system time of the processes (``os.wait4``).
 """
 
@@ -391,10 +392,19 @@ def applies(budget: str, method: str) -> bool:
     return method not in SUPERNET_METHODS or budget in SUPERNET_BUDGETS
 
 
-def run_job(recipe: Recipe, runs: Path, budget: str, method: str, seed: int, threads: int) -> dict:
-    """Search (or train the reference once), then finalize, with and (for the ablation
-    seeds) without the teacher. Each step's result is kept in ``job.json``; a step whose
-    result is there is skipped, a half-done one is started again."""
+def run_job(
+    recipe: Recipe,
+    runs: Path,
+    budget: str,
+    method: str,
+    seed: int,
+    threads: int,
+    ablation: bool = True,
+) -> dict:
+    """Search (or train the reference once), then finalize, with and (with ``ablation``,
+    for the ablation seeds) without the teacher. Each step's result is kept in
+    ``job.json``; a step whose result is there is skipped, a half-done one is started
+    again."""
     job = runs / budget / f"{method}-s{seed}"
     state_file = job / "job.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
@@ -407,7 +417,7 @@ def run_job(recipe: Recipe, runs: Path, budget: str, method: str, seed: int, thr
     if method == "search_long" and timeout_s is None:  # not kept: it can run later
         return {"error": f"needs the supernet run of seed {seed} first (--methods supernet)"}
     steps = [("search", None), ("final", True)]
-    if seed in recipe.ablation_seeds:
+    if ablation and seed in recipe.ablation_seeds:
         steps.append(("final_noteacher", False))
     for name, teacher in steps:
         if name in state and not state[name]["rc"]:
@@ -839,17 +849,22 @@ def main(argv: list[str] | None = None) -> int:
         for budget, method, _ in todo:
             if method in REFERENCES:
                 reference_point(budget, method)
-        # TPE for the supernet's CPU time runs once that time is known: a second wave.
+        # TPE for the supernet's CPU time runs once that time is known, and the runs
+        # without the teacher once every run has its model: three waves.
+        todo = [j for j in todo if j[1] != "search_long"] + [
+            j for j in todo if j[1] == "search_long"
+        ]
         waves = [
-            [j for j in todo if j[1] != "search_long"],
-            [j for j in todo if j[1] == "search_long"],
+            ([j for j in todo if j[1] != "search_long"], False),
+            ([j for j in todo if j[1] == "search_long"], False),
+            (todo, True),
         ]
         started = provenance()
-        states = []
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            for wave in waves:
-                states += list(pool.map(lambda j: run_job(part, runs, *j, threads), wave))
-        todo = [j for wave in waves for j in wave]
+            for wave, ablation in waves:
+                states = list(
+                    pool.map(lambda j, a=ablation: run_job(part, runs, *j, threads, a), wave)
+                )
         wall = (datetime.datetime.now() - start).total_seconds()
         with open(runs / "parts.jsonl", "a") as f:
             f.write(json.dumps({"argv": argv, **started, "wall_s": wall}) + "\n")
