@@ -166,7 +166,8 @@ def recipe_check(args: list[str]) -> Callable[[dict[str, Any]], str | None]:
     """Compose the finalize run's config and build its components (the chip, the space
     restricted to what the recipe's compression can handle, the dataset, loaded once for
     the run too); returns the test a candidate must pass: its architecture is still a
-    point of that space (`nas.validate.reproduces`)."""
+    point of that space, every choice named (`nas.validate.reproduces`): a choice the
+    space gained since the run would otherwise be drawn at random."""
     from hydra import compose, initialize_config_module
 
     from nas.config import register_configs
@@ -180,7 +181,7 @@ def recipe_check(args: list[str]) -> Callable[[dict[str, Any]], str | None]:
     except Exception as exc:
         raise ConfigError(f"finalize: bad override in {' '.join(args)}: {exc}") from None
     space = build_components(cfg).space
-    return lambda arch: reproduces(space, arch)
+    return lambda arch: reproduces(space, arch, complete=True)
 
 
 def recipe_args(run_dir: Path, opts: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:

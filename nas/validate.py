@@ -331,9 +331,10 @@ def check_space(
             raise ConfigError(f"search.enqueue {wanted}: {why}")
 
 
-def reproduces(space: Any, wanted: Mapping[str, Any]) -> str | None:
+def reproduces(space: Any, wanted: Mapping[str, Any], complete: bool = False) -> str | None:
     """Why the choices ``wanted`` are not an architecture ``space`` samples when they are
-    enqueued (a key it does not have, a value it cannot take, an error), or None."""
+    enqueued (a key it does not have, a value it cannot take, an error; with
+    ``complete``, a choice it makes that ``wanted`` leaves to the sampler), or None."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -357,6 +358,12 @@ def reproduces(space: Any, wanted: Mapping[str, Any]) -> str | None:
             return f"{key}={value!r} is not a value search space '{space.name}' can take" + (
                 f"; valid: {list(valid)}" if valid else ""
             )
+    unnamed = [key for key in trial.params if key not in wanted]
+    if complete and unnamed:
+        return (
+            f"search space '{space.name}' also chooses {', '.join(unnamed)}, which the "
+            "architecture does not name (a run of an older version of the space?)"
+        )
     return None
 
 

@@ -25,7 +25,7 @@ REFERENCE_POINTS = [
     ),
     (
         {"family": "cnn", "width": 48, "resolution": 16},
-        {"cnn_width": 48, "cnn_layers": 2, "cnn_kernel": 3},
+        {"cnn_width": 48, "cnn_layers": 2, "cnn_kernel": 3, "cnn_hidden": 0},
     ),
     ({"family": "mlp", "width": 128, "resolution": 20}, {"mlp_width": 128, "mlp_layers": 1}),
     ({"family": "mobilenet_v1", "width": 2, "resolution": 28}, {"mobilenet_v1_width": 2}),
@@ -38,7 +38,7 @@ def test_every_reference_network_is_a_point_of_the_space(ref, own):
     the point is one the space samples when it is enqueued."""
     spec = {"family": ref["family"], "resolution": ref["resolution"], **own}
     space = FamiliesSearchSpace()
-    assert reproduces(space, spec) is None
+    assert reproduces(space, spec, complete=True) is None
     torch.manual_seed(0)
     alone = ReferenceSearchSpace().build(ref, 1, 10).eval()
     point = space.build(spec, 1, 10).eval()
@@ -50,6 +50,34 @@ def test_every_reference_network_is_a_point_of_the_space(ref, own):
     a = estimate(trace(alone, shape, "ref"), hw)
     b = space.cost(point, space.trace(point, shape, "point"), hw)
     assert a == b
+
+
+def test_cnn_hidden_layer_sits_between_the_last_pooling_and_the_classifier():
+    """LeNet's shape: ``cnn_hidden`` units after the flattened features; its MACs count."""
+    base = {"family": "cnn", "resolution": 20, "cnn_width": 3, "cnn_layers": 1}
+    base |= {"cnn_kernel": 5}
+    space, hw = FamiliesSearchSpace(), load_profile("arduino_uno")
+    shape = (1, 1, 20, 20)
+    costs = {}
+    for hidden in (0, 64):
+        net = space.build(base | {"cnn_hidden": hidden}, 1, 10)
+        linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+        assert [(m.in_features, m.out_features) for m in linears] == (
+            [(300, 64), (64, 10)] if hidden else [(300, 10)]
+        )
+        costs[hidden] = space.cost(net, space.trace(net, shape, str(hidden)), hw)
+    assert costs[64].macs - costs[0].macs == 300 * 64 + 64 * 10 - 300 * 10
+
+
+def test_an_architecture_that_leaves_out_a_choice_is_not_reproduced_when_complete():
+    """A run made before the space gained ``cnn_hidden`` names no value for it: finalize
+    (``complete=True``) must not let the sampler draw one."""
+    spec = {"family": "cnn", "resolution": 16, "cnn_width": 8, "cnn_layers": 2}
+    spec |= {"cnn_kernel": 3}
+    space = FamiliesSearchSpace()
+    assert reproduces(space, spec) is None
+    why = reproduces(space, spec, complete=True)
+    assert why is not None and "also chooses cnn_hidden" in why
 
 
 def test_a_trial_holds_only_its_own_familys_choices():
@@ -91,7 +119,8 @@ def test_each_family_is_scored_by_a_backend_that_runs_it(cli, tmp_path):
         | {f"mobilenet_s{i}_{k}": v for i in (1, 2, 3) for k, v in _stage().items()},
         {"family": "dscnn", "resolution": 8, "dscnn_width": 8, "dscnn_blocks": 2}
         | {"dscnn_kernel": 3},
-        {"family": "cnn", "resolution": 8, "cnn_width": 8, "cnn_layers": 1, "cnn_kernel": 3},
+        {"family": "cnn", "resolution": 8, "cnn_width": 8, "cnn_layers": 1, "cnn_kernel": 3}
+        | {"cnn_hidden": 16},
         {"family": "mlp", "resolution": 8, "mlp_width": 16, "mlp_layers": 2},
         {"family": "mobilenet_v1", "resolution": 8, "mobilenet_v1_width": 2},
         {"family": "bonsai", "resolution": 8, "bonsai_proj_dim": 8, "bonsai_depth": 1}

@@ -22,7 +22,9 @@ A spec may also carry the choices the ``families`` space searches around each de
 (absent, each takes the paper's value): ``blocks`` (DS-CNN's separable blocks, 4),
 ``kernel`` (DS-CNN's depthwise kernel, or the small CNN's kernel, 3), ``layers`` (the
 small CNN's convolution + pooling stages, each twice as wide as the one before, 2; the
-MLP's hidden layers, each half as wide as the one before, 1).
+MLP's hidden layers, each half as wide as the one before, 1) and ``hidden`` (the small
+CNN's fully connected layer of that many units with ReLU between its last pooling and the
+classifier, as in LeNet-5; 0, none).
 
 Every convolution has batch-norm (folded into it for the chip). `ReferenceSearchSpace`
 is an ordinary search space (``search_space=reference`` samples family, width and
@@ -64,6 +66,7 @@ class ReferenceConfig:
 #: What a spec without the ``families`` choices gets: the hand designs.
 DEFAULT_BLOCKS, DEFAULT_KERNEL = DSCNN_BLOCKS, 3
 DEFAULT_LAYERS = {"cnn": 2, "mlp": 1}
+DEFAULT_HIDDEN = 0
 
 
 def separable(
@@ -117,8 +120,13 @@ class ReferenceSearchSpace(BaseSearchSpace):
                 pool, size = pool2(size)
                 layers += [*conv, pool]
                 cin = w << i
-            flat = cin * area(size)
-            return nn.Sequential(*layers, nn.Flatten(), nn.Linear(flat, num_classes))
+            cin = cin * area(size)
+            layers.append(nn.Flatten())
+            hidden = int(spec.get("hidden", DEFAULT_HIDDEN))
+            if hidden:
+                layers += [nn.Linear(cin, hidden), nn.ReLU()]
+                cin = hidden
+            return nn.Sequential(*layers, nn.Linear(cin, num_classes))
         act = "relu6" if family == "mobilenet_v1" else "relu"
         first = DSCNN_KWS_KERNEL if family == "dscnn" and not isinstance(size, int) else 3
         stem, size = conv_bn(in_channels, w, first, 2, size, 1, act)
