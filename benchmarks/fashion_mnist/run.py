@@ -437,12 +437,12 @@ def run_job(
                 break
             args = ["finalize", str(run), "--out", str(out), *recipe.finalize_args(teacher)]
         before = 0.0
-        if method == "supernet":
+        if method == "supernet" and teacher is None:
             supernet_file(runs, budget, seed).parent.mkdir(parents=True, exist_ok=True)
             before = supernet_cpu_s(supernet_file(runs, budget, seed))
         step = run_step(Step(args, job / name), job / f"{name}.log", threads)
         state[name] = {k: v for k, v in dataclasses.asdict(step).items() if k != "out"}
-        if teacher is None and before:  # its supernet was (partly) trained before
+        if before:  # its supernet was (partly) trained before this search started
             state[name]["supernet_cpu_before_s"] = before
         state_file.write_text(json.dumps(state, indent=1))
         print(
