@@ -51,3 +51,45 @@ def test_teacher_from_a_trial_folder(tmp_path):
         load_teacher(tmp_path / "missing", cand.data)
     with pytest.raises(ConfigError, match=r"is not the candidate.s, images of \[1, 1, 12, 12\]"):
         load_teacher(tmp_path, cand.data.resized(12))
+
+
+CHILD = """
+import sys, torch
+from nas_compress_distill import DistillConfig, default_teacher
+from nas.testing import make_candidate
+from nas.train import TrainSettings
+data = make_candidate().data
+print("ready", flush=True)
+cfg = DistillConfig(cache_dir=sys.argv[1], teacher_epochs=2)
+teacher = default_teacher(data, cfg, TrainSettings(2, 32, 0.01, 1e-4, 0))
+print(sum(float(p.abs().sum()) for p in teacher.parameters()))
+"""
+
+
+def test_a_second_process_waits_for_the_teacher_being_trained_and_reads_it(tmp_path):
+    """Parallel finalize runs and workers train a teacher once: the others wait for it."""
+    import fcntl
+    import subprocess
+    import sys
+    import time
+
+    import nas_compress_distill
+
+    nas_compress_distill._CACHE.clear()
+    data = make_candidate().data
+    cfg = DistillConfig(cache_dir=str(tmp_path), teacher_epochs=2)
+    teacher = default_teacher(data, cfg, TrainSettings(2, 32, 0.01, 1e-4, 0))
+    (file,) = tmp_path.glob("*.pt")
+    with open(file.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as if this process were still training it
+        file.unlink()
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True
+        )
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(2)  # the child is at the lock now
+        torch.save({k: torch.zeros_like(v) for k, v in teacher.state_dict().items()}, file)
+    out, _ = child.communicate(timeout=300)
+    assert child.returncode == 0
+    assert float(out.split()[-1]) == 0.0  # it read this file instead of training its own

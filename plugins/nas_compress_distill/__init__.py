@@ -16,9 +16,11 @@ distilled on augmented batches, the teacher labelling each as it comes.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,20 +140,23 @@ def default_teacher(data: Arrays, cfg: DistillConfig, base: TrainSettings) -> nn
     module, _ = build_model(
         space, spec, data.in_channels, data.num_classes, data.kind, data.fixed_hw
     )
-    file = Path(cfg.cache_dir) / f"{key}.pt"
-    if file.is_file():
-        module.load_state_dict(torch.load(file, weights_only=True))
-    else:
-        torch.manual_seed(0)
-        fit(
-            module,
-            data,
-            TrainSettings(
+    file = Path(cfg.cache_dir).expanduser() / f"{key}.pt"
+    file.parent.mkdir(parents=True, exist_ok=True)
+    # Workers and parallel finalize runs that need the same teacher wait for the one
+    # that trains it, then read its file: the teacher is trained once.
+    with open(file.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if file.is_file():
+            module.load_state_dict(torch.load(file, weights_only=True))
+        else:
+            torch.manual_seed(0)
+            settings = TrainSettings(
                 cfg.teacher_epochs, base.batch_size, base.lr, base.weight_decay, 0, base.augment
-            ),
-        )
-        file.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(module.state_dict(), file)
+            )
+            fit(module, data, settings)
+            tmp = file.with_suffix(".pt.tmp")
+            torch.save(module.state_dict(), tmp)
+            os.replace(tmp, file)
     _CACHE[key] = module.eval()
     return _CACHE[key]
 
