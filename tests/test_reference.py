@@ -4,6 +4,7 @@ stride, and the Fashion-MNIST benchmark run end to end on its quick settings."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import subprocess
 import sys
@@ -141,4 +142,52 @@ def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert [p.stat().st_mtime for p in logs] == stamps  # resumed: nothing ran again
-    assert len((runs / "parts.jsonl").read_text().splitlines()) == 2
+    assert len((out / "parts.jsonl").read_text().splitlines()) == 2
+    # On a new machine the runs folder is gone: the report keeps the committed results.
+    before = pd.read_csv(out / "results.csv")
+    fresh = tmp_path / "new_machine_runs"
+    report = [*cmd[:2], "--report-only", "--out", str(out), "--runs", str(fresh)]
+    r = subprocess.run(report, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), before)
+    assert len(list((out / "models" / "uno").glob("*/seed0/arch.json"))) == 3
+    assert "## What the teacher adds" in (out / "RESULTS.md").read_text()
+
+
+def test_fashion_mnist_report_merges_parts_from_other_machines(monkeypatch):
+    """A run measured on an earlier machine stays in the results until this machine's
+    runs folder has a model for it; a run started again here replaces it only then."""
+    path = REPO / "benchmarks" / "fashion_mnist" / "run.py"
+    spec = importlib.util.spec_from_file_location("fashion_mnist_run", path)
+    assert spec is not None and spec.loader is not None
+    runner = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, runner)  # its dataclasses look it up
+    spec.loader.exec_module(runner)
+    merge = runner.merge
+
+    earlier = pd.DataFrame(
+        {
+            "budget": ["uno", "uno", "m4-tight"],
+            "method": ["search", "mlp", "dscnn"],
+            "seed": [0, 0, 0],
+            "acc_int8_test": [0.89, 0.88, float("nan")],
+            "error": ["", "", "not run yet"],
+        }
+    )
+    new = pd.DataFrame(
+        {
+            "budget": ["uno", "uno", "m4-tight"],
+            "method": ["search", "mlp", "dscnn"],
+            "seed": [0, 0, 0],
+            "acc_int8_test": [float("nan"), 0.87, 0.91],
+            "error": ["not run yet", "", ""],
+        }
+    )
+    merged = merge(earlier, new).set_index(["budget", "method", "seed"])["acc_int8_test"]
+    assert merged.to_dict() == {
+        ("m4-tight", "dscnn", 0): 0.91,
+        ("uno", "mlp", 0): 0.87,
+        ("uno", "search", 0): 0.89,
+    }
+    assert merge(earlier, new.iloc[:0]).equals(earlier)
+    assert merge(pd.DataFrame(), new).equals(new)

@@ -285,6 +285,9 @@ def run_step(step: Step, log: Path, threads: int) -> Step:
     return step
 
 
+NO_FIT = "no width or resolution fits the budget"
+
+
 @functools.cache
 def reference_point(budget: str, family: str) -> dict[str, Any] | None:
     """The hand design ``family`` scaled to the budget, as its point of the families
@@ -335,9 +338,11 @@ def search_args(
     seed: int,
     run: Path,
     timeout_s: float | None = None,
+    supernet: Path | None = None,
 ) -> list[str]:
     """The ``search`` command of one run: a search, or a reference trained once.
-    ``search_long`` runs for ``timeout_s`` seconds."""
+    ``search_long`` runs for ``timeout_s`` seconds; ``supernet`` trains or reuses the
+    supernet at that path."""
     b = BUDGETS[budget]
     space = MOBILENET_M4_SPACE if method == "supernet" else space_args(budget)
     args = [
@@ -356,11 +361,12 @@ def search_args(
         return [*args, "search.n_trials=1", f"search.enqueue=[{hydra_dict(point)}]"]
     args += [*b["search"], "search.count_infeasible=false"]
     if method == "supernet":  # NSGA-II repeats itself less than TPE over 1,000 candidates
+        assert supernet is not None
         return [
             *args,
             "search.strategy=supernet",
             f"search.supernet.epochs={recipe.supernet_epochs}",
-            f"search.supernet.path={supernet_file(run.parents[2], budget, seed)}",
+            f"search.supernet.path={supernet}",
             f"search.n_trials={recipe.supernet_trials}",
             "sampler=nsga2",
             "sampler.population_size=50",
@@ -401,22 +407,24 @@ def run_job(
     seed: int,
     threads: int,
     ablation: bool = True,
+    commit: str = "",
 ) -> dict:
     """Search (or train the reference once), then finalize, with and (with ``ablation``,
     for the ablation seeds) without the teacher. Each step's result is kept in
-    ``job.json``; a step whose result is there is skipped, a half-done one is started
-    again."""
+    ``job.json`` with the ``commit`` it ran at; a step whose result is there is skipped,
+    a half-done one is started again."""
     job = runs / budget / f"{method}-s{seed}"
     state_file = job / "job.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
     if method in REFERENCES and reference_point(budget, method) is None:
-        state["error"] = "no width or resolution fits the budget"
+        state["error"] = NO_FIT
         job.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps(state, indent=1))
         return state
     timeout_s = supernet_job_cpu_s(runs, budget, seed) if method == "search_long" else None
     if method == "search_long" and timeout_s is None:  # not kept: it can run later
         return {"error": f"needs the supernet run of seed {seed} first (--methods supernet)"}
+    supernet = supernet_file(runs, budget, seed) if method == "supernet" else None
     steps = [("search", None), ("final", True)]
     if ablation and seed in recipe.ablation_seeds:
         steps.append(("final_noteacher", False))
@@ -428,7 +436,7 @@ def run_job(
             if job.exists():
                 shutil.rmtree(job)
             job.mkdir(parents=True)
-            args = search_args(recipe, budget, method, seed, run, timeout_s)
+            args = search_args(recipe, budget, method, seed, run, timeout_s, supernet)
         else:
             out = job / name
             if out.exists():
@@ -437,11 +445,12 @@ def run_job(
                 break
             args = ["finalize", str(run), "--out", str(out), *recipe.finalize_args(teacher)]
         before = 0.0
-        if method == "supernet" and teacher is None:
-            supernet_file(runs, budget, seed).parent.mkdir(parents=True, exist_ok=True)
-            before = supernet_cpu_s(supernet_file(runs, budget, seed))
+        if supernet is not None and teacher is None:
+            supernet.parent.mkdir(parents=True, exist_ok=True)
+            before = supernet_cpu_s(supernet)
         step = run_step(Step(args, job / name), job / f"{name}.log", threads)
         state[name] = {k: v for k, v in dataclasses.asdict(step).items() if k != "out"}
+        state[name]["commit"] = commit
         if before:  # its supernet was (partly) trained before this search started
             state[name]["supernet_cpu_before_s"] = before
         state_file.write_text(json.dumps(state, indent=1))
@@ -480,8 +489,9 @@ def best_final(final: pd.DataFrame, limit: int | None) -> pd.Series | None:
     return ok.sort_values(["acc_int8", "latency_ms"], ascending=[False, True]).iloc[0]
 
 
-def collect(runs: Path, recipe: Recipe, out: Path) -> pd.DataFrame:
-    """One row per job in the runs folder, its final model's files copied to ``out``."""
+def collect(runs: Path, out: Path) -> pd.DataFrame:
+    """One row per job in the runs folder, its final model's files copied to ``out``
+    (replacing what an earlier report put there for the same run)."""
     rows = []
     for state_file in sorted(runs.glob("*/*-s*/job.json")):
         budget = state_file.parent.parent.name
@@ -501,6 +511,7 @@ def collect(runs: Path, recipe: Recipe, out: Path) -> pd.DataFrame:
         row["final_cpu_s"] = cpu.get("final", 0.0)
         errors = [v["error"] for v in state.values() if isinstance(v, dict) and v["rc"]]
         row["error"] = state.get("error") or "; ".join(errors)
+        row["commit"] = state.get("final", state.get("search", {})).get("commit", "")
         if "final" not in state or state["final"]["rc"]:
             row["error"] = row["error"] or "not run yet"
             rows.append(row)
@@ -539,13 +550,37 @@ def collect(runs: Path, recipe: Recipe, out: Path) -> pd.DataFrame:
                 row["acc_int8_test_noteacher"] = same.iloc[0]["acc_int8_test"]
         src = job / "final" / "trials" / f"{int(t['number']):05d}"
         dest = out / "models" / budget / method / f"seed{seed}"
-        dest.mkdir(parents=True, exist_ok=True)
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.mkdir(parents=True)
         for name in ("arch.json", "model_int8.npz", "model.tflite"):
             if (src / name).is_file():
                 shutil.copy(src / name, dest / name)
         row["arch"] = json.dumps(json.loads((src / "arch.json").read_text())["arch"])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+KEY = ["budget", "method", "seed"]
+
+
+def merge(earlier: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``earlier`` (the committed ``results.csv``, from parts run on other
+    machines whose runs folders are gone) updated with ``new`` (this machine's runs
+    folder): a new row replaces an earlier one of the same run unless the earlier one
+    has a model and the new one not."""
+    if earlier.empty or new.empty:
+        return new if earlier.empty else earlier
+    done = earlier.set_index(KEY)["acc_int8_test"].notna()
+    acc = new["acc_int8_test"] if "acc_int8_test" in new else [float("nan")] * len(new)
+    keep_new = [
+        not done.get(tuple(k), False) or pd.notna(a)
+        for k, a in zip(new[KEY].itertuples(index=False), acc, strict=True)
+    ]
+    new = new[keep_new]
+    replaced = earlier.set_index(KEY).index.isin(new.set_index(KEY).index)
+    merged = pd.concat([earlier[~replaced], new], ignore_index=True)
+    return merged.sort_values(KEY, ignore_index=True)
 
 
 def fmt_int(v: float) -> str:
@@ -598,6 +633,18 @@ def mean_of(df: pd.DataFrame, budget: str, method: str) -> float:
     return float(ok["acc_int8_test"].mean()) if len(ok) else float("nan")
 
 
+def pending_references(df: pd.DataFrame, budget: str) -> list[str]:
+    """The references of ``budget`` still without a model (those that fit no version of
+    the budget do not count)."""
+    part = df[df["budget"] == budget]
+    no_fit = set(part.loc[part["error"] == NO_FIT, "method"]) if "error" in part else set()
+    return [
+        m
+        for m in REFERENCES
+        if mean_of(df, budget, m) != mean_of(df, budget, m) and m not in no_fit
+    ]
+
+
 def targets(df: pd.DataFrame, recipe: Recipe) -> list[str]:
     """Each target of the benchmark, met or missed by how much."""
 
@@ -613,13 +660,12 @@ def targets(df: pd.DataFrame, recipe: Recipe) -> list[str]:
     best_ref = {b: max((v for v in r if v == v), default=float("nan")) for b, r in refs.items()}
     search = {b: mean_of(df, b, "search") for b in BUDGETS}
     lines.append(verdict(search["m4-tight"], 0.920, "m4-tight: search at least 0.920"))
-    lines.append(
-        verdict(
-            search["m4-tight"],
-            best_ref["m4-tight"] + 0.01,
-            "m4-tight: search at least 1.0 point above the best reference",
-        )
-    )
+    what = "m4-tight: search at least 1.0 point above the best reference"
+    pending = pending_references(df, "m4-tight")
+    if pending:  # the best reference is not known until each has its model
+        lines.append(f"- {what}: not decided yet, no model yet for {', '.join(pending)}")
+    else:
+        lines.append(verdict(search["m4-tight"], best_ref["m4-tight"] + 0.01, what))
     lines.append(verdict(search["uno"], 0.875, "uno: search at least 0.875"))
     lines.append(verdict(search["uno"], mean_of(df, "uno", "mlp"), "uno: search above the MLP"))
     for budget in BUDGETS:
@@ -722,12 +768,12 @@ def plots(df: pd.DataFrame, budget: str, out: Path, kinds: tuple[str, ...] = PLO
     return lines
 
 
-def write_results(df: pd.DataFrame, out: Path, runs: Path, recipe: Recipe) -> None:
+def write_results(df: pd.DataFrame, out: Path, recipe: Recipe) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("pareto_*.svg"):
         stale.unlink()
     df.to_csv(out / "results.csv", index=False)
-    done = runs / "parts.jsonl"  # a part stopped before its end has no line here
+    done = out / "parts.jsonl"  # a part stopped before its end has no line here
     parts = [json.loads(line) for line in done.read_text().splitlines()] if done.is_file() else []
     cpu = df["search_cpu_s"].sum() + df["final_cpu_s"].sum() if len(df) else 0.0
     lines = [
@@ -739,6 +785,11 @@ def write_results(df: pd.DataFrame, out: Path, runs: Path, recipe: Recipe) -> No
         *(
             f"- `{' '.join(['python benchmarks/fashion_mnist/run.py', *p['argv']])}`: "
             f"{p['date']}, commit {p['commit']}, {p['wall_s'] / 60:.0f} min wall"
+            + (
+                " (stopped before its end; the runs it finished are kept)"
+                if p.get("stopped")
+                else ""
+            )
             for p in parts
         ),
         "",
@@ -776,13 +827,15 @@ def write_results(df: pd.DataFrame, out: Path, runs: Path, recipe: Recipe) -> No
         "Micro scored it, the flatbuffer (`model.tflite`) are in "
         "`models/<budget>/<method>/seed<k>/`; `results.csv` has one row per run.",
         "",
-        "| budget | method | seed | architecture |",
-        "|---|---|---|---|",
+        "| budget | method | seed | commit | architecture |",
+        "|---|---|---|---|---|",
     ]
     for _, r in df.iterrows():
         arch = r.get("arch")
         text = arch if isinstance(arch, str) else r.get("error", "")
-        lines.append(f"| {r['budget']} | {r['method']} | {r['seed']} | `{text}` |")
+        commit = r.get("commit")
+        commit = commit if isinstance(commit, str) and commit else "-"
+        lines.append(f"| {r['budget']} | {r['method']} | {r['seed']} | {commit} | `{text}` |")
     (out / "RESULTS.md").write_text("\n".join(lines) + "\n")
 
 
@@ -852,22 +905,20 @@ def main(argv: list[str] | None = None) -> int:
                 reference_point(budget, method)
         # TPE for the supernet's CPU time runs once that time is known, and the runs
         # without the teacher once every run has its model: three waves.
-        todo = [j for j in todo if j[1] != "search_long"] + [
-            j for j in todo if j[1] == "search_long"
-        ]
-        waves = [
-            ([j for j in todo if j[1] != "search_long"], False),
-            ([j for j in todo if j[1] == "search_long"], False),
-            (todo, True),
-        ]
+        first = [j for j in todo if j[1] != "search_long"]
+        todo = first + [j for j in todo if j[1] == "search_long"]
+        waves = [(first, False), (todo[len(first) :], False), (todo, True)]
         started = provenance()
+
+        def job(j: tuple[str, str, int], ablation: bool) -> dict:
+            return run_job(part, runs, *j, threads, ablation, started["commit"])
+
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             for wave, ablation in waves:
-                states = list(
-                    pool.map(lambda j, a=ablation: run_job(part, runs, *j, threads, a), wave)
-                )
+                states = list(pool.map(lambda j, a=ablation: job(j, a), wave))
         wall = (datetime.datetime.now() - start).total_seconds()
-        with open(runs / "parts.jsonl", "a") as f:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "parts.jsonl", "a") as f:
             f.write(json.dumps({"argv": argv, **started, "wall_s": wall}) + "\n")
         failed = [
             j
@@ -876,10 +927,9 @@ def main(argv: list[str] | None = None) -> int:
         ]
         for j in failed:
             print(f"failed or not possible: {' '.join(map(str, j))}", file=sys.stderr)
-    if (out / "models").exists():
-        shutil.rmtree(out / "models")
-    df = collect(runs, recipe, out)
-    write_results(df, out, runs, recipe)
+    earlier = out / "results.csv"
+    df = merge(pd.read_csv(earlier) if earlier.is_file() else pd.DataFrame(), collect(runs, out))
+    write_results(df, out, recipe)
     print(f"results: {out / 'RESULTS.md'}")
     return 0
 
