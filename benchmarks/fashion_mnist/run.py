@@ -9,7 +9,8 @@ finalized with the same recipe.
 The benchmark runs in parts (``--budgets``, ``--seeds``, ``--methods`` select one), each
 resumable: a part skips every job whose result is already in the runs folder and starts
 again any job it finds half done. ``--report-only`` merges whatever is there into
-``results/RESULTS.md``. A part of one budget and one seed takes about an hour or less on
+``results/RESULTS.md``, keeping the rows of the committed ``results/results.csv`` that
+the runs folder has no model for (parts run on other machines; `merge`). A part of one budget and one seed takes about an hour or less on
 a 2-core machine (``--jobs 2``).
 
 Budgets (`BUDGETS`):
