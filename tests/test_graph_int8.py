@@ -19,6 +19,7 @@ from nas.int8 import (
     predict_int8,
     quantize,
     quantize_multiplier,
+    rounding_divide_by_pot,
     run_float,
     run_int8,
 )
@@ -101,6 +102,23 @@ def test_requantization_rounds_like_tflite():
     q, shift = quantize_multiplier(0.25)
     x = np.array([6, -6, 10, -10], dtype=np.int64)
     assert multiply_by_quantized_multiplier(x, q, shift).tolist() == [2, -2, 3, -3]
+
+
+def test_rounding_divide_by_pot_is_gemmlowps_definition():
+    """The shortcut in `rounding_divide_by_pot` against gemmlowp's own steps (remainder,
+    threshold, floor plus one), on every exponent and on small, random and extreme
+    int32 values."""
+    rng = np.random.default_rng(0)
+    edges = [-(2**31), 2**31 - 1, -(2**30), 2**30]
+    x = np.concatenate([np.arange(-4096, 4097), rng.integers(-(2**31), 2**31, 20000), edges])
+    x = x.astype(np.int64)[:, None]
+    exponent = np.arange(32, dtype=np.int64)[None, :]
+    mask = (np.int64(1) << exponent) - 1
+    threshold = (mask >> 1) + (x < 0)
+    gemmlowp = (x >> exponent) + ((x & mask) > threshold)
+    np.testing.assert_array_equal(rounding_divide_by_pot(x, exponent), gemmlowp)
+    halves = rounding_divide_by_pot(np.array([-3, -1, 1, 3]), 1).tolist()
+    assert halves == [-2, -1, 1, 2]  # -1.5, -0.5, 0.5, 1.5: halves away from zero
 
 
 def test_qparams_cover_zero_and_range():
