@@ -10,8 +10,10 @@ The benchmark runs in parts (``--budgets``, ``--seeds``, ``--methods`` select on
 resumable: a part skips every job whose result is already in the runs folder and starts
 again any job it finds half done. ``--report-only`` merges whatever is there into
 ``results/RESULTS.md``, keeping the rows of the committed ``results/results.csv`` that
-the runs folder has no model for (parts run on other machines; `merge`). A part of one budget and one seed takes about an hour or less on
-a 2-core machine (``--jobs 2``).
+the runs folder has no model for (parts run on other machines; `merge`). A part resumes
+only on the machine it started on. On a 2-core machine (``--jobs 2``) one seed of the Uno
+budget takes under an hour; one seed of m4-tight takes hours (each finalize about 20
+CPU-minutes, a teacher up to 50 for 28 px), so its parts split the methods.
 
 Budgets (`BUDGETS`):
 
