@@ -70,9 +70,9 @@ def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray | int) ->
 
 def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray | int) -> np.ndarray:
     """gemmlowp's ``RoundingDivideByPOT``: ``x / 2**exponent`` rounded half away from zero.
-    gemmlowp adds one to the floor when the remainder exceeds half (or half less one, for
-    a negative ``x``); adding that half before the arithmetic shift gives the same integer
-    in fewer passes over the array."""
+    gemmlowp adds one to the floor when the remainder exceeds half less one (or half, for
+    a negative ``x``); adding half (less one for a negative ``x``) before the arithmetic
+    shift gives the same integer in fewer passes over the array."""
     x = np.asarray(x, dtype=np.int64)
     exponent = np.asarray(exponent, dtype=np.int64)
     half = (np.int64(1) << exponent) >> 1

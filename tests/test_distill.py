@@ -58,9 +58,11 @@ import sys, torch
 from nas_compress_distill import DistillConfig, default_teacher
 from nas.testing import make_candidate
 from nas.train import TrainSettings
+from nas.plugin_manager import get_plugin_manager
 data = make_candidate().data
+get_plugin_manager()  # loaded before "ready": the child goes straight to the teacher
 print("ready", flush=True)
-cfg = DistillConfig(cache_dir=sys.argv[1], teacher_epochs=2)
+cfg = DistillConfig(cache_dir=sys.argv[1], teacher_epochs=1)
 teacher = default_teacher(data, cfg, TrainSettings(2, 32, 0.01, 1e-4, 0))
 print(sum(float(p.abs().sum()) for p in teacher.parameters()))
 """
@@ -77,7 +79,7 @@ def test_a_second_process_waits_for_the_teacher_being_trained_and_reads_it(tmp_p
 
     nas_compress_distill._CACHE.clear()
     data = make_candidate().data
-    cfg = DistillConfig(cache_dir=str(tmp_path), teacher_epochs=2)
+    cfg = DistillConfig(cache_dir=str(tmp_path), teacher_epochs=1)
     teacher = default_teacher(data, cfg, TrainSettings(2, 32, 0.01, 1e-4, 0))
     (file,) = tmp_path.glob("*.pt")
     with open(file.with_suffix(".lock"), "w") as lock:
@@ -89,6 +91,7 @@ def test_a_second_process_waits_for_the_teacher_being_trained_and_reads_it(tmp_p
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "ready"
         time.sleep(2)  # the child is at the lock now
+        assert child.poll() is None and not list(tmp_path.glob("*.pt*"))  # waiting, not done
         torch.save({k: torch.zeros_like(v) for k, v in teacher.state_dict().items()}, file)
     out, _ = child.communicate(timeout=300)
     assert child.returncode == 0

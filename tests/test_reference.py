@@ -154,7 +154,7 @@ def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
     assert "## What the teacher adds" in (out / "RESULTS.md").read_text()
 
 
-def test_fashion_mnist_report_merges_parts_from_other_machines(monkeypatch):
+def test_fashion_mnist_report_merges_parts_from_other_machines(monkeypatch, tmp_path):
     """A run measured on an earlier machine stays in the results until this machine's
     runs folder has a model for it; a run started again here replaces it only then."""
     path = REPO / "benchmarks" / "fashion_mnist" / "run.py"
@@ -163,31 +163,43 @@ def test_fashion_mnist_report_merges_parts_from_other_machines(monkeypatch):
     runner = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, runner)  # its dataclasses look it up
     spec.loader.exec_module(runner)
-    merge = runner.merge
+    merge, nan = runner.merge, float("nan")
 
-    earlier = pd.DataFrame(
-        {
-            "budget": ["uno", "uno", "m4-tight"],
-            "method": ["search", "mlp", "dscnn"],
-            "seed": [0, 0, 0],
-            "acc_int8_test": [0.89, 0.88, float("nan")],
-            "error": ["", "", "not run yet"],
-        }
+    def runs(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
+        budget, method, acc = zip(*rows, strict=True)
+        return pd.DataFrame({"budget": budget, "method": method, "seed": 0, "acc_int8_test": acc})
+
+    earlier = runs(
+        [
+            ("uno", "search", 0.89),
+            ("uno", "mlp", 0.88),
+            ("uno", "cnn", 0.85),
+            ("m4-tight", "dscnn", nan),
+        ]
     )
-    new = pd.DataFrame(
-        {
-            "budget": ["uno", "uno", "m4-tight"],
-            "method": ["search", "mlp", "dscnn"],
-            "seed": [0, 0, 0],
-            "acc_int8_test": [float("nan"), 0.87, 0.91],
-            "error": ["not run yet", "", ""],
-        }
+    new = runs(
+        [
+            ("uno", "search", nan),
+            ("uno", "mlp", 0.87),
+            ("m4-tight", "dscnn", 0.91),
+            ("m4-tight", "mlp", nan),
+        ]
     )
     merged = merge(earlier, new).set_index(["budget", "method", "seed"])["acc_int8_test"]
-    assert merged.to_dict() == {
-        ("m4-tight", "dscnn", 0): 0.91,
-        ("uno", "mlp", 0): 0.87,
-        ("uno", "search", 0): 0.89,
+    assert merged.fillna(-1).to_dict() == {
+        ("m4-tight", "dscnn", 0): 0.91,  # measured here
+        ("m4-tight", "mlp", 0): -1,  # started here only
+        ("uno", "cnn", 0): 0.85,  # only in the committed file
+        ("uno", "mlp", 0): 0.87,  # measured again here
+        ("uno", "search", 0): 0.89,  # kept: started again here, no model yet
     }
-    assert merge(earlier, new.iloc[:0]).equals(earlier)
-    assert merge(pd.DataFrame(), new).equals(new)
+    # a file written before any run had its model has no accuracy column; duplicates
+    no_acc = earlier.drop(columns="acc_int8_test")
+    assert len(merge(no_acc, new)) == 5
+    assert len(merge(pd.concat([earlier, earlier]), new.iloc[:0])) == 4
+    assert merge(pd.DataFrame(), new).equals(new.sort_values(runner.KEY, ignore_index=True))
+    # an empty report writes nothing, and leaves nothing that breaks the next one
+    out, empty = tmp_path / "results", tmp_path / "runs"
+    assert runner.main(["--report-only", "--out", str(out), "--runs", str(empty)]) == 0
+    assert not out.exists()
+    assert runner.read_results(out / "results.csv").empty

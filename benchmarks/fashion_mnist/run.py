@@ -75,6 +75,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -571,19 +572,31 @@ def merge(earlier: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``earlier`` (the committed ``results.csv``, from parts run on other
     machines whose runs folders are gone) updated with ``new`` (this machine's runs
     folder): a new row replaces an earlier one of the same run unless the earlier one
-    has a model and the new one not."""
-    if earlier.empty or new.empty:
-        return new if earlier.empty else earlier
-    done = earlier.set_index(KEY)["acc_int8_test"].notna()
-    acc = new["acc_int8_test"] if "acc_int8_test" in new else [float("nan")] * len(new)
+    has a model and the new one not. One row per run (the last, should a file hold two)."""
+    frames = [f.drop_duplicates(KEY, keep="last") for f in (earlier, new) if not f.empty]
+    if len(frames) < 2:
+        return frames[0].sort_values(KEY, ignore_index=True) if frames else new
+    # a file written before any run had its model has no accuracy column
+    earlier, new = (f if "acc_int8_test" in f else f.assign(acc_int8_test=np.nan) for f in frames)
+    done = set(map(tuple, earlier.loc[earlier["acc_int8_test"].notna(), KEY].values.tolist()))
     keep_new = [
-        not done.get(tuple(k), False) or pd.notna(a)
-        for k, a in zip(new[KEY].itertuples(index=False), acc, strict=True)
+        tuple(k) not in done or pd.notna(a)
+        for k, a in zip(new[KEY].values.tolist(), new["acc_int8_test"], strict=True)
     ]
     new = new[keep_new]
     replaced = earlier.set_index(KEY).index.isin(new.set_index(KEY).index)
     merged = pd.concat([earlier[~replaced], new], ignore_index=True)
     return merged.sort_values(KEY, ignore_index=True)
+
+
+def read_results(path: Path) -> pd.DataFrame:
+    """A results file written by an earlier report; empty when there is none (or it holds
+    no runs)."""
+    try:
+        df = pd.read_csv(path)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return pd.DataFrame()
+    return df if set(KEY) <= set(df.columns) else pd.DataFrame()
 
 
 def fmt_int(v: float) -> str:
@@ -636,16 +649,12 @@ def mean_of(df: pd.DataFrame, budget: str, method: str) -> float:
     return float(ok["acc_int8_test"].mean()) if len(ok) else float("nan")
 
 
-def pending_references(df: pd.DataFrame, budget: str) -> list[str]:
-    """The references of ``budget`` still without a model (those that fit no version of
-    the budget do not count)."""
+def pending_references(df: pd.DataFrame, budget: str, means: list[float]) -> list[str]:
+    """The references of ``budget`` still without a model, from their ``means`` (in
+    `REFERENCES` order); those that fit no version of the budget do not count."""
     part = df[df["budget"] == budget]
     no_fit = set(part.loc[part["error"] == NO_FIT, "method"]) if "error" in part else set()
-    return [
-        m
-        for m in REFERENCES
-        if mean_of(df, budget, m) != mean_of(df, budget, m) and m not in no_fit
-    ]
+    return [m for m, v in zip(REFERENCES, means, strict=True) if v != v and m not in no_fit]
 
 
 def targets(df: pd.DataFrame, recipe: Recipe) -> list[str]:
@@ -664,7 +673,7 @@ def targets(df: pd.DataFrame, recipe: Recipe) -> list[str]:
     search = {b: mean_of(df, b, "search") for b in BUDGETS}
     lines.append(verdict(search["m4-tight"], 0.920, "m4-tight: search at least 0.920"))
     what = "m4-tight: search at least 1.0 point above the best reference"
-    pending = pending_references(df, "m4-tight")
+    pending = pending_references(df, "m4-tight", refs["m4-tight"])
     if pending:  # the best reference is not known until each has its model
         lines.append(f"- {what}: not decided yet, no model yet for {', '.join(pending)}")
     else:
@@ -771,13 +780,27 @@ def plots(df: pd.DataFrame, budget: str, out: Path, kinds: tuple[str, ...] = PLO
     return lines
 
 
+def read_parts(out: Path) -> list[dict[str, Any]]:
+    """The parts recorded in ``out/parts.jsonl``, one line each."""
+    done = out / "parts.jsonl"
+    return [json.loads(line) for line in done.read_text().splitlines()] if done.is_file() else []
+
+
+def record_part(out: Path, entry: dict[str, Any]) -> None:
+    """Add ``entry`` to ``out/parts.jsonl``, or update the line of the part with its
+    ``start``: written when a part starts and after each of its jobs, so a part stopped
+    midway is listed with how long it ran (``stopped``)."""
+    parts = [p for p in read_parts(out) if p.get("start") != entry["start"]]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "parts.jsonl").write_text("".join(json.dumps(p) + "\n" for p in [*parts, entry]))
+
+
 def write_results(df: pd.DataFrame, out: Path, recipe: Recipe) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("pareto_*.svg"):
         stale.unlink()
     df.to_csv(out / "results.csv", index=False)
-    done = out / "parts.jsonl"  # a part stopped before its end has no line here
-    parts = [json.loads(line) for line in done.read_text().splitlines()] if done.is_file() else []
+    parts = read_parts(out)
     cpu = df["search_cpu_s"].sum() + df["final_cpu_s"].sum() if len(df) else 0.0
     lines = [
         "# Fashion-MNIST under microcontroller budgets: a search across model families vs "
@@ -911,18 +934,24 @@ def main(argv: list[str] | None = None) -> int:
         first = [j for j in todo if j[1] != "search_long"]
         todo = first + [j for j in todo if j[1] == "search_long"]
         waves = [(first, False), (todo[len(first) :], False), (todo, True)]
-        started = provenance()
+        entry = {"argv": argv, **provenance(), "start": start.isoformat(timespec="seconds")}
+        lock = threading.Lock()
+
+        def note_part(stopped: bool) -> None:  # a part killed midway keeps "stopped"
+            wall = (datetime.datetime.now() - start).total_seconds()
+            with lock:
+                record_part(out, {**entry, "wall_s": wall, "stopped": stopped})
 
         def job(j: tuple[str, str, int], ablation: bool) -> dict:
-            return run_job(part, runs, *j, threads, ablation, started["commit"])
+            state = run_job(part, runs, *j, threads, ablation, entry["commit"])
+            note_part(stopped=True)
+            return state
 
+        note_part(stopped=True)
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             for wave, ablation in waves:
                 states = list(pool.map(lambda j, a=ablation: job(j, a), wave))
-        wall = (datetime.datetime.now() - start).total_seconds()
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / "parts.jsonl", "a") as f:
-            f.write(json.dumps({"argv": argv, **started, "wall_s": wall}) + "\n")
+        note_part(stopped=False)
         failed = [
             j
             for j, s in zip(todo, states, strict=True)
@@ -930,8 +959,10 @@ def main(argv: list[str] | None = None) -> int:
         ]
         for j in failed:
             print(f"failed or not possible: {' '.join(map(str, j))}", file=sys.stderr)
-    earlier = out / "results.csv"
-    df = merge(pd.read_csv(earlier) if earlier.is_file() else pd.DataFrame(), collect(runs, out))
+    df = merge(read_results(out / "results.csv"), collect(runs, out))
+    if df.empty:
+        print(f"nothing to report: no runs in {runs} and no {out / 'results.csv'}")
+        return 0
     write_results(df, out, recipe)
     print(f"results: {out / 'RESULTS.md'}")
     return 0

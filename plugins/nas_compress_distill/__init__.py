@@ -16,11 +16,13 @@ distilled on augmented batches, the teacher labelling each as it comes.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,24 +143,55 @@ def default_teacher(data: Arrays, cfg: DistillConfig, base: TrainSettings) -> nn
         space, spec, data.in_channels, data.num_classes, data.kind, data.fixed_hw
     )
     file = Path(cfg.cache_dir).expanduser() / f"{key}.pt"
-    file.parent.mkdir(parents=True, exist_ok=True)
-    # Workers and parallel finalize runs that need the same teacher wait for the one
-    # that trains it, then read its file: the teacher is trained once.
-    with open(file.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if file.is_file():
-            module.load_state_dict(torch.load(file, weights_only=True))
-        else:
-            torch.manual_seed(0)
-            settings = TrainSettings(
-                cfg.teacher_epochs, base.batch_size, base.lr, base.weight_decay, 0, base.augment
-            )
-            fit(module, data, settings)
-            tmp = file.with_suffix(".pt.tmp")
-            torch.save(module.state_dict(), tmp)
-            os.replace(tmp, file)
+    if not file.is_file():
+        # Workers and parallel finalize runs that need the same teacher wait for the one
+        # that trains it, then read its file: the teacher is trained once.
+        with _exclusive(file.with_suffix(".lock")):
+            if not file.is_file():
+                torch.manual_seed(0)
+                settings = TrainSettings(
+                    cfg.teacher_epochs,
+                    base.batch_size,
+                    base.lr,
+                    base.weight_decay,
+                    0,
+                    base.augment,
+                )
+                fit(module, data, settings)
+                _save(module.state_dict(), file)
+                _CACHE[key] = module.eval()
+                return _CACHE[key]
+    module.load_state_dict(torch.load(file, weights_only=True))
     _CACHE[key] = module.eval()
     return _CACHE[key]
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (other processes wait); without one where the
+    cache cannot be written: a read-only cache only costs training again."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path, "w")
+    except OSError:
+        lock = None
+    if lock is None:
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _save(state: dict[str, torch.Tensor], file: Path) -> None:
+    """Write ``state`` whole, then rename: a reader never sees half of it. A cache that
+    cannot be written is skipped."""
+    tmp = file.with_suffix(".pt.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, file)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def distill(
