@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         help="validation images the inherited and proxy accuracies are measured on "
-        "(default: the search data's 10%%, 1,000); the training images stay 9,000",
+        "(default: the search data's 10%%, 1,000); as many training images (another draw)",
     )
     ap.add_argument("--result", type=Path, default=RESULT, help="the result file")
     opts = ap.parse_args(argv)
@@ -187,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         f"search.supernet.path={work / 'supernet.pt'}",
     ]
     val = []
-    if opts.val_images:  # the same 9,000 training images, more to validate on
-        train = FULL.search_train * 9 // 10 + opts.val_images
+    if opts.val_images:  # as many training images (another draw of them), more to validate
+        train = train * 9 // 10 + opts.val_images
         val = [f"dataset.val_fraction={opts.val_images / train}"]
     search = compose([*data_args(train, FULL.search_test, epochs), *val, *supernet_args])
     final = compose(data_args(final_train, 0, final_epochs))
@@ -280,7 +280,7 @@ def write_result(work: Path, specs: list[dict], opts: Any, argv: list[str]) -> N
             f"| {f.get('val', nan):.4f} | {f.get('test', nan):.4f} |"
         )
     tau_inh = tau_proxy = tau_final_val = ceiling = float("nan")
-    val_images = opts.val_images or FULL.search_train // 10
+    val_images = opts.val_images or (200 if opts.quick else FULL.search_train // 10)
     if len(both) >= 3:
         test = [final[i]["test"] for i in both]
         tau_inh = kendall_tau([inh[i]["acc"] for i in both], test)
