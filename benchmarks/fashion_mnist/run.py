@@ -172,9 +172,10 @@ BUDGETS: dict[str, dict[str, Any]] = {
 }
 
 
-def hw_args(budget: str) -> list[str]:
-    """The budget as command-line overrides of its profile."""
-    b = BUDGETS[budget]
+def hw_args(budget: str, budgets: dict[str, dict[str, Any]] = BUDGETS) -> list[str]:
+    """The budget as command-line overrides of its profile (``budgets``: where it is
+    defined; another benchmark's, `benchmarks/kws/run.py`)."""
+    b = budgets[budget]
     return [f"+hw={b['profile']}", *(f"hw.{k}={v}" for k, v in b["memory"].items())]
 
 
@@ -231,6 +232,26 @@ class Recipe:
             return [*args, "--teacher", "none"]
         distill = f"compression.distill.teacher_epochs={self.teacher_epochs}"
         return [*args, "--distill-epochs", str(self.distill_epochs), distill]
+
+    # The two steps a benchmark on other data replaces (`benchmarks/kws/run.py`): which
+    # network a reference method trains, and the search step's command.
+
+    def reference(self, budget: str, method: str) -> dict[str, Any] | None:
+        """The network the reference ``method`` trains on ``budget``, None when no
+        version of it fits: `reference_point`."""
+        return reference_point(budget, method)
+
+    def search_command(
+        self,
+        budget: str,
+        method: str,
+        seed: int,
+        run: Path,
+        timeout_s: float | None = None,
+        supernet: Path | None = None,
+    ) -> list[str]:
+        """The search step's command of one run: `search_args`."""
+        return search_args(self, budget, method, seed, run, timeout_s, supernet)
 
 
 FULL = Recipe(
@@ -375,6 +396,13 @@ def search_args(
             "sampler=nsga2",
             "sampler.population_size=50",
         ]
+    return [*args, *sampler_args(recipe, budget, method, timeout_s)]
+
+
+def sampler_args(
+    recipe: Recipe, budget: str, method: str, timeout_s: float | None = None
+) -> list[str]:
+    """The sampler, trials and pruner of a ``search``, ``random`` or ``search_long`` run."""
     if method == "random":
         sampler = ["sampler=random"]
     else:
@@ -383,7 +411,7 @@ def search_args(
     if method == "search_long":  # the time is the limit: trials enough never to stop first
         assert timeout_s is not None
         trials, sampler = 100 * trials, [*sampler, f"search.timeout_s={timeout_s:.0f}"]
-    return [*args, *sampler, f"search.n_trials={trials}", "pruner.n_warmup_epochs=1"]
+    return [*sampler, f"search.n_trials={trials}", "pruner.n_warmup_epochs=1"]
 
 
 def supernet_job_cpu_s(runs: Path, budget: str, seed: int) -> float | None:
@@ -420,7 +448,7 @@ def run_job(
     job = runs / budget / f"{method}-s{seed}"
     state_file = job / "job.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
-    if method in REFERENCES and reference_point(budget, method) is None:
+    if method in REFERENCES and recipe.reference(budget, method) is None:
         state["error"] = NO_FIT
         job.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps(state, indent=1))
@@ -440,7 +468,7 @@ def run_job(
             if job.exists():
                 shutil.rmtree(job)
             job.mkdir(parents=True)
-            args = search_args(recipe, budget, method, seed, run, timeout_s, supernet)
+            args = recipe.search_command(budget, method, seed, run, timeout_s, supernet)
         else:
             out = job / name
             if out.exists():
@@ -493,18 +521,18 @@ def best_final(final: pd.DataFrame, limit: int | None) -> pd.Series | None:
     return ok.sort_values(["acc_int8", "latency_ms"], ascending=[False, True]).iloc[0]
 
 
-def collect(runs: Path, out: Path) -> pd.DataFrame:
-    """One row per job in the runs folder, its final model's files copied to ``out``
-    (replacing what an earlier report put there for the same run)."""
+def collect(runs: Path, out: Path, budgets: dict[str, dict[str, Any]] = BUDGETS) -> pd.DataFrame:
+    """One row per job of ``budgets`` in the runs folder, its final model's files copied
+    to ``out`` (replacing what an earlier report put there for the same run)."""
     rows = []
     for state_file in sorted(runs.glob("*/*-s*/job.json")):
         budget = state_file.parent.parent.name
         method, seed = state_file.parent.name.rsplit("-s", 1)
-        if budget not in BUDGETS or method not in METHODS:
+        if budget not in budgets or method not in METHODS:
             continue
         state = json.loads(state_file.read_text())
         job = state_file.parent
-        limit = BUDGETS[budget]["arena_limit"]
+        limit = budgets[budget]["arena_limit"]
         row: dict[str, Any] = {"budget": budget, "method": method, "seed": int(seed)}
         cpu = {
             k: v["cpu_s"] + v.get("supernet_cpu_before_s", 0.0)
@@ -615,14 +643,14 @@ def done_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["acc_int8_test"].notna()] if "acc_int8_test" in df else df.iloc[:0]
 
 
-def table(df: pd.DataFrame, budget: str) -> list[str]:
+def table(df: pd.DataFrame, budget: str, labels: dict[str, str] = LABELS) -> list[str]:
     lines = [
         "| method | test acc int8, mean ± sd (per seed) | families | arena B | model B | "
         "MACs | latency ms (est.) | fits | search CPU-h |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     part = df[df["budget"] == budget]
-    for method in LABELS:
+    for method in labels:
         rows = part[part["method"] == method]
         if rows.empty:
             continue
@@ -640,7 +668,7 @@ def table(df: pd.DataFrame, budget: str) -> list[str]:
         ]
         fits = ("yes" if ok["fits"].all() else "NO") if not ok.empty else "-"
         cells += [f"{mean.get('latency_ms', float('nan')):.2f}", fits, cpu_h]
-        lines.append(f"| {LABELS[method]} | {acc} | {' | '.join(cells)} |")
+        lines.append(f"| {labels[method]} | {acc} | {' | '.join(cells)} |")
     return lines
 
 
@@ -755,22 +783,29 @@ def provenance() -> dict[str, str]:
     }
 
 
-def plots(df: pd.DataFrame, budget: str, out: Path, kinds: tuple[str, ...] = PLOTS) -> list[str]:
+def plots(
+    df: pd.DataFrame,
+    budget: str,
+    out: Path,
+    kinds: tuple[str, ...] = PLOTS,
+    budgets: dict[str, dict[str, Any]] = BUDGETS,
+    labels: dict[str, str] = LABELS,
+) -> list[str]:
     """Write the budget's plots (test accuracy vs memory, vs latency) to ``out``; return
     their Markdown image lines."""
     part = done_rows(df[df["budget"] == budget])
     if part.empty:
         return []
-    part = part.sort_values("method", key=lambda m: m.map(list(LABELS).index))
+    part = part.sort_values("method", key=lambda m: m.map(list(labels).index))
     axes = {
-        "memory": BUDGETS[budget]["memory_plot"],
+        "memory": budgets[budget]["memory_plot"],
         "latency": ("latency_ms", "latency ms (estimated)", None),
     }
     lines = []
     for kind in kinds:
         col, label, limit = axes[kind]
         points = [
-            (float(r[col]), float(r["acc_int8_test"]), LABELS[r["method"]])
+            (float(r[col]), float(r["acc_int8_test"]), labels[r["method"]])
             for _, r in part.iterrows()
         ]
         name = f"pareto_{budget}_{kind}.svg"
