@@ -32,7 +32,8 @@ ADD_LEFT_SHIFT = 20  # TFLite's int8 ADD pre-shift
 #: adjusts weight scales so that the bias scale can represent the bias).
 BIAS_LIMIT = 2**30
 #: Images per pass of the reference interpreters: a batch's arrays stay in a 2 MiB L2 cache
-#: (1.4 times faster than 64 on an AMD EPYC, 2 cores, for MobileNet-like m4-tight models).
+#: (with the shorter rounding below, 1.13 times faster than 64 per m4-tight candidate:
+#: `benchmarks/results/int8_speed.md`).
 BATCH = 32
 
 
