@@ -330,10 +330,18 @@ def measure(methods: Sequence[BaseCompressionMethod], candidate: Candidate, cost
     return plan
 
 
-def run_pipeline(methods: Sequence[BaseCompressionMethod], candidate: Candidate) -> Candidate:
+def run_pipeline(
+    methods: Sequence[BaseCompressionMethod],
+    candidate: Candidate,
+    before_quantization: Callable[[Candidate], None] | None = None,
+) -> Candidate:
     """Apply ``methods`` in stage order; a method that raises, or that adds a core column
-    to ``metrics``, fails the trial with a `TrialError` naming the method."""
+    to ``metrics``, fails the trial with a `TrialError` naming the method.
+    ``before_quantization`` sees the float candidate the quantization method starts from
+    (after structure and training methods: pruned, distilled)."""
     for method in order(methods):
+        if method.stage == "quantization" and before_quantization is not None:
+            before_quantization(candidate)
         candidate = apply_method(method, candidate)
         who = f"{candidate.name}: compression method '{method.name}'"
         check_plugin_metrics(who, candidate.metrics)  # the first method to add one is named

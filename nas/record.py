@@ -43,7 +43,8 @@ DUPLICATE_OF = "duplicate_of"
 VAL_ACC_CURVE = "val_acc_curve"
 #: Seconds of training (0 for candidates never trained).
 TRAIN_S = "train_s"
-#: Float accuracy of the trained module, validation and test split.
+#: Float accuracy, validation and test split, of the module quantization starts from
+#: (trained, then pruned or distilled where those methods are selected).
 ACC_FLOAT = "acc_float"
 ACC_FLOAT_TEST = "acc_float_test"
 #: The running trial's last heartbeat (Unix time), written by `nas.storage.Heartbeat`.

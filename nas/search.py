@@ -477,7 +477,7 @@ class Objective:
         if inherit:
             return self.values(self.inherit(trial, sampled), cost.latency_ms)
         settings = self.train(trial, sampled, cost.latency_ms)
-        compressed = self.compress(sampled, settings)
+        compressed = self.compress(trial, sampled, settings)
         measured, fits = self.recost(trial, plain, cost, compressed)
         cost = measured.cost
         if not fits:
@@ -587,8 +587,8 @@ class Objective:
 
     def train(self, trial: optuna.Trial, cand: Sampled, latency_ms: float) -> TrainSettings:
         """Train the candidate's module (the pruner may stop it: `optuna.TrialPruned`);
-        records the training time and the float accuracies. Returns the recipe, which
-        compression methods that fine-tune reuse."""
+        records the training time. Returns the recipe, which compression methods that
+        fine-tune reuse."""
         s = self.cfg.search
         seed = trial_seed(s.seed, trial.number)
         settings = TrainSettings(s.epochs, s.batch_size, s.lr, s.weight_decay, seed, s.augment)
@@ -596,9 +596,6 @@ class Objective:
         on_epoch = self.epoch_callback(trial, latency_ms, started)
         self.comp.space.fit(cand.module, cand.data, settings, on_epoch)
         trial.set_user_attr(TRAIN_S, time.perf_counter() - started)
-        data = cand.data
-        trial.set_user_attr(ACC_FLOAT, accuracy(cand.module, data.x_val, data.y_val))
-        trial.set_user_attr(ACC_FLOAT_TEST, accuracy(cand.module, data.x_test, data.y_test))
         return settings
 
     def epoch_callback(
@@ -622,14 +619,21 @@ class Objective:
 
         return on_epoch
 
-    def compress(self, cand: Sampled, settings: TrainSettings) -> Candidate:
-        """Run the compression pipeline on the trained candidate; it must end quantized."""
+    def compress(self, trial: optuna.Trial, cand: Sampled, settings: TrainSettings) -> Candidate:
+        """Run the compression pipeline on the trained candidate; it must end quantized.
+        The float accuracies are those of the model quantization starts from: trained,
+        then pruned or distilled where those methods are selected."""
         # Traced again: the trained batch-norm statistics fold into the graph.
         graph = self.comp.space.trace(cand.module, cand.shape, cand.name)
         trained = Candidate(
             cand.name, cand.spec, cand.module, graph, cand.data, self.comp.hw, train=settings
         )
-        out = run_pipeline(self.comp.methods, trained)
+
+        def float_accuracy(c: Candidate) -> None:
+            trial.set_user_attr(ACC_FLOAT, accuracy(c.module, c.data.x_val, c.data.y_val))
+            trial.set_user_attr(ACC_FLOAT_TEST, accuracy(c.module, c.data.x_test, c.data.y_test))
+
+        out = run_pipeline(self.comp.methods, trained, float_accuracy)
         if out.qgraph is None:
             raise TrialError(f"{cand.name}: the quantization method set no int8 model")
         return out

@@ -97,6 +97,8 @@ def test_finalize_trains_the_top_candidates_again_and_keeps_the_best(cli, tmp_pa
     assert list(final["family"]) == list(top["family"][:2])
     assert final["distill_teacher"].str.startswith("cnn").all()
     assert (final["distill_teacher_acc"] > 0.5).all()
+    # the float accuracy is the distilled model's, the one quantization starts from
+    assert (final["acc_float"] == final["distill_acc_after"]).all()
     assert (out / "best" / "arch.json").is_file()
     for rec in final.itertuples():
         assert (
