@@ -12,7 +12,7 @@ again any job it finds half done. ``--report-only`` merges whatever is there int
 ``results/RESULTS.md``, keeping the rows of the committed ``results/results.csv`` that
 the runs folder has no model for (parts run on other machines; `merge`). A part resumes
 only on the machine it started on. On a 2-core machine (``--jobs 2``) one seed of the Uno
-budget takes under an hour; one seed of m4-tight takes hours (each finalize about 20
+budget takes under an hour; one seed of m4-tight takes hours (each finalize 5 to 40
 CPU-minutes, a teacher up to 50 for 28 px), so its parts split the methods.
 
 Budgets (`BUDGETS`):
@@ -250,8 +250,38 @@ class Recipe:
         timeout_s: float | None = None,
         supernet: Path | None = None,
     ) -> list[str]:
-        """The search step's command of one run: `search_args`."""
-        return search_args(self, budget, method, seed, run, timeout_s, supernet)
+        """The ``search`` command of one run: a search, or a reference trained once.
+        ``search_long`` runs for ``timeout_s`` seconds; ``supernet`` trains or reuses the
+        supernet at that path."""
+        b = BUDGETS[budget]
+        space = MOBILENET_M4_SPACE if method == "supernet" else space_args(budget)
+        args = [
+            "search",
+            *hw_args(budget),
+            *space,
+            f"backend={b['backend']}",
+            *self.search_args(),
+            f"search.seed={seed}",
+            "search.objectives=[acc_int8]",
+            f"hydra.run.dir={run}",
+        ]
+        if method in REFERENCES:
+            point = self.reference(budget, method)
+            assert point is not None
+            return [*args, "search.n_trials=1", f"search.enqueue=[{hydra_dict(point)}]"]
+        args += [*b["search"], "search.count_infeasible=false"]
+        if method == "supernet":  # NSGA-II repeats itself less than TPE over 1,000 candidates
+            assert supernet is not None
+            return [
+                *args,
+                "search.strategy=supernet",
+                f"search.supernet.epochs={self.supernet_epochs}",
+                f"search.supernet.path={supernet}",
+                f"search.n_trials={self.supernet_trials}",
+                "sampler=nsga2",
+                "sampler.population_size=50",
+            ]
+        return [*args, *sampler_args(self, budget, method, timeout_s)]
 
 
 FULL = Recipe(
@@ -354,49 +384,6 @@ def supernet_cpu_s(path: Path) -> float:
     import torch
 
     return float(torch.load(path, map_location="cpu", weights_only=True).get("cpu_s", 0.0))
-
-
-def search_args(
-    recipe: Recipe,
-    budget: str,
-    method: str,
-    seed: int,
-    run: Path,
-    timeout_s: float | None = None,
-    supernet: Path | None = None,
-) -> list[str]:
-    """The ``search`` command of one run: a search, or a reference trained once.
-    ``search_long`` runs for ``timeout_s`` seconds; ``supernet`` trains or reuses the
-    supernet at that path."""
-    b = BUDGETS[budget]
-    space = MOBILENET_M4_SPACE if method == "supernet" else space_args(budget)
-    args = [
-        "search",
-        *hw_args(budget),
-        *space,
-        f"backend={b['backend']}",
-        *recipe.search_args(),
-        f"search.seed={seed}",
-        "search.objectives=[acc_int8]",
-        f"hydra.run.dir={run}",
-    ]
-    if method in REFERENCES:
-        point = reference_point(budget, method)
-        assert point is not None
-        return [*args, "search.n_trials=1", f"search.enqueue=[{hydra_dict(point)}]"]
-    args += [*b["search"], "search.count_infeasible=false"]
-    if method == "supernet":  # NSGA-II repeats itself less than TPE over 1,000 candidates
-        assert supernet is not None
-        return [
-            *args,
-            "search.strategy=supernet",
-            f"search.supernet.epochs={recipe.supernet_epochs}",
-            f"search.supernet.path={supernet}",
-            f"search.n_trials={recipe.supernet_trials}",
-            "sampler=nsga2",
-            "sampler.population_size=50",
-        ]
-    return [*args, *sampler_args(recipe, budget, method, timeout_s)]
 
 
 def sampler_args(
