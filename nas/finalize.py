@@ -39,27 +39,24 @@ from omegaconf import OmegaConf
 from nas.errors import ConfigError
 from nas.train import AUGMENTS
 
-#: Override keys of the search that the recipe sets itself (a key, or a key prefix).
+#: Override keys of the search that the recipe sets itself: these keys, and every key
+#: under the groups of `REPLACED_GROUPS`. The compression selection is replaced, but the
+#: methods' own options (``compression.distill.temperature=4``) carry over.
 REPLACED = (
     "hydra.run.dir",
-    "hydra.sweep",
     "search.n_trials",
     "search.enqueue",
     "search.epochs",
     "search.timeout_s",
     "search.strategy",
-    "search.supernet",
     "search.workers",
     "search.cheap_first",
     "search.count_infeasible",
     "search.augment",
-    "storage",
-    "study",
-    "sampler",
-    "pruner",
     "compression",
     "dataset.train_subset",
 )
+REPLACED_GROUPS = ("hydra.sweep", "search.supernet", "storage", "study", "sampler", "pruner")
 FINALIZE_FILE = "finalize.json"
 TEACHERS = ("auto", "none")
 
@@ -81,7 +78,7 @@ def _key(override: str) -> str:
 def replaced(override: str) -> bool:
     """Whether the recipe sets this override of the search itself."""
     key = _key(override)
-    return any(key == k or key.startswith(k + ".") for k in REPLACED)
+    return key in REPLACED or any(key == g or key.startswith(g + ".") for g in REPLACED_GROUPS)
 
 
 def last_wins(overrides: list[str]) -> list[str]:
@@ -225,7 +222,6 @@ def recipe_args(run_dir: Path, opts: argparse.Namespace) -> tuple[list[str], dic
         "pruner.enabled=false",
         "compression=[" + ",".join(methods) + "]",
     ]
-    args += [o for o in overrides if _key(o).startswith("compression.")]
     if teacher != "none":
         # the distillation epochs are the schedule's: the full learning rate, annealed
         args.append(f"compression.distill.epochs={distill_epochs}")

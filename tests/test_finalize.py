@@ -152,7 +152,12 @@ def test_the_recipe_replaces_the_search_s_own_settings():
         "hydra.run.dir=out",
     ):
         assert replaced(override), override
-    for override in ("search.lr=0.01", "dataset=fashion_mnist", "search_space.widths=[8]"):
+    for override in (
+        "search.lr=0.01",
+        "dataset=fashion_mnist",
+        "search_space.widths=[8]",
+        "compression.distill.temperature=4",  # a method's options carry over
+    ):
         assert not replaced(override), override
 
 

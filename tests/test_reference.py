@@ -143,7 +143,9 @@ def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert [p.stat().st_mtime for p in logs] == stamps  # resumed: nothing ran again
     assert len((out / "parts.jsonl").read_text().splitlines()) == 2
-    # On a new machine the runs folder is gone: the report keeps the committed results.
+    # On a new machine the runs folder is gone: the report keeps the committed results,
+    # and the hand-written reading of them.
+    (out / "ANALYSIS.md").write_text("The MLP limited the search.\n")
     before = pd.read_csv(out / "results.csv")
     fresh = tmp_path / "new_machine_runs"
     report = [*cmd[:2], "--report-only", "--out", str(out), "--runs", str(fresh)]
@@ -151,7 +153,9 @@ def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), before)
     assert len(list((out / "models" / "uno").glob("*/seed0/arch.json"))) == 3
-    assert "## What the teacher adds" in (out / "RESULTS.md").read_text()
+    text = (out / "RESULTS.md").read_text()
+    assert "## What the teacher adds" in text
+    assert "## What limited it" in text and "The MLP limited the search." in text
 
 
 def test_fashion_mnist_report_merges_parts_from_other_machines(monkeypatch, tmp_path):

@@ -725,6 +725,21 @@ def targets(df: pd.DataFrame, recipe: Recipe) -> list[str]:
     return lines
 
 
+#: The hand-written reading of the results (what limited a missed target, what the
+#: models have in common), kept in the results folder and copied into RESULTS.md.
+ANALYSIS_FILE = "ANALYSIS.md"
+
+
+def analysis(out: Path) -> list[str]:
+    """The results folder's `ANALYSIS_FILE` under its own heading, if there is one: the
+    targets above are computed, their reasons are a person's reading of the runs."""
+    path = out / ANALYSIS_FILE
+    if not path.exists():
+        return []
+    text = path.read_text().strip()
+    return ["## What limited it (written by hand from these runs)", "", text, ""]
+
+
 def teacher_lines(df: pd.DataFrame) -> list[str]:
     """What the teacher adds: the same finalist trained with and without it."""
     if "acc_int8_test_noteacher" not in df:
@@ -863,6 +878,7 @@ def write_results(df: pd.DataFrame, out: Path, recipe: Recipe) -> None:
         "limit (`search.timeout_s`, wall clock of a one-thread job).",
         "",
         *targets(df, recipe),
+        *analysis(out),
     ]
     for budget in BUDGETS:
         lines += [f"## {budget}", "", *BUDGET_NOTES[budget], "", *table(df, budget), ""]

@@ -117,7 +117,7 @@ class Prefixed:
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
         if name == "resolution":
             return self.resolution
-        return self.trial.suggest_categorical(f"{self.family}_{name}", list(choices))
+        return self.trial.suggest_categorical(_prefixed(self.family, name), list(choices))
 
 
 class FamiliesSearchSpace(BaseSearchSpace):
@@ -162,8 +162,8 @@ class FamiliesSearchSpace(BaseSearchSpace):
         family = spec.get("family")
         if family not in self.parts:
             raise ConfigError(f"architecture {spec}: 'family' must be one of {FAMILIES}")
-        start = len(family) + 1
-        own = {k[start:]: v for k, v in spec.items() if k.startswith(f"{family}_")}
+        mark = _prefixed(family, "")
+        own = {k.removeprefix(mark): v for k, v in spec.items() if k.startswith(mark)}
         own["resolution"] = spec["resolution"]
         if family in REFERENCE_CHOICES:
             own["family"] = family
@@ -241,8 +241,13 @@ class FamiliesSearchSpace(BaseSearchSpace):
         return self._part_of(module).fit(module, data, settings, on_epoch)
 
 
+def _prefixed(family: str, choice: str) -> str:
+    """A family's own choice as a parameter of the space (``dscnn_blocks``)."""
+    return f"{family}_{choice}"
+
+
 def _prefix(family: str, own: ArchSpec) -> ArchSpec:
-    return {f"{family}_{k}": v for k, v in own.items()}
+    return {_prefixed(family, k): v for k, v in own.items()}
 
 
 @hookimpl
