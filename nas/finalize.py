@@ -36,7 +36,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from nas.errors import ConfigError
+from nas.errors import ArgumentParser, ConfigError, one_line
 from nas.train import AUGMENTS
 
 #: Override keys of the search that the recipe sets itself: these keys, and every key
@@ -176,7 +176,7 @@ def recipe_check(args: list[str]) -> Callable[[dict[str, Any]], str | None]:
         with initialize_config_module("nas.conf", version_base="1.3"):
             cfg = compose("config", overrides=args)
     except Exception as exc:
-        raise ConfigError(f"finalize: bad override in {' '.join(args)}: {exc}") from None
+        raise ConfigError(f"finalize: bad override: {one_line(exc)}") from None
     space = build_components(cfg).space
     return lambda arch: reproduces(space, arch, complete=True)
 
@@ -254,7 +254,7 @@ def main(argv: list[str]) -> int:
     if {"-h", "--help"} & set(argv):
         print(HELP)
         return 0
-    ap = argparse.ArgumentParser(prog="python -m nas finalize", add_help=False)
+    ap = ArgumentParser(prog="python -m nas finalize", add_help=False)
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--top", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=None)

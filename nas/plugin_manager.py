@@ -38,7 +38,7 @@ from typing import Any
 import pluggy
 
 from nas import hookspecs
-from nas.errors import ConfigError
+from nas.errors import ConfigError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +141,9 @@ class PluginManager:
         try:
             registered = self._pm.register(plugin, name=name)
         except ValueError as exc:  # a name or object registered twice
-            raise PluginError(f"{where}: {_one_line(exc)}") from exc
+            raise PluginError(f"{where}: {one_line(exc)}") from exc
         except pluggy.PluginValidationError as exc:
-            raise PluginError(f"{where}: {_one_line(exc)}") from exc
+            raise PluginError(f"{where}: {one_line(exc)}") from exc
         if registered is not None:
             self._packages[registered] = package
         self._registries = {}
@@ -332,11 +332,7 @@ def _argnames(func: Callable[..., Any]) -> list[str]:
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {_one_line(exc)}"
-
-
-def _one_line(exc: BaseException) -> str:
-    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return f"{type(exc).__name__}: {one_line(exc)}"
 
 
 def hook_names() -> list[str]:

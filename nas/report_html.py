@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import math
 from pathlib import Path
@@ -15,7 +14,7 @@ import pandas as pd
 
 from nas import report
 from nas.data import IMAGES
-from nas.errors import ConfigError
+from nas.errors import ArgumentParser, ConfigError
 from nas.hardware import load_profile, profile_from_mapping
 from nas.plugin_manager import get_plugin_manager
 from nas.record import ARCH, ARCH_PREFIX, FAMILY, INPUT_HW
@@ -245,7 +244,7 @@ def markdown(df: pd.DataFrame, sources: list[str]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="python -m nas report",
         description="Compare runs: comparison.csv, report.md, report.html",
     )

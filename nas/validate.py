@@ -33,7 +33,7 @@ from nas.config import (
     register_configs,
     use_space_backend,
 )
-from nas.errors import ConfigError, NasError
+from nas.errors import ConfigError, NasError, one_line
 from nas.hardware import available_profiles, load_profile
 from nas.plugin_manager import KINDS, get_plugin_manager
 from nas.train import AUGMENTS
@@ -42,15 +42,6 @@ if TYPE_CHECKING:
     from nas.data import Arrays
 
 MAX_COMBINATIONS = 64
-_NOISE = (
-    "To append to your config",
-    "full_key:",
-    "reference_type",
-    "object_type",
-    "Set the environment variable",
-    "Config search path",
-    "Available options",
-)
 
 
 def group_options() -> dict[str, list[str]]:
@@ -61,22 +52,11 @@ def group_options() -> dict[str, list[str]]:
     return options
 
 
-def _one_line(exc: BaseException) -> str:
-    """The messages of ``exc`` and its causes on one line, without Hydra's hints."""
-    kept: list[str] = []
-    while exc is not None:
-        for ln in (x.strip() for x in str(exc).splitlines()):
-            if ln and not ln.startswith(_NOISE) and ln not in kept:
-                kept.append(ln)
-        exc = exc.__cause__  # type: ignore[assignment]
-    return "; ".join(kept) or "invalid value"
-
-
 def parse(args: list[str]) -> list[Any]:
     try:
         return OverridesParser.create().parse_overrides(args)
     except Exception as exc:
-        raise ConfigError(f"cannot parse the overrides: {_one_line(exc)}") from None
+        raise ConfigError(f"cannot parse the overrides: {one_line(exc)}") from None
 
 
 def check_names(overrides: list[Any]) -> None:
@@ -135,7 +115,7 @@ def check_config(args: list[str]) -> None:
         with initialize_config_module("nas.conf", version_base="1.3"):
             cfg = compose("config", overrides=args)
     except Exception as exc:
-        raise ConfigError(f"bad override in {' '.join(args)}: {_one_line(exc)}") from None
+        raise ConfigError(f"bad override: {one_line(exc)}") from None
     try:
         hw = profile_from_cfg(cfg)
         space = get_plugin_manager().get("search_space", cfg.search_space.name)
@@ -151,7 +131,7 @@ def check_config(args: list[str]) -> None:
     except NasError:
         raise
     except Exception as exc:  # an interpolation or value Hydra accepted but cannot resolve
-        raise ConfigError(f"bad configuration for {' '.join(args)}: {_one_line(exc)}") from None
+        raise ConfigError(f"bad configuration for {' '.join(args)}: {one_line(exc)}") from None
 
 
 def check_run_dir(overrides: list[Any], multirun: bool) -> None:
@@ -246,7 +226,7 @@ def _check_sampler(cfg: Any) -> None:
     except NasError:
         raise
     except Exception as exc:
-        raise ConfigError(f"sampler={node.name}: {_one_line(exc)}") from None
+        raise ConfigError(f"sampler={node.name}: {one_line(exc)}") from None
 
 
 def check_storage(cfg: Any) -> None:
@@ -308,7 +288,7 @@ def check_space(
     try:  # one random architecture: empty or impossible choices fail here, not per trial
         space.build(space.sample(study.ask()), 1, 2)
     except Exception as exc:
-        raise ConfigError(f"search_space={space.name}: {_one_line(exc)}") from None
+        raise ConfigError(f"search_space={space.name}: {one_line(exc)}") from None
     for entry in cfg.search.enqueue:
         if not isinstance(entry, Mapping):
             raise ConfigError(
@@ -346,7 +326,7 @@ def reproduces(space: Any, wanted: Mapping[str, Any], complete: bool = False) ->
         try:
             space.sample(trial)
         except Exception as exc:  # noqa: BLE001 - said in the message
-            return _one_line(exc)
+            return one_line(exc)
     for key, value in wanted.items():
         if key not in trial.params:
             return (

@@ -57,6 +57,8 @@ def test_help(cli):
         assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
         for word in words:
             assert word in proc.stdout, (args, proc.stdout)
+    # a command's bad arguments are one line, not argparse's usage block
+    _one_line_error(cli("report"), "report: the following arguments are required: sources")
 
 
 @pytest.mark.slow

@@ -169,6 +169,8 @@ def test_the_recipe_replaces_the_search_s_own_settings():
         (["{run}", "--augment", "rotate"], "--augment rotate is not valid"),
         (["{run}", "--teacher", "{missing}"], "--teacher {missing}: use auto, none"),
         (["{run}", "--frobnicate"], "unknown argument '--frobnicate'"),
+        (["{run}", "--top", "many"], "argument --top: invalid int value: 'many'"),
+        (["{run}", "--out"], "argument --out: expected one argument"),
         (["{run}"], "cannot read the search's configuration"),
     ],
 )
