@@ -71,6 +71,7 @@ def test_finalize_trains_the_top_candidates_again_and_keeps_the_best(cli, tmp_pa
         "search_space.resolutions=[8]",
         "search.n_trials=5",
         "search.epochs=1",
+        "compression.ptq.calibration_samples=128",
         f"hydra.run.dir={run}",
     )
     assert r.returncode == 0, r.stderr
@@ -92,6 +93,7 @@ def test_finalize_trains_the_top_candidates_again_and_keeps_the_best(cli, tmp_pa
     assert [c["number"] for c in recipe["candidates"]] == list(top["number"][:2])
     assert (recipe["epochs"], recipe["distill_epochs"], recipe["augment"]) == (3, 2, "crop")
     assert "compression.distill.lr_scale=1.0" in recipe["command"]
+    assert "compression.ptq.calibration_samples=128" in recipe["command"]  # carried over
     final = pd.read_csv(out / "trials.csv")
     assert len(final) == 2 and (final["state"] == "COMPLETE").all(), final["reason"].tolist()
     assert list(final["family"]) == list(top["family"][:2])
