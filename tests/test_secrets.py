@@ -386,4 +386,8 @@ def test_error_lines_are_masked(capsys):
     url = f"postgresql://u:{SECRET}@127.0.0.1:1/db"
     assert main(["search", "+hw=cortex_m4", f"storage.url={url}", "search.n_trials=abc"]) == 2
     err = capsys.readouterr().err
-    assert SECRET not in err and "postgresql://u:***@127.0.0.1:1/db" in err
+    assert SECRET not in err and "search.n_trials=abc" in err  # names only the bad override
+    # an error that quotes the whole command line quotes the URL masked
+    assert main(["search", "+hw=cortex_m4", f"storage.url={url}", "search.lr=${oops}"]) == 2
+    err = capsys.readouterr().err
+    assert SECRET not in err and "postgresql://u:***@127.0.0.1:1/db" in err, err
