@@ -36,7 +36,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from nas.errors import ArgumentParser, ConfigError, one_line
+from nas.errors import ArgumentParser, ConfigError
 from nas.train import AUGMENTS
 
 #: Override keys of the search that the recipe sets itself: these keys, and every key
@@ -165,18 +165,12 @@ def recipe_check(args: list[str]) -> Callable[[dict[str, Any]], str | None]:
     the run too); returns the test a candidate must pass: its architecture is still a
     point of that space, every choice named (`nas.validate.reproduces`): a choice the
     space gained since the run would otherwise be drawn at random."""
-    from hydra import compose, initialize_config_module
-
     from nas.config import register_configs
     from nas.search import build_components
-    from nas.validate import parse, reproduces, selected_profiles
+    from nas.validate import compose_config, parse, reproduces, selected_profiles
 
     register_configs(selected_profiles(parse(args)))
-    try:
-        with initialize_config_module("nas.conf", version_base="1.3"):
-            cfg = compose("config", overrides=args)
-    except Exception as exc:
-        raise ConfigError(f"finalize: bad override: {one_line(exc)}") from None
+    cfg = compose_config(args, "finalize: ")
     space = build_components(cfg).space
     return lambda arch: reproduces(space, arch, complete=True)
 

@@ -106,16 +106,22 @@ def combinations(overrides: list[Any]) -> list[list[str]]:
     return [list(c) for c in itertools.islice(itertools.product(*choices), MAX_COMBINATIONS)]
 
 
+def compose_config(args: list[str], command: str = "") -> Any:
+    """The configuration ``args`` compose to; a `ConfigError` naming the override Hydra
+    refuses (``command``, e.g. ``"finalize: "``, begins the message)."""
+    try:
+        with initialize_config_module("nas.conf", version_base="1.3"):
+            return compose("config", overrides=args)
+    except Exception as exc:
+        raise ConfigError(f"{command}bad override: {one_line(exc)}") from None
+
+
 def check_config(args: list[str]) -> None:
     """Compose the config for ``args`` and validate what Hydra cannot."""
     from nas.search import objectives, profile_from_cfg
     from nas.spaces import check_latency_table, check_supported
 
-    try:
-        with initialize_config_module("nas.conf", version_base="1.3"):
-            cfg = compose("config", overrides=args)
-    except Exception as exc:
-        raise ConfigError(f"bad override: {one_line(exc)}") from None
+    cfg = compose_config(args)
     try:
         hw = profile_from_cfg(cfg)
         space = get_plugin_manager().get("search_space", cfg.search_space.name)
