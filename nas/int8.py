@@ -62,7 +62,9 @@ def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray | int) ->
     ``floor((a*b + 2**30) / 2**31)``, an arithmetic shift; saturates the one overflow."""
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
-    res = (a * b + (1 << 30)) >> 31
+    res = a * b  # a new array: the steps below work in place
+    res += 1 << 30
+    res >>= 31
     if not (b == INT32_MIN).any():  # quantized multipliers are positive: the usual case
         return res
     overflow = (a == INT32_MIN) & (b == INT32_MIN)
@@ -74,10 +76,23 @@ def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray | int) -> np.ndar
     gemmlowp adds one to the floor when the remainder exceeds half less one (or half, for
     a negative ``x``); adding half (less one for a negative ``x``) before the arithmetic
     shift gives the same integer in fewer passes over the array."""
-    x = np.asarray(x, dtype=np.int64)
     exponent = np.asarray(exponent, dtype=np.int64)
-    half = (np.int64(1) << exponent) >> 1
-    return (x + (half - ((x < 0) & (exponent > 0)))) >> exponent
+    x = np.asarray(x, dtype=np.int64)
+    out = np.array(np.broadcast_to(x, np.broadcast_shapes(x.shape, exponent.shape)))
+    return _divide_by_pot_in_place(out, exponent)
+
+
+def _divide_by_pot_in_place(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+    """`rounding_divide_by_pot` overwriting ``x`` (int64, at least ``exponent``'s shape)."""
+    if not exponent.any():
+        return x
+    negative = x < 0
+    if not (exponent > 0).all():
+        negative &= exponent > 0
+    x += (np.int64(1) << exponent) >> 1
+    x -= negative
+    x >>= exponent
+    return x
 
 
 def multiply_by_quantized_multiplier(x: np.ndarray, multiplier, shift) -> np.ndarray:
@@ -88,7 +103,10 @@ def multiply_by_quantized_multiplier(x: np.ndarray, multiplier, shift) -> np.nda
     x = np.asarray(x, dtype=np.int64)
     if left.any():
         x = x * (np.int64(1) << left)
-    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier), right)
+    high = saturating_rounding_doubling_high_mul(x, multiplier)
+    if high.shape != np.broadcast_shapes(high.shape, right.shape):
+        return rounding_divide_by_pot(high, right)
+    return _divide_by_pot_in_place(high, right)  # a new array, the rounding's to overwrite
 
 
 # --------------------------------------------------------------------------- parameters
@@ -378,22 +396,27 @@ def _quantize_op(
 
 
 def _requantize(acc: np.ndarray, q: QOp, qout: QParams) -> np.ndarray:
-    acc = np.rint(acc).astype(np.int64) + q.bias
-    y = multiply_by_quantized_multiplier(acc, q.multiplier, q.shift) + qout.zero_point
-    return np.clip(y, q.act_min, q.act_max)
+    """Int8 outputs of integer accumulators (float arrays holding exact integers)."""
+    acc = acc.astype(np.int64)
+    acc += q.bias
+    y = multiply_by_quantized_multiplier(acc, q.multiplier, q.shift)
+    y += qout.zero_point
+    return np.clip(y, q.act_min, q.act_max, out=y)
 
 
 def _int8_op(op: Op, q: QOp, qin: list[QParams], qout: QParams, x: list[np.ndarray]):
     if op.kind in ("conv2d", "depthwise_conv2d", "fully_connected"):
-        centred = x[0].astype(np.float64) - qin[0].zero_point  # padding is real zero
+        # integers of at most 9 bits, exact in float32; the kernels widen them to float64
+        # where their sums would not be (padding is real zero)
+        centred = x[0].astype(np.float32) - np.float32(qin[0].zero_point)
         assert q.weight is not None
-        w = q.weight.astype(np.float64)
+        w = q.weight.astype(np.float32)
         if op.kind == "conv2d":
-            acc = kernels.conv2d(centred, w, op.stride, op.padding)
+            acc = kernels.conv2d(centred, w, op.stride, op.padding, integers=True)
         elif op.kind == "depthwise_conv2d":
             acc = kernels.depthwise_conv2d(centred, w, op.stride, op.padding, integers=True)
         else:
-            acc = kernels.fully_connected(centred, w)
+            acc = kernels.fully_connected(centred, w, integers=True)
         return _requantize(acc, q, qout)
     if op.kind == "average_pool2d":
         count = op.kernel[0] * op.kernel[1]

@@ -121,6 +121,30 @@ def test_rounding_divide_by_pot_is_gemmlowps_definition():
     assert halves == [-2, -1, 1, 2]  # -1.5, -0.5, 0.5, 1.5: halves away from zero
 
 
+@pytest.mark.parametrize("kernel,stride,padding", [(7, 1, (3, 3, 3, 3)), (3, 2, (0, 1, 0, 1))])
+def test_int8_depthwise_accumulators_are_exact_integers(kernel, stride, padding):
+    """The int8 interpreter's depthwise convolution runs in torch float32 when no partial
+    sum can leave float32's exact integers: its accumulators equal the float64 loop's
+    (the float interpreter's path) bit for bit, at the largest magnitudes int8 gives.
+    Past that bound it falls back to the float64 loop, which stays exact."""
+    from nas import kernels
+
+    rng = np.random.default_rng(kernel)
+    x = rng.integers(-255, 256, (3, 9, 9, 5)).astype(np.float64)
+    x[0, 0, 0, :] = -255  # an int8 activation less its zero point reaches -255
+    w = rng.integers(-127, 128, (1, kernel, kernel, 5)).astype(np.float64)
+    w[0, 0, 0, :] = -127
+    loop = kernels.depthwise_conv2d(x, w, stride, padding)
+    fast = kernels.depthwise_conv2d(x, w, stride, padding, integers=True)
+    np.testing.assert_array_equal(fast, loop)
+    assert np.abs(loop).max() > 2**16  # large sums, not a trivially small case
+    big = x * 2**12  # partial sums past 2**24: float32 would round
+    np.testing.assert_array_equal(
+        kernels.depthwise_conv2d(big, w, stride, padding, integers=True),
+        kernels.depthwise_conv2d(big, w, stride, padding),
+    )
+
+
 def test_qparams_cover_zero_and_range():
     qp = QParams.from_range(-1.0, 3.0)
     assert -128 <= qp.zero_point <= 127
