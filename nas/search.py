@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 import warnings
 from collections.abc import Callable
@@ -1043,10 +1042,20 @@ def run_search(
     return frame
 
 
+#: Random draws `enqueue_cheap_first` may make per random-start candidate it looks for
+#: (a static cost each, milliseconds): enough where one architecture in fifty fits the
+#: chip, as on the Fashion-MNIST benchmark's m4-tight budget; past that it queues fewer.
+START_DRAWS_PER_CANDIDATE = 100
+
+
 def enqueue_cheap_first(study: optuna.Study, objective: Objective) -> None:
-    """Queue the sampler's random start in a new study, fewest MACs first
-    (``search.cheap_first``): the same number of independent random draws (seeded by
-    ``search.seed``) the sampler would make itself, in another order."""
+    """Queue the sampler's random start in a new study (``search.cheap_first``): as many
+    distinct random draws (seeded by ``search.seed``) as the sampler's start, each one
+    that fits the chip by its static cost, trained fewest MACs first. Draws that do not
+    fit are passed over: they would not be trained, and a start of them leaves the
+    sampler nothing to learn from (on a tight budget of the families space, TPE's own
+    random start can draw no architecture that fits, and it then settles on the family of
+    the first one that does)."""
     cfg = objective.cfg
     startup = int(getattr(cfg.sampler, "n_startup_trials", 0))
     n = min(startup, cfg.search.n_trials - len(cfg.search.enqueue))
@@ -1054,13 +1063,17 @@ def enqueue_cheap_first(study: optuna.Study, objective: Objective) -> None:
         return
     draw = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=cfg.search.seed))
     drawn: list[tuple[float, int, dict[str, Any]]] = []
-    for _ in range(n):
+    for _ in range(n * START_DRAWS_PER_CANDIDATE):
         trial = draw.ask()
         try:
-            macs = float(objective.spec_cost(objective.comp.space.sample(trial)).macs)
-        except Exception:  # noqa: BLE001 - its own trial will fail with the reason
-            macs = math.inf
-        drawn.append((macs, len(drawn), trial.params))
+            cost = objective.spec_cost(objective.comp.space.sample(trial))
+        except Exception:  # noqa: BLE001 - not a start candidate; the sampler may retry it
+            continue
+        fits = not feasibility(cost, objective.comp.hw, cfg.search).reason
+        if fits and all(trial.params != params for _, _, params in drawn):
+            drawn.append((float(cost.macs), len(drawn), trial.params))
+            if len(drawn) == n:
+                break
     for _, _, params in sorted(drawn, key=lambda d: d[:2]):
         # processes that start together on one new study queue the same draws once
         study.enqueue_trial(params, skip_if_exists=True)

@@ -191,3 +191,27 @@ def test_a_family_that_cannot_run_is_left_out_with_a_note(cli, tmp_path):
         "its models"
     ], r.stderr
     assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.slow
+def test_the_random_start_is_drawn_among_architectures_that_fit(cli, tmp_path):
+    """On the Uno most draws of the families space do not fit (2 of the first 4 with
+    this seed): the random start passes over them, so the sampler's first observations
+    are trained models, not rejections that teach it nothing about accuracy."""
+    run = tmp_path / "run"
+    r = cli(
+        "search",
+        "+hw=arduino_uno",
+        "search_space=families",
+        "search_space.families=[mlp,cnn,bonsai]",
+        "search.n_trials=4",
+        "sampler.n_startup_trials=4",
+        "search.epochs=1",
+        "pruner.enabled=false",
+        f"hydra.run.dir={run}",
+    )
+    assert r.returncode == 0, r.stderr
+    df = pd.read_csv(run / "trials.csv").sort_values("number")
+    assert df["feasible"].all() and len(df) == 4, df[["number", "family", "reason"]]
+    assert (df["state"] == "COMPLETE").all()
+    assert df["macs"].tolist() == sorted(df["macs"])  # and still cheapest first

@@ -115,6 +115,7 @@ def test_accuracy_first_search_with_latency_ceiling(tmp_path):
         "search.n_trials=8",
         "search.epochs=1",
         "search.save_models=false",
+        "search.cheap_first=false",  # TPE's own random start: slow draws among them
     )
     frame = run_search(cfg, tmp_path)
     study = optuna.load_study(study_name=cfg.study.name, storage=f"sqlite:///{tmp_path}/study.db")
@@ -141,6 +142,7 @@ def test_compute_floor_rejects_small_candidates_before_training(tmp_path):
         "search.n_trials=3",
         "search.epochs=1",
         "search.save_models=false",
+        "search.cheap_first=false",  # TPE's own random start: small draws among them
     )
     frame = run_search(cfg, tmp_path)
     small, big = frame[frame.macs < floor], frame[frame.macs >= floor]
@@ -207,7 +209,9 @@ def test_pruner_median_includes_pruned_trials():
 def test_infeasible_candidates_need_not_count(tmp_path):
     """``search.count_infeasible=false``: ``n_trials`` counts trained candidates; those
     rejected before training come on top, and a budget nothing fits still ends."""
+    # TPE's own random start (search.cheap_first=false): draws over the ceiling among them
     base = ["backend=estimate", "search.epochs=1", "search.save_models=false"]
+    base += ["search.cheap_first=false"]
     cfg = _config(
         *base, "search.max_latency_ms=3", "search.count_infeasible=false", "search.n_trials=3"
     )
