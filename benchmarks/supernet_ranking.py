@@ -152,6 +152,51 @@ def noise_ceiling(test: list[float], images: int, draws: int = 2000) -> float:
     return float(np.median(taus))
 
 
+def choice_taus(work: Path) -> list[tuple[str, float]]:
+    """Kendall's tau between each single architecture choice (its value; a list's sum)
+    and the final int8 test accuracy, over the architectures with a final accuracy,
+    strongest first: what one choice alone predicts, next to the inherited and proxy
+    scores."""
+    specs = json.loads((work / "archs.json").read_text())["archs"]
+    final = {r["i"]: r["test"] for r in lines(work / "final.jsonl")}
+    done = sorted(final)
+    taus = []
+    for key in specs[0]:
+        values = [specs[i][key] for i in done]
+        values = [sum(v) if isinstance(v, list) else v for v in values]
+        if len(set(values)) > 1:
+            taus.append((key, kendall_tau(values, [final[i] for i in done])))
+    return sorted(taus, key=lambda kt: -abs(kt[1]))
+
+
+def within_groups(work: Path, key: str) -> str:
+    """Kendall's tau of the inherited, proxy and final validation scores against the final
+    test accuracy among the architectures that share the value of choice ``key``."""
+    specs = json.loads((work / "archs.json").read_text())["archs"]
+    final = {r["i"]: r for r in lines(work / "final.jsonl")}
+    scores = {
+        "inherited": {r["i"]: r["acc"] for r in lines(work / "inherited.jsonl")},
+        "proxy": {r["i"]: r["val"] for r in lines(work / "proxy.jsonl")},
+        "final val": {i: r["val"] for i, r in final.items()},
+    }
+    out = []
+    for value in sorted({specs[i][key] for i in final}):
+        group = [i for i in sorted(final) if specs[i][key] == value]
+        test = [final[i]["test"] for i in group]
+        taus = ", ".join(
+            f"{name} {kendall_tau([got[i] for i in group], test):+.3f}"
+            for name, got in scores.items()
+            if all(i in got for i in group) and len(group) >= 3
+        )
+        inherited = [scores["inherited"][i] for i in group if i in scores["inherited"]]
+        means = f"inherited {np.mean(inherited):.3f}, test {np.mean(test):.3f}"
+        out.append(
+            f"{key}={value}: {len(group)} architectures, means {means}; "
+            f"tau vs test: {taus or 'too few'}"
+        )
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--archs", type=int, default=30)
@@ -173,7 +218,19 @@ def main(argv: list[str] | None = None) -> int:
         "(default: the search data's 10%%, 1,000); as many training images (another draw)",
     )
     ap.add_argument("--result", type=Path, default=RESULT, help="the result file")
+    ap.add_argument(
+        "--choices",
+        action="store_true",
+        help="print each single choice's tau against the final accuracy (from --work's "
+        "measurements; nothing trained or written)",
+    )
     opts = ap.parse_args(argv)
+    if opts.choices:
+        taus = choice_taus(opts.work / "full")
+        for key, tau in taus:
+            print(f"{key}: tau {tau:+.3f}")
+        print(within_groups(opts.work / "full", taus[0][0]))
+        return 0
     started = time.monotonic()
     work = opts.work / ("quick" if opts.quick else "full")
     work.mkdir(parents=True, exist_ok=True)
