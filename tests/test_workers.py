@@ -150,7 +150,8 @@ def test_killed_search_resumes(tmp_path):
     run = tmp_path / "run"
     db = run / "study.db"
     args = ["search", "+hw=cortex_m4", *LONG, f"hydra.run.dir={run}"]
-    p = spawn_cli(*args, "search.n_trials=4")
+    # 15 epochs: long enough to catch the second trial running, a quarter of LONG's wait
+    p = spawn_cli(*args, "search.n_trials=4", "search.epochs=15")
     _wait_for(lambda: "COMPLETE" in _states(db) and _states(db)[-1] == "RUNNING", p)
     p.send_signal(signal.SIGKILL)
     p.wait()
