@@ -180,8 +180,8 @@ def within_groups(work: Path, key: str) -> str:
         "final val": {i: r["val"] for i, r in final.items()},
     }
     out = []
-    for value in sorted({specs[i][key] for i in final}):
-        group = [i for i in sorted(final) if specs[i][key] == value]
+    for value in sorted({repr(specs[i][key]) for i in final}, key=lambda r: (len(r), r)):
+        group = [i for i in sorted(final) if repr(specs[i][key]) == value]
         test = [final[i]["test"] for i in group]
         taus = ", ".join(
             f"{name} {kendall_tau([got[i] for i in group], test):+.3f}"
@@ -226,10 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     opts = ap.parse_args(argv)
     if opts.choices:
-        taus = choice_taus(opts.work / "full")
+        taus = choice_taus(opts.work / ("quick" if opts.quick else "full"))
         for key, tau in taus:
             print(f"{key}: tau {tau:+.3f}")
-        print(within_groups(opts.work / "full", taus[0][0]))
+        if taus:
+            print(within_groups(opts.work / ("quick" if opts.quick else "full"), taus[0][0]))
         return 0
     started = time.monotonic()
     work = opts.work / ("quick" if opts.quick else "full")

@@ -103,10 +103,11 @@ class SearchConfig:
     #: recipe (``search.n_trials=1``). An entry the space cannot take is refused up front.
     enqueue: list[Any] = field(default_factory=list)
     #: A new study's random start (TPE's ``sampler.n_startup_trials`` candidates) is
-    #: drawn at once among the architectures that fit the chip (static cost; draws that
-    #: do not are passed over) and trained cheapest first (fewest MACs), so that the first
-    #: results come in seconds rather than after the largest draw. false: the sampler's
-    #: own random start, in the order drawn, fitting or not.
+    #: drawn at once among feasible architectures (static cost within the chip's limits,
+    #: ``max_latency_ms`` and ``min_macs``; infeasible draws are passed over) and trained
+    #: cheapest first (fewest MACs), so that the first results come in seconds rather than
+    #: after the largest draw. false: the sampler's own random start, in the order drawn,
+    #: feasible or not.
     cheap_first: bool = True
     #: What the sampler optimizes: ``[acc_int8, latency_ms]`` (the default: the Pareto
     #: front of accuracy against latency) or ``[acc_int8]`` (accuracy first: the most

@@ -1042,20 +1042,24 @@ def run_search(
     return frame
 
 
-#: Random draws `enqueue_cheap_first` may make per random-start candidate it looks for
-#: (a static cost each, milliseconds): enough where one architecture in fifty fits the
-#: chip, as on the Fashion-MNIST benchmark's m4-tight budget; past that it queues fewer.
+#: Random draws `enqueue_cheap_first` may make per random-start candidate it looks for,
+#: a static cost each (a model built untrained: about 13 ms on the Fashion-MNIST
+#: benchmark's m4-tight budget, where one draw in fifty is feasible), and the seconds it
+#: may spend on them; past either it queues the feasible draws it has.
 START_DRAWS_PER_CANDIDATE = 100
+START_SECONDS = 30.0
 
 
 def enqueue_cheap_first(study: optuna.Study, objective: Objective) -> None:
     """Queue the sampler's random start in a new study (``search.cheap_first``): as many
     distinct random draws (seeded by ``search.seed``) as the sampler's start, each one
-    that fits the chip by its static cost, trained fewest MACs first. Draws that do not
-    fit are passed over: they would not be trained, and a start of them leaves the
-    sampler nothing to learn from (on a tight budget of the families space, TPE's own
-    random start can draw no architecture that fits, and it then settles on the family of
-    the first one that does)."""
+    feasible by its static cost (the chip's limits, ``search.max_latency_ms`` and
+    ``search.min_macs``), trained fewest MACs first. Infeasible draws are passed over:
+    they would not be trained, and a start of them teaches the sampler nothing about
+    accuracy (on the Fashion-MNIST benchmark's m4-tight budget, TPE's own 8 random draws
+    held no feasible architecture on two seeds of three). Fewer, or none, are queued
+    when `START_DRAWS_PER_CANDIDATE` or `START_SECONDS` run out first; the search log
+    says how many."""
     cfg = objective.cfg
     startup = int(getattr(cfg.sampler, "n_startup_trials", 0))
     n = min(startup, cfg.search.n_trials - len(cfg.search.enqueue))
@@ -1063,7 +1067,9 @@ def enqueue_cheap_first(study: optuna.Study, objective: Objective) -> None:
         return
     draw = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=cfg.search.seed))
     drawn: list[tuple[float, int, dict[str, Any]]] = []
-    for _ in range(n * START_DRAWS_PER_CANDIDATE):
+    draws, started = 0, time.monotonic()
+    while draws < n * START_DRAWS_PER_CANDIDATE and time.monotonic() - started < START_SECONDS:
+        draws += 1
         trial = draw.ask()
         try:
             cost = objective.spec_cost(objective.comp.space.sample(trial))
@@ -1074,6 +1080,14 @@ def enqueue_cheap_first(study: optuna.Study, objective: Objective) -> None:
             drawn.append((float(cost.macs), len(drawn), trial.params))
             if len(drawn) == n:
                 break
+    log.info(
+        "random start: %d of %d wanted, feasible among %d random draws (%.1f s), cheapest first%s",
+        len(drawn),
+        n,
+        draws,
+        time.monotonic() - started,
+        "" if len(drawn) == n else "; the sampler draws the rest itself",
+    )
     for _, _, params in sorted(drawn, key=lambda d: d[:2]):
         # processes that start together on one new study queue the same draws once
         study.enqueue_trial(params, skip_if_exists=True)

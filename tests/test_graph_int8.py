@@ -126,7 +126,7 @@ def test_int8_depthwise_accumulators_are_exact_integers(kernel, stride, padding)
     """The int8 interpreter's depthwise convolution runs in torch float32 when no partial
     sum can leave float32's exact integers: its accumulators equal the float64 loop's
     (the float interpreter's path) bit for bit, at the largest magnitudes int8 gives.
-    Past that bound it falls back to the float64 loop, which stays exact."""
+    Past that bound float32 would round, and it falls back to the float64 loop."""
     from nas import kernels
 
     rng = np.random.default_rng(kernel)
@@ -138,10 +138,13 @@ def test_int8_depthwise_accumulators_are_exact_integers(kernel, stride, padding)
     fast = kernels.depthwise_conv2d(x, w, stride, padding, integers=True)
     np.testing.assert_array_equal(fast, loop)
     assert np.abs(loop).max() > 2**16  # large sums, not a trivially small case
-    big = x * 2**12  # partial sums past 2**24: float32 would round
+    big = x * 4099  # partial sums past 2**24, where float32 rounds
+    loop = kernels.depthwise_conv2d(big, w, stride, padding)
+    padded = kernels.pad_nhwc(big.astype(np.float32), padding)
+    rounded = kernels._depthwise_float32(padded, w.astype(np.float32), stride)
+    assert rounded is None or not np.array_equal(rounded, loop)  # the bound matters
     np.testing.assert_array_equal(
-        kernels.depthwise_conv2d(big, w, stride, padding, integers=True),
-        kernels.depthwise_conv2d(big, w, stride, padding),
+        kernels.depthwise_conv2d(big, w, stride, padding, integers=True), loop
     )
 
 

@@ -209,11 +209,13 @@ def test_pruner_median_includes_pruned_trials():
 def test_infeasible_candidates_need_not_count(tmp_path):
     """``search.count_infeasible=false``: ``n_trials`` counts trained candidates; those
     rejected before training come on top, and a budget nothing fits still ends."""
-    # TPE's own random start (search.cheap_first=false): draws over the ceiling among them
     base = ["backend=estimate", "search.epochs=1", "search.save_models=false"]
-    base += ["search.cheap_first=false"]
-    cfg = _config(
-        *base, "search.max_latency_ms=3", "search.count_infeasible=false", "search.n_trials=3"
+    cfg = _config(  # TPE's own random start (cheap_first=false): draws over the ceiling
+        *base,
+        "search.cheap_first=false",
+        "search.max_latency_ms=3",
+        "search.count_infeasible=false",
+        "search.n_trials=3",
     )
     frame = run_search(cfg, tmp_path / "some")
     assert frame.feasible.sum() == 3, frame[["latency_ms", "feasible"]]
