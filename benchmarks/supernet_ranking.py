@@ -226,11 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     opts = ap.parse_args(argv)
     if opts.choices:
-        taus = choice_taus(opts.work / ("quick" if opts.quick else "full"))
+        measured = opts.work / ("quick" if opts.quick else "full")
+        taus = choice_taus(measured)
         for key, tau in taus:
             print(f"{key}: tau {tau:+.3f}")
         if taus:
-            print(within_groups(opts.work / ("quick" if opts.quick else "full"), taus[0][0]))
+            print(within_groups(measured, taus[0][0]))
         return 0
     started = time.monotonic()
     work = opts.work / ("quick" if opts.quick else "full")
