@@ -10,6 +10,7 @@ layer's instructions are divided by its executed MACs (`nas.cost.executed_macs`)
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import subprocess
 import sys
@@ -62,6 +63,8 @@ def measure(module: nn.Module, channels: int, side: int) -> tuple[int, int]:
 
 
 def main() -> None:
+    # no options; -h says what the script writes instead of running it
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()

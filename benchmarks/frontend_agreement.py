@@ -14,6 +14,7 @@ same for code built for the Cortex-M0+ (ARMv6-M, run on the same QEMU core).
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import subprocess
@@ -102,6 +103,8 @@ def arm_figures(cfg: MfccConfig, qp: QParams, work: Path) -> list[str]:
 
 
 def main() -> None:
+    # no options; -h says what the script writes instead of running it
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     t0, wall0 = os.times(), time.time()
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
