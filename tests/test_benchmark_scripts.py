@@ -39,3 +39,26 @@ def test_script_loads_and_prints_its_help(script, monkeypatch, capsys, tmp_path)
                 del sys.modules[name]
     assert stop.value.code in (0, None)
     assert f"usage: {Path(script).name}" in capsys.readouterr().out
+
+
+def test_proxy_noise_counts_the_finalists_both_samples_choose():
+    """`benchmarks/fashion_mnist/proxy_noise.py` on a run of five scored candidates, one
+    pruned trial and one repeat: validation picks 0 and 1, the test images 1 and 2."""
+    import pandas as pd
+
+    noise = runpy.run_path(str(REPO / "benchmarks/fashion_mnist/proxy_noise.py"))
+    trials = pd.DataFrame(
+        {
+            "number": range(7),
+            "state": ["COMPLETE"] * 5 + ["PRUNED", "COMPLETE"],
+            "acc_int8": [0.90, 0.89, 0.88, 0.87, 0.86, None, 0.90],
+            "acc_int8_test": [0.87, 0.90, 0.89, 0.86, 0.85, None, 0.87],
+            "duplicate_of": [None] * 6 + [0],
+        }
+    )
+    row = noise["run_row"]("m4-tight", "search-s0", trials)
+    assert row["candidates"] == 5
+    assert row["finalists also top by test"] == "1 of 2"
+    assert row["top-5 spread (pt)"] == 4.0
+    assert row["tau(val, test)"] == 0.6  # 8 of 10 pairs in the same order
+    assert noise["run_row"]("m4-tight", "search-s0", trials.iloc[1:5]) is None

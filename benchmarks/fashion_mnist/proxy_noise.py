@@ -1,0 +1,129 @@
+"""How far the search's choice of finalists rests on which images score it.
+
+Every candidate a Fashion-MNIST benchmark search trains is scored twice on images it never
+trained on: ``acc_int8`` on the search's validation images (1,000: 10% of
+``dataset.train_subset``), which ranks the candidates and picks the finalists, and
+``acc_int8_test`` on 1,000 test images, which the search only records. The two are
+independent samples of the same accuracy. Were the ranking a property of the networks,
+both samples would pick the same finalists; this script counts how often they do, per
+search and random search run of a runs folder (``benchmarks/fashion_mnist/run.py``), next
+to how far apart the top five candidates are. No training: it reads ``trials.csv`` files.
+
+    python benchmarks/fashion_mnist/proxy_noise.py outputs/fashion_mnist_families \\
+        outputs/fm_feasible_start --out benchmarks/fashion_mnist/results/proxy_noise.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from nas.report import markdown_table
+
+#: The finalists a benchmark search hands to the final recipe (``Recipe.finalists``).
+FINALISTS = 2
+#: Candidates whose spread is compared with the noise: the top of a search.
+TOP = 5
+
+
+def scored(trials: pd.DataFrame) -> pd.DataFrame:
+    """The distinct candidates a run trained and scored to the end (repeats left out)."""
+    done = trials[(trials["state"] == "COMPLETE") & trials["acc_int8"].notna()]
+    if "duplicate_of" in done:
+        done = done[done["duplicate_of"].isna()]
+    return done
+
+
+def kendall_tau(a: pd.Series, b: pd.Series) -> float:
+    from scipy.stats import kendalltau
+
+    return float(kendalltau(a, b).statistic)
+
+
+def run_row(budget: str, run: str, trials: pd.DataFrame) -> dict[str, object] | None:
+    """One run's figures; None when it scored fewer than ``TOP`` candidates."""
+    s = scored(trials)
+    if len(s) < TOP:
+        return None
+    by_val = s.nlargest(FINALISTS, "acc_int8")["number"]
+    by_test = s.nlargest(FINALISTS, "acc_int8_test")["number"]
+    top = s["acc_int8"].nlargest(TOP)
+    # the per-candidate part of one sample's error: the spread of val - test over the
+    # run's candidates (the part all share cancels), over sqrt(2) for one of the two
+    noise = (s["acc_int8"] - s["acc_int8_test"]).std() / 2**0.5
+    return {
+        "budget": budget,
+        "run": run,
+        "candidates": len(s),
+        "tau(val, test)": round(kendall_tau(s["acc_int8"], s["acc_int8_test"]), 3),
+        "finalists also top by test": f"{len(set(by_val) & set(by_test))} of {FINALISTS}",
+        f"top-{TOP} spread (pt)": round(100 * (top.iloc[0] - top.iloc[-1]), 1),
+        "noise of one 1,000-image score (pt)": round(100 * noise, 2),
+    }
+
+
+def collect(folders: list[Path]) -> pd.DataFrame:
+    rows = []
+    for folder in folders:
+        for csv in sorted(folder.glob("*/*/run/trials.csv")):
+            run = csv.parent.parent.name
+            if run.split("-s")[0] not in ("search", "random"):
+                continue
+            row = run_row(csv.parent.parent.parent.name, run, pd.read_csv(csv))
+            if row is not None:
+                rows.append({**row, "runs folder": folder.name})
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", type=Path, nargs="+", help="runs folders of run.py")
+    ap.add_argument("--out", type=Path, help="write the table here (Markdown)")
+    args = ap.parse_args()
+    missing = [str(f) for f in args.runs if not f.is_dir()]
+    if missing:
+        sys.exit(
+            f"error: no runs folder {', '.join(missing)} "
+            "(python benchmarks/fashion_mnist/run.py makes one)"
+        )
+    t0 = os.times()
+    df = collect(args.runs)
+    if df.empty:
+        sys.exit(
+            f"error: no search or random run with {TOP} scored candidates under "
+            + ", ".join(map(str, args.runs))
+        )
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    cpu = os.times().user - t0.user + os.times().system - t0.system
+    lines = [
+        "# How much the finalists depend on the images that score them",
+        "",
+        f"- Command: `python {' '.join(sys.argv)}`",
+        f"- {datetime.date.today()}, commit {commit}; {platform.platform()}, "
+        f"{os.cpu_count()} CPUs; CPU time {cpu:.1f} s",
+        "- `tau(val, test)`: Kendall tau between each candidate's int8 accuracy on the "
+        "search's 1,000 validation images and on 1,000 test images; `finalists also top by "
+        f"test`: of the {FINALISTS} finalists chosen by validation, how many the test images "
+        "would have chosen; noise: the standard deviation of val - test over the run's "
+        "candidates, over sqrt(2)",
+        "",
+        markdown_table(df),
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
