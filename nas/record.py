@@ -43,6 +43,10 @@ DUPLICATE_OF = "duplicate_of"
 VAL_ACC_CURVE = "val_acc_curve"
 #: Seconds of training (0 for candidates never trained).
 TRAIN_S = "train_s"
+#: Seconds of the compression pipeline after training (distillation, pruning's and
+#: clustering's fine-tuning, quantization-aware training, quantization): where a
+#: ``finalize`` run spends most of its time.
+COMPRESS_S = "compress_s"
 #: Float accuracy, validation and test split, of the module quantization starts from
 #: (trained, then pruned or distilled where those methods are selected).
 ACC_FLOAT = "acc_float"
@@ -131,6 +135,7 @@ NOT_REPEATED = frozenset(
         VAL_ACC_CURVE,
         HEARTBEAT,
         TRAIN_S,
+        COMPRESS_S,
         PRUNE_REASON,
         FAIL_REASON,
         FINALIST_OF,
@@ -161,6 +166,7 @@ CORE_COLUMNS = frozenset(
         DUPLICATE_OF,
         VAL_ACC_CURVE,
         TRAIN_S,
+        COMPRESS_S,
         ACC_FLOAT,
         ACC_FLOAT_TEST,
         HEARTBEAT,

@@ -39,6 +39,7 @@ from nas.record import (
     ACC_INT8_TEST,
     AFTER_COMPRESSION,
     ARCH_PREFIX,
+    COMPRESS_S,
     DUPLICATE_OF,
     FAMILY,
     FEASIBLE,
@@ -85,6 +86,7 @@ FIRST_COLUMNS = [
     LATENCY_MS,
     "energy_uj",
     TRAIN_S,
+    COMPRESS_S,
     REASON,
 ]
 #: The columns of the Pareto table of ``report.md``.
@@ -115,6 +117,7 @@ def record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     }
     row.update({k: v for k, v in attrs.items() if k not in HIDDEN})
     row[TRAIN_S] = float(attrs.get(TRAIN_S, 0.0))
+    row[COMPRESS_S] = float(attrs.get(COMPRESS_S, 0.0))
     for name, violation in (getattr(trial, "constraints", None) or {}).items():
         row[FEASIBLE_PREFIX + name] = bool(violation <= 0)
     row.update({ARCH_PREFIX + k: v for k, v in trial.params.items()})

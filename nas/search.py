@@ -60,6 +60,7 @@ from nas.record import (
     ACC_INT8_INHERITED,
     AFTER_COMPRESSION,
     ARCH,
+    COMPRESS_S,
     DECODED_SUFFIX,
     DUPLICATE_OF,
     FAIL_REASON,
@@ -632,7 +633,9 @@ class Objective:
             trial.set_user_attr(ACC_FLOAT, accuracy(c.module, c.data.x_val, c.data.y_val))
             trial.set_user_attr(ACC_FLOAT_TEST, accuracy(c.module, c.data.x_test, c.data.y_test))
 
+        started = time.perf_counter()
         out = run_pipeline(self.comp.methods, trained, float_accuracy)
+        trial.set_user_attr(COMPRESS_S, time.perf_counter() - started)
         if out.qgraph is None:
             raise TrialError(f"{cand.name}: the quantization method set no int8 model")
         return out
@@ -896,9 +899,11 @@ def trial_line(rec: dict[str, Any]) -> str:
     if not rec[FEASIBLE]:
         return f"rejected before training: {rec.get(REASON)}"
     how = "inherited weights" if rec.get(SCORED_BY) == SUPERNET else rec.get(SCORED_BY)
+    compress_s = rec.get(COMPRESS_S) or 0
     return (
         f"acc_int8 {rec.get(ACC_INT8, float('nan')):.4f} ({how}), "
         f"{rec[LATENCY_MS]:.2f} ms, {rec.get(TRAIN_S) or 0:.0f} s training"
+        + (f", {compress_s:.0f} s compression" if compress_s >= 1 else "")
     )
 
 

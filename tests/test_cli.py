@@ -183,7 +183,7 @@ def test_infeasible_candidates_cost_no_training(cli, tmp_path):
     hw = load_profile("arduino_uno")
     infeasible = df[~df.feasible]
     assert len(infeasible) >= 1
-    assert (infeasible.train_s == 0).all()
+    assert (infeasible.train_s == 0).all() and (infeasible.compress_s == 0).all()
     assert infeasible.acc_int8.isna().all()
     assert infeasible.reason.str.contains("sram|flash").all()
     feasible = df[df.feasible & (df.state == "COMPLETE")]
