@@ -6,8 +6,9 @@ per trial; columns documented in `LOAD_COLUMNS` and below); `best_feasible`,
 
 ``trials.csv`` has one row per trial: ``number, state, feasible`` and the reason a trial
 was infeasible or failed, the static cost (``flash_bytes, sram_bytes, macs, latency_ms,
-energy_uj``...), the scores (``acc_float, acc_int8``...), ``train_s`` and one ``arch_``
-column per architecture choice. ``pareto`` marks the feasible, completed trials no other
+energy_uj``...), the scores (``acc_float, acc_int8``...), ``train_s`` and ``compress_s``
+(seconds of training and of the compression pipeline) and one ``arch_`` column per
+architecture choice. ``pareto`` marks the feasible, completed trials no other
 such trial beats on both objectives (``acc_int8`` up, ``latency_ms`` down). A candidate the
 study had already trained is not trained again: its row copies the results and names the
 trial that trained it in ``duplicate_of``, and stays out of the front. Every question about
@@ -234,6 +235,7 @@ def summary(df: pd.DataFrame) -> dict[str, Any]:
         "pruned": int((states == "PRUNED").sum()),
         "failed": int((states == "FAIL").sum()),
         "train_s_total": float(df[TRAIN_S].fillna(0).sum()),
+        "compress_s_total": float(df.get(COMPRESS_S, pd.Series(dtype=float)).fillna(0).sum()),
     }
 
 
@@ -322,7 +324,9 @@ def write_run(
         "",
         f"Hardware profile file: `{hw.source_file}`.",
         "",
-        outcomes(counts, hw.name) + f" Training time: {counts['train_s_total']:.0f} s.",
+        outcomes(counts, hw.name)
+        + f" Training time: {counts['train_s_total']:.0f} s; compression: "
+        f"{counts['compress_s_total']:.0f} s.",
         "",
         "## Pareto front (feasible; acc_int8 up, latency_ms down)",
         "",

@@ -634,8 +634,10 @@ class Objective:
             trial.set_user_attr(ACC_FLOAT_TEST, accuracy(c.module, c.data.x_test, c.data.y_test))
 
         started = time.perf_counter()
-        out = run_pipeline(self.comp.methods, trained, float_accuracy)
-        trial.set_user_attr(COMPRESS_S, time.perf_counter() - started)
+        try:
+            out = run_pipeline(self.comp.methods, trained, float_accuracy)
+        finally:  # a method that fails has still spent the time
+            trial.set_user_attr(COMPRESS_S, time.perf_counter() - started)
         if out.qgraph is None:
             raise TrialError(f"{cand.name}: the quantization method set no int8 model")
         return out

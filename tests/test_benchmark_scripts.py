@@ -55,6 +55,7 @@ def test_proxy_noise_counts_the_finalists_both_samples_choose():
             "acc_int8": [0.90, 0.89, 0.88, 0.87, 0.86, None, 0.90],
             "acc_int8_test": [0.87, 0.90, 0.89, 0.86, 0.85, None, 0.87],
             "duplicate_of": [None] * 6 + [0],
+            "feasible": True,
         }
     )
     row = noise["run_row"]("m4-tight", "search-s0", trials)
@@ -62,4 +63,6 @@ def test_proxy_noise_counts_the_finalists_both_samples_choose():
     assert row["finalists also top by test"] == "1 of 2"
     assert row["top-5 spread (pt)"] == 4.0
     assert row["tau(val, test)"] == 0.6  # 8 of 10 pairs in the same order
+    # val - test: 3, -1, -1, 1, 1 points; their standard deviation 1.67, over sqrt(2)
+    assert row["ranking noise of a 1,000-image score (pt)"] == 1.18
     assert noise["run_row"]("m4-tight", "search-s0", trials.iloc[1:5]) is None

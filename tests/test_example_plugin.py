@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -12,7 +13,11 @@ from conftest import REPO
 
 @pytest.fixture(scope="module")
 def plugin_path(tmp_path_factory):
+    """The example installed into a folder of its own, from a copy: pip builds in the
+    source folder, where test processes running side by side would build at once."""
     target = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("src") / "nas-example-plugin"
+    shutil.copytree(REPO / "examples" / "nas-example-plugin", source)
     subprocess.run(
         [
             sys.executable,
@@ -24,7 +29,7 @@ def plugin_path(tmp_path_factory):
             "--no-build-isolation",
             "--target",
             str(target),
-            str(REPO / "examples" / "nas-example-plugin"),
+            str(source),
         ],
         check=True,
         capture_output=True,

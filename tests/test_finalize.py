@@ -101,8 +101,7 @@ def test_finalize_trains_the_top_candidates_again_and_keeps_the_best(cli, tmp_pa
     assert (final["distill_teacher_acc"] > 0.5).all()
     # the float accuracy is the distilled model's, the one quantization starts from
     assert (final["acc_float"] == final["distill_acc_after"]).all()
-    # the distillation epochs are compression time, and the trial line says so
-    assert (final["compress_s"] > 0).all() and "s compression" in r.stdout + r.stderr
+    assert (final["compress_s"] > 0).all()  # the distillation epochs: compression time
     assert (out / "best" / "arch.json").is_file()
     for rec in final.itertuples():
         assert (

@@ -313,3 +313,15 @@ def test_a_sampler_that_keeps_repeating_itself_is_named_once(caplog):
         r.getMessage() for r in caplog.records if "repeated an architecture" in r.getMessage()
     ]
     assert len(warnings) == 1 and "sampler=nsga2" in warnings[0] and "TPESampler" in warnings[0]
+
+
+def test_trial_line_says_where_the_time_went():
+    """A finalize's distillation runs in the compression pipeline: its trial line names
+    that time too, where a plain search's quantization (under a second) adds nothing."""
+    from nas.search import trial_line
+
+    rec = {"state": "COMPLETE", "feasible": True, "acc_int8": 0.9133, "scored_by": "tflm"}
+    rec |= {"latency_ms": 44.46, "train_s": 24.2, "compress_s": 561.4}
+    assert trial_line(rec) == "acc_int8 0.9133 (tflm), 44.46 ms, 24 s training, 561 s compression"
+    rec["compress_s"] = 0.4
+    assert trial_line(rec) == "acc_int8 0.9133 (tflm), 44.46 ms, 24 s training"

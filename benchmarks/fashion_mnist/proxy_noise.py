@@ -34,8 +34,14 @@ TOP = 5
 
 
 def scored(trials: pd.DataFrame) -> pd.DataFrame:
-    """The distinct candidates a run trained and scored to the end (repeats left out)."""
-    done = trials[(trials["state"] == "COMPLETE") & trials["acc_int8"].notna()]
+    """The distinct candidates a run trained and scored to the end on both image sets, as
+    ``finalize`` chooses among them (repeats left out)."""
+    done = trials[
+        (trials["state"] == "COMPLETE")
+        & trials["feasible"].astype(bool)
+        & trials["acc_int8"].notna()
+        & trials["acc_int8_test"].notna()
+    ]
     if "duplicate_of" in done:
         done = done[done["duplicate_of"].isna()]
     return done
@@ -55,8 +61,10 @@ def run_row(budget: str, run: str, trials: pd.DataFrame) -> dict[str, object] | 
     by_val = s.nlargest(FINALISTS, "acc_int8")["number"]
     by_test = s.nlargest(FINALISTS, "acc_int8_test")["number"]
     top = s["acc_int8"].nlargest(TOP)
-    # the per-candidate part of one sample's error: the spread of val - test over the
-    # run's candidates (the part all share cancels), over sqrt(2) for one of the two
+    # the part of one sample's error that differs between candidates, which is what
+    # reorders them: the spread of val - test over the run's candidates (the error all
+    # share cancels), over sqrt(2) for one sample of the two; a gap between two
+    # candidates carries sqrt(2) times it
     noise = (s["acc_int8"] - s["acc_int8_test"]).std() / 2**0.5
     return {
         "budget": budget,
@@ -65,7 +73,7 @@ def run_row(budget: str, run: str, trials: pd.DataFrame) -> dict[str, object] | 
         "tau(val, test)": round(kendall_tau(s["acc_int8"], s["acc_int8_test"]), 3),
         "finalists also top by test": f"{len(set(by_val) & set(by_test))} of {FINALISTS}",
         f"top-{TOP} spread (pt)": round(100 * (top.iloc[0] - top.iloc[-1]), 1),
-        "noise of one 1,000-image score (pt)": round(100 * noise, 2),
+        "ranking noise of a 1,000-image score (pt)": round(100 * noise, 2),
     }
 
 
@@ -113,8 +121,11 @@ def main() -> None:
         "- `tau(val, test)`: Kendall tau between each candidate's int8 accuracy on the "
         "search's 1,000 validation images and on 1,000 test images; `finalists also top by "
         f"test`: of the {FINALISTS} finalists chosen by validation, how many the test images "
-        "would have chosen; noise: the standard deviation of val - test over the run's "
-        "candidates, over sqrt(2)",
+        "would have chosen; ranking noise: the part of one score's sampling error that "
+        "differs between the run's candidates (the standard deviation of val - test over "
+        "them, over sqrt(2); the error all candidates share cancels and is not in it). The "
+        "gap between two candidates carries sqrt(2) times that noise: compare that with the "
+        f"top-{TOP} spread",
         "",
         markdown_table(df),
         "",
