@@ -113,6 +113,7 @@ def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
         "search",
         "random",
         "mlp",
+        *("--val-fraction", "0.2", "--prune-after", "2"),  # a variant of the search recipe
         "--out",
         str(out),
         "--runs",
@@ -137,6 +138,9 @@ def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
     text = (out / "RESULTS.md").read_text()
     assert "## uno" in text and "## Targets" in text and "## What the teacher adds" in text
     assert "uno: search at least 0.875" in text
+    assert "20% of them validate; the pruner may stop a candidate after epoch 2" in text
+    search_log = (runs / "uno" / "search-s0" / "search.log").read_text()
+    assert "dataset.val_fraction=0.2" in search_log and "pruner.n_warmup_epochs=2" in search_log
     logs = sorted(runs.glob("uno/*/*.log"))
     stamps = [p.stat().st_mtime for p in logs]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)

@@ -193,7 +193,7 @@ class Recipe:
     seeds: list[int]
     trials: dict[str, int]  # per budget, the same for the search and random search
     search_epochs: int
-    search_train: int  # images drawn from the 60,000 (10% of them validate)
+    search_train: int  # images drawn from the 60,000 (search_val_fraction of them validate)
     final_epochs: int  # of which the last distill_epochs learn from the teacher
     distill_epochs: int
     teacher_epochs: int
@@ -211,11 +211,16 @@ class Recipe:
     #: ``supernet``: epochs of supernet training and feasible candidates scored.
     supernet_epochs: int = 8
     supernet_trials: int = 1000
+    #: Of ``search_train``, the share that scores the candidates (``dataset.val_fraction``).
+    search_val_fraction: float = 0.1
+    #: Epochs a candidate trains before the pruner may stop it (``pruner.n_warmup_epochs``).
+    prune_after: int = 1
 
     def search_args(self) -> list[str]:
         return [
             "dataset=fashion_mnist",
             f"dataset.train_subset={self.search_train}",
+            f"dataset.val_fraction={self.search_val_fraction}",
             f"dataset.test_subset={self.search_test}",
             f"search.epochs={self.search_epochs}",
             f"search.batch_size={self.batch_size}",
@@ -398,7 +403,7 @@ def sampler_args(
     if method == "search_long":  # the time is the limit: trials enough never to stop first
         assert timeout_s is not None
         trials, sampler = 100 * trials, [*sampler, f"search.timeout_s={timeout_s:.0f}"]
-    return [*sampler, f"search.n_trials={trials}", "pruner.n_warmup_epochs=1"]
+    return [*sampler, f"search.n_trials={trials}", f"pruner.n_warmup_epochs={recipe.prune_after}"]
 
 
 def supernet_job_cpu_s(runs: Path, budget: str, seed: int) -> float | None:
@@ -861,7 +866,8 @@ def write_results(df: pd.DataFrame, out: Path, recipe: Recipe) -> None:
         f"- Seeds {recipe.seeds}. Search: trained candidates per run "
         f"{', '.join(f'{b} {n}' for b, n in recipe.trials.items())} (candidates that do not "
         f"fit are rejected before training and not counted), {recipe.search_epochs} epochs "
-        f"on {recipe.search_train} training images (10% of them validate), batch "
+        f"on {recipe.search_train} training images ({recipe.search_val_fraction:.0%} of them "
+        f"validate; the pruner may stop a candidate after epoch {recipe.prune_after}), batch "
         f"{recipe.batch_size}, Adam lr {recipe.lr} one-cycle. Finalize (every model, "
         f"`python -m nas finalize`): the top {recipe.finalists} of a search (a reference: "
         f"its one network), {recipe.final_epochs} epochs on "
@@ -936,8 +942,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="results folder (default: results/)")
     p.add_argument("--runs", type=Path, help="runs folder (default: outputs/fashion_mnist_*)")
     p.add_argument("--report-only", action="store_true", help="merge the runs into RESULTS.md")
+    p.add_argument("--search-train", type=int, help="images a search draws (default 10000)")
+    p.add_argument(
+        "--val-fraction", type=float, help="of those, the share that validates (default 0.1)"
+    )
+    p.add_argument(
+        "--prune-after", type=int, help="epochs before the pruner may stop one (default 1)"
+    )
     args = p.parse_args(argv)
     recipe = dataclasses.replace(QUICK if args.quick else FULL)
+    if args.search_train is not None and args.search_train < 100:
+        p.error(f"--search-train {args.search_train}: use at least 100 images")
+    if args.val_fraction is not None and not 0 < args.val_fraction < 1:
+        p.error(f"--val-fraction {args.val_fraction}: use a share between 0 and 1")
+    if args.prune_after is not None and args.prune_after < 0:
+        p.error(f"--prune-after {args.prune_after}: use 0 or more epochs")
+    # a variant of the search recipe, for experiments: use its own --runs and --out
+    variant = {
+        "search_train": args.search_train,
+        "search_val_fraction": args.val_fraction,
+        "prune_after": args.prune_after,
+    }
+    recipe = dataclasses.replace(recipe, **{k: v for k, v in variant.items() if v is not None})
     suffix = "_quick" if args.quick else ""
     out = args.out or (ROOT / f"outputs/fashion_mnist{suffix}" if args.quick else HERE / "results")
     runs = args.runs or ROOT / f"outputs/fashion_mnist_families{suffix}"
