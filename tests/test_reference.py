@@ -141,6 +141,8 @@ def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
     assert "20% of them validate; the pruner may stop a candidate after epoch 2" in text
     search_log = (runs / "uno" / "search-s0" / "search.log").read_text()
     assert "dataset.val_fraction=0.2" in search_log and "pruner.n_warmup_epochs=2" in search_log
+    final_log = (runs / "uno" / "search-s0" / "final.log").read_text()
+    assert "dataset.val_fraction=0.1" in final_log.splitlines()[0]  # the final recipe's split
     logs = sorted(runs.glob("uno/*/*.log"))
     stamps = [p.stat().st_mtime for p in logs]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)

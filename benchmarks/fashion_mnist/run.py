@@ -230,7 +230,9 @@ class Recipe:
     def finalize_args(self, teacher: bool) -> list[str]:
         args = ["--top", str(self.finalists), "--epochs", str(self.final_epochs)]
         args += ["--augment", self.augment]
-        args.append("dataset.test_subset=0")
+        # the final recipe's own split, whatever share scored the search's candidates
+        # (finalize keeps the search's dataset options otherwise)
+        args += ["dataset.test_subset=0", "dataset.val_fraction=0.1"]
         if self.final_train:
             args.append(f"dataset.train_subset={self.final_train}")
         if not teacher:
