@@ -16,16 +16,16 @@ to how far apart the top five candidates are. No training: it reads ``trials.csv
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from nas.report import markdown_table
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import provenance  # noqa: E402
+
+from nas.report import markdown_table  # noqa: E402
 
 #: The finalists a benchmark search hands to the final recipe (``Recipe.finalists``).
 FINALISTS = 2
@@ -47,12 +47,6 @@ def scored(trials: pd.DataFrame) -> pd.DataFrame:
     return done
 
 
-def kendall_tau(a: pd.Series, b: pd.Series) -> float:
-    from scipy.stats import kendalltau
-
-    return float(kendalltau(a, b).statistic)
-
-
 def run_row(budget: str, run: str, trials: pd.DataFrame) -> dict[str, object] | None:
     """One run's figures; None when it scored fewer than ``TOP`` candidates."""
     s = scored(trials)
@@ -70,7 +64,7 @@ def run_row(budget: str, run: str, trials: pd.DataFrame) -> dict[str, object] | 
         "budget": budget,
         "run": run,
         "candidates": len(s),
-        "tau(val, test)": round(kendall_tau(s["acc_int8"], s["acc_int8_test"]), 3),
+        "tau(val, test)": round(s["acc_int8"].corr(s["acc_int8_test"], method="kendall"), 3),
         "finalists also top by test": f"{len(set(by_val) & set(by_test))} of {FINALISTS}",
         f"top-{TOP} spread (pt)": round(100 * (top.iloc[0] - top.iloc[-1]), 1),
         "ranking noise of a 1,000-image score (pt)": round(100 * noise, 2),
@@ -108,16 +102,13 @@ def main() -> None:
             f"error: no search or random run with {TOP} scored candidates under "
             + ", ".join(map(str, args.runs))
         )
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    prov = provenance()
     cpu = os.times().user - t0.user + os.times().system - t0.system
     lines = [
         "# How much the finalists depend on the images that score them",
         "",
         f"- Command: `python {' '.join(sys.argv)}`",
-        f"- {datetime.date.today()}, commit {commit}; {platform.platform()}, "
-        f"{os.cpu_count()} CPUs; CPU time {cpu:.1f} s",
+        f"- {prov['date']}, commit {prov['commit']}; {prov['machine']}; CPU time {cpu:.1f} s",
         "- `tau(val, test)`: Kendall tau between each candidate's int8 accuracy on the "
         "search's 1,000 validation images and on 1,000 test images; `finalists also top by "
         f"test`: of the {FINALISTS} finalists chosen by validation, how many the test images "

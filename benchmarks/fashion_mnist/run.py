@@ -186,6 +186,11 @@ def space_args(budget: str) -> list[str]:
     return [*b["space"], f"search_space.resolutions=[{sizes}]"]
 
 
+#: The share of the training images that validates: the final recipe's, and the search's
+#: unless a variant sets its own (``--val-fraction``).
+VAL_FRACTION = 0.1
+
+
 @dataclass
 class Recipe:
     """How the runs train: the search's short recipe and the final one shared by all."""
@@ -212,7 +217,7 @@ class Recipe:
     supernet_epochs: int = 8
     supernet_trials: int = 1000
     #: Of ``search_train``, the share that scores the candidates (``dataset.val_fraction``).
-    search_val_fraction: float = 0.1
+    search_val_fraction: float = VAL_FRACTION
     #: Epochs a candidate trains before the pruner may stop it (``pruner.n_warmup_epochs``).
     prune_after: int = 1
 
@@ -232,7 +237,7 @@ class Recipe:
         args += ["--augment", self.augment]
         # the final recipe's own split, whatever share scored the search's candidates
         # (finalize keeps the search's dataset options otherwise)
-        args += ["dataset.test_subset=0", "dataset.val_fraction=0.1"]
+        args += ["dataset.test_subset=0", f"dataset.val_fraction={VAL_FRACTION}"]
         if self.final_train:
             args.append(f"dataset.train_subset={self.final_train}")
         if not teacher:
