@@ -771,9 +771,10 @@ def trained_twin(trial: optuna.Trial, inherited: bool = False) -> optuna.trial.F
     same choices again once they settle on a region; training them again is waste.
     ``inherited``: look for one scored on the supernet instead (`nas.supernet`)."""
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    params = trial.params  # a copy each time it is read: once, not once per trial
     for t in trial.study.get_trials(deepcopy=False, states=done):
         if (
-            t.params == trial.params
+            t.params == params
             and t.user_attrs.get(FEASIBLE)
             and DUPLICATE_OF not in t.user_attrs
             and (t.user_attrs.get(SCORED_BY) == SUPERNET) == inherited
