@@ -42,9 +42,10 @@ def test_script_loads_and_prints_its_help(script, monkeypatch, capsys, tmp_path)
     assert f"usage: {Path(script).name}" in capsys.readouterr().out
 
 
-def test_proxy_noise_counts_the_finalists_both_samples_choose():
+def test_proxy_noise_counts_the_finalists_both_samples_choose(tmp_path):
     """`benchmarks/fashion_mnist/proxy_noise.py` on a run of five scored candidates, one
-    pruned trial and one repeat: validation picks 0 and 1, the test images 1 and 2."""
+    pruned trial and one repeat: validation picks 0 and 1, the test images 1 and 2; the
+    final recipe kept the finalist with the better validation score."""
     import pandas as pd
 
     noise = runpy.run_path(str(REPO / "benchmarks/fashion_mnist/proxy_noise.py"))
@@ -56,13 +57,30 @@ def test_proxy_noise_counts_the_finalists_both_samples_choose():
             "acc_int8_test": [0.87, 0.90, 0.89, 0.86, 0.85, None, 0.87],
             "duplicate_of": [None] * 6 + [0],
             "feasible": True,
+            "family": ["cnn", "cnn", "mlp", "cnn", "mlp", "cnn", "cnn"],
+            "arch_resolution": [28, 28, 20, 16, 20, 28, 28],
         }
     )
-    row = noise["run_row"]("m4-tight", "search-s0", trials)
+    run = tmp_path / "search-s0"
+    (run / "final").mkdir(parents=True)
+    pd.DataFrame(
+        {
+            "family": ["cnn", "mlp"],
+            "arch_resolution": [28, 20],
+            "acc_int8": [0.91, 0.92],
+            "acc_int8_test": [0.9125, 0.9050],
+        }
+    ).to_csv(run / "final" / "trials.csv", index=False)
+    row = noise["run_row"]("m4-tight", run, trials)
+    assert row["trained: family@resolution, candidates (best validation)"] == (
+        "cnn@28 2 (0.900), mlp@20 2 (0.880), cnn@16 1 (0.870)"
+    )
+    assert row["final model (test)"] == "mlp@20 0.9050"
     assert row["candidates"] == 5
     assert row["finalists also top by test"] == "1 of 2"
     assert row["top-5 spread (pt)"] == 4.0
     assert row["tau(val, test)"] == 0.6  # 8 of 10 pairs in the same order
     # val - test: 3, -1, -1, 1, 1 points; their standard deviation 1.67, over sqrt(2)
     assert row["ranking noise of a 1,000-image score (pt)"] == 1.18
-    assert noise["run_row"]("m4-tight", "search-s0", trials.iloc[1:5]) is None
+    assert noise["run_row"]("m4-tight", run, trials.iloc[1:5]) is None
+    assert noise["final_model"](tmp_path / "not-finalized") == ""

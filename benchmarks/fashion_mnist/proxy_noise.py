@@ -47,8 +47,37 @@ def scored(trials: pd.DataFrame) -> pd.DataFrame:
     return done
 
 
-def run_row(budget: str, run: str, trials: pd.DataFrame) -> dict[str, object] | None:
+def cell(row: pd.Series) -> str:
+    """A candidate's family and input resolution, as ``cnn@28``."""
+    return f"{row['family']}@{int(row['arch_resolution'])}"
+
+
+def explored(s: pd.DataFrame) -> str:
+    """What a run trained: per family and resolution, the candidates and the best
+    validation score, the best first."""
+    cells = s.assign(cell=s.apply(cell, axis=1)).groupby("cell")["acc_int8"].agg(["size", "max"])
+    cells = cells.sort_values("max", ascending=False)
+    return ", ".join(f"{c} {int(n)} ({best:.3f})" for c, (n, best) in cells.iterrows())
+
+
+def final_model(run_dir: Path) -> str:
+    """The run's model after the final recipe (the finalist best by validation): its
+    family and resolution, and int8 test accuracy on all 10,000 images; "" before
+    finalize."""
+    csv = run_dir / "final" / "trials.csv"
+    if not csv.is_file():
+        return ""
+    final = pd.read_csv(csv)
+    final = final[final["acc_int8"].notna()]
+    if final.empty:
+        return ""
+    best = final.loc[final["acc_int8"].idxmax()]
+    return f"{cell(best)} {best['acc_int8_test']:.4f}"
+
+
+def run_row(budget: str, run_dir: Path, trials: pd.DataFrame) -> dict[str, object] | None:
     """One run's figures; None when it scored fewer than ``TOP`` candidates."""
+    run = run_dir.name
     s = scored(trials)
     if len(s) < TOP:
         return None
@@ -68,6 +97,8 @@ def run_row(budget: str, run: str, trials: pd.DataFrame) -> dict[str, object] | 
         "finalists also top by test": f"{len(set(by_val) & set(by_test))} of {FINALISTS}",
         f"top-{TOP} spread (pt)": round(100 * (top.iloc[0] - top.iloc[-1]), 1),
         "ranking noise of a 1,000-image score (pt)": round(100 * noise, 2),
+        "trained: family@resolution, candidates (best validation)": explored(s),
+        "final model (test)": final_model(run_dir),
     }
 
 
@@ -78,7 +109,7 @@ def collect(folders: list[Path]) -> pd.DataFrame:
             run = csv.parent.parent.name
             if run.split("-s")[0] not in ("search", "random"):
                 continue
-            row = run_row(csv.parent.parent.parent.name, run, pd.read_csv(csv))
+            row = run_row(csv.parent.parent.parent.name, csv.parent.parent, pd.read_csv(csv))
             if row is not None:
                 rows.append({**row, "runs folder": folder.name})
     return pd.DataFrame(rows)
@@ -116,7 +147,10 @@ def main() -> None:
         "differs between the run's candidates (the standard deviation of val - test over "
         "them, over sqrt(2); the error all candidates share cancels and is not in it). The "
         "gap between two candidates carries sqrt(2) times that noise: compare that with the "
-        f"top-{TOP} spread",
+        f"top-{TOP} spread. `trained`: the distinct candidates the run trained to the end, "
+        "per family and input resolution, with the best validation score of each; `final "
+        "model`: the finalist the final recipe kept, with its int8 test accuracy on all "
+        "10,000 test images",
         "",
         markdown_table(df),
         "",
