@@ -76,6 +76,7 @@ def test_proxy_noise_counts_the_finalists_both_samples_choose(tmp_path):
         "cnn@28 2 (0.900), mlp@20 2 (0.880), cnn@16 1 (0.870)"
     )
     assert row["final model (test)"] == "mlp@20 0.9050"
+    assert row["repeated proposals"] == "1 (1 of trial 0)"
     assert row["candidates"] == 5
     assert row["finalists also top by test"] == "1 of 2"
     assert row["top-5 spread (pt)"] == 4.0

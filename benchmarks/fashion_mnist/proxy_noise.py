@@ -60,6 +60,15 @@ def explored(s: pd.DataFrame) -> str:
     return ", ".join(f"{c} {int(n)} ({best:.3f})" for c, (n, best) in cells.iterrows())
 
 
+def repeats(trials: pd.DataFrame) -> str:
+    """How often the sampler proposed an architecture the run had already trained, and
+    how many of those proposals were of the one it repeated most."""
+    if "duplicate_of" not in trials or trials["duplicate_of"].isna().all():
+        return "0"
+    twins = trials["duplicate_of"].dropna().astype(int).value_counts()
+    return f"{twins.sum()} ({twins.iloc[0]} of trial {twins.index[0]})"
+
+
 def final_model(run_dir: Path) -> str:
     """The run's model after the final recipe (the finalist best by validation): its
     family and resolution, and int8 test accuracy on all 10,000 images; "" before
@@ -98,6 +107,7 @@ def run_row(budget: str, run_dir: Path, trials: pd.DataFrame) -> dict[str, objec
         f"top-{TOP} spread (pt)": round(100 * (top.iloc[0] - top.iloc[-1]), 1),
         "ranking noise of a 1,000-image score (pt)": round(100 * noise, 2),
         "trained: family@resolution, candidates (best validation)": explored(s),
+        "repeated proposals": repeats(trials),
         "final model (test)": final_model(run_dir),
     }
 
@@ -148,7 +158,10 @@ def main() -> None:
         "them, over sqrt(2); the error all candidates share cancels and is not in it). The "
         "gap between two candidates carries sqrt(2) times that noise: compare that with the "
         f"top-{TOP} spread. `trained`: the distinct candidates the run trained to the end, "
-        "per family and input resolution, with the best validation score of each; `final "
+        "per family and input resolution, with the best validation score of each; `repeated "
+        "proposals`: trials that proposed an architecture the run had already trained (no "
+        "training; the sampler is given the earlier result again), and how many of them "
+        "proposed the one it repeated most; `final "
         "model`: the finalist the final recipe kept, with its int8 test accuracy on all "
         "10,000 test images",
         "",
