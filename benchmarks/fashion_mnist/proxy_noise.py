@@ -160,10 +160,9 @@ def main() -> None:
         f"top-{TOP} spread. `trained`: the distinct candidates the run trained to the end, "
         "per family and input resolution, with the best validation score of each; `repeated "
         "proposals`: trials that proposed an architecture the run had already trained (no "
-        "training; the sampler is given the earlier result again), and how many of them "
-        "proposed the one it repeated most; `final "
-        "model`: the finalist the final recipe kept, with its int8 test accuracy on all "
-        "10,000 test images",
+        "training; the sampler is given the earlier result, or the pruning, again), and how "
+        "many of them proposed the one it repeated most; `final model`: the finalist the "
+        "final recipe kept, with its int8 test accuracy on all 10,000 test images",
         "",
         markdown_table(df),
         "",

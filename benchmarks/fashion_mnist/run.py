@@ -287,7 +287,7 @@ class Recipe:
             return [
                 *args,
                 "search.strategy=supernet",
-                "storage=journal",  # thousands of trials: a tenth of SQLite's bookkeeping
+                "storage=journal",  # thousands of trials: a seventh of SQLite's bookkeeping
                 f"search.supernet.epochs={self.supernet_epochs}",
                 f"search.supernet.path={supernet}",
                 f"search.n_trials={self.supernet_trials}",
