@@ -65,10 +65,14 @@ def test_proxy_noise_counts_the_finalists_both_samples_choose(tmp_path):
     (run / "final").mkdir(parents=True)
     pd.DataFrame(
         {
+            "number": [20, 21],
+            "state": "COMPLETE",
+            "feasible": True,
             "family": ["cnn", "mlp"],
             "arch_resolution": [28, 20],
             "acc_int8": [0.91, 0.92],
             "acc_int8_test": [0.9125, 0.9050],
+            "latency_ms": [30.0, 2.0],
         }
     ).to_csv(run / "final" / "trials.csv", index=False)
     row = noise["run_row"]("m4-tight", run, trials)
@@ -84,4 +88,4 @@ def test_proxy_noise_counts_the_finalists_both_samples_choose(tmp_path):
     # val - test: 3, -1, -1, 1, 1 points; their standard deviation 1.67, over sqrt(2)
     assert row["ranking noise of a 1,000-image score (pt)"] == 1.18
     assert noise["run_row"]("m4-tight", run, trials.iloc[1:5]) is None
-    assert noise["final_model"](tmp_path / "not-finalized") == ""
+    assert noise["final_model"]("m4-tight", tmp_path / "not-finalized") == ""

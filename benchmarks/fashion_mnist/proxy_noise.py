@@ -23,9 +23,9 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import provenance  # noqa: E402
+from run import BUDGETS, best_final, provenance, trials_of  # noqa: E402
 
-from nas.report import markdown_table  # noqa: E402
+from nas.report import markdown_table, trained_mask  # noqa: E402
 
 #: The finalists a benchmark search hands to the final recipe (``Recipe.finalists``).
 FINALISTS = 2
@@ -36,15 +36,7 @@ TOP = 5
 def scored(trials: pd.DataFrame) -> pd.DataFrame:
     """The distinct candidates a run trained and scored to the end on both image sets, as
     ``finalize`` chooses among them (repeats left out)."""
-    done = trials[
-        (trials["state"] == "COMPLETE")
-        & trials["feasible"].astype(bool)
-        & trials["acc_int8"].notna()
-        & trials["acc_int8_test"].notna()
-    ]
-    if "duplicate_of" in done:
-        done = done[done["duplicate_of"].isna()]
-    return done
+    return trials[trained_mask(trials) & trials["acc_int8_test"].notna()]
 
 
 def cell(row: pd.Series) -> str:
@@ -69,19 +61,13 @@ def repeats(trials: pd.DataFrame) -> str:
     return f"{twins.sum()} ({twins.iloc[0]} of trial {twins.index[0]})"
 
 
-def final_model(run_dir: Path) -> str:
-    """The run's model after the final recipe (the finalist best by validation): its
-    family and resolution, and int8 test accuracy on all 10,000 images; "" before
+def final_model(budget: str, run_dir: Path) -> str:
+    """The run's model after the final recipe, as the benchmark picks it (`run.best_final`):
+    its family and resolution, and int8 test accuracy on all 10,000 images; "" before
     finalize."""
-    csv = run_dir / "final" / "trials.csv"
-    if not csv.is_file():
-        return ""
-    final = pd.read_csv(csv)
-    final = final[final["acc_int8"].notna()]
-    if final.empty:
-        return ""
-    best = final.loc[final["acc_int8"].idxmax()]
-    return f"{cell(best)} {best['acc_int8_test']:.4f}"
+    limit = BUDGETS[budget]["arena_limit"] if budget in BUDGETS else None
+    best = best_final(trials_of(run_dir / "final"), limit)
+    return "" if best is None else f"{cell(best)} {best['acc_int8_test']:.4f}"
 
 
 def run_row(budget: str, run_dir: Path, trials: pd.DataFrame) -> dict[str, object] | None:
@@ -108,7 +94,7 @@ def run_row(budget: str, run_dir: Path, trials: pd.DataFrame) -> dict[str, objec
         "ranking noise of a 1,000-image score (pt)": round(100 * noise, 2),
         "trained: family@resolution, candidates (best validation)": explored(s),
         "repeated proposals": repeats(trials),
-        "final model (test)": final_model(run_dir),
+        "final model (test)": final_model(budget, run_dir),
     }
 
 
