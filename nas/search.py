@@ -1084,8 +1084,9 @@ def enqueue_cheap_first(study: optuna.Study, objective: Objective) -> None:
         except Exception:  # noqa: BLE001 - not a start candidate; the sampler may retry it
             continue
         fits = not feasibility(cost, objective.comp.hw, cfg.search).reason
-        if fits and all(trial.params != params for _, _, params in drawn):
-            drawn.append((float(cost.macs), len(drawn), trial.params))
+        chosen = trial.params  # a copy each time it is read: once, not once per draw kept
+        if fits and all(chosen != params for _, _, params in drawn):
+            drawn.append((float(cost.macs), len(drawn), chosen))
             if len(drawn) == n:
                 break
     log.info(
