@@ -197,7 +197,7 @@ def test_a_family_that_cannot_run_is_left_out_with_a_note(cli, tmp_path):
 def test_the_random_start_is_drawn_among_architectures_that_fit(cli, tmp_path):
     """On the Uno 3 of the first 4 draws of this families space do not fit: the random
     start passes over them, so the sampler's first observations are trained models, not
-    rejections that teach it nothing about accuracy."""
+    rejections that teach it nothing about accuracy. And it holds every family."""
     run = tmp_path / "run"
     r = cli(
         "search",
@@ -215,3 +215,4 @@ def test_the_random_start_is_drawn_among_architectures_that_fit(cli, tmp_path):
     assert df["feasible"].all() and len(df) == 4, df[["number", "family", "reason"]]
     assert (df["state"] == "COMPLETE").all()
     assert df["macs"].tolist() == sorted(df["macs"])  # and still cheapest first
+    assert set(df["family"]) == {"mlp", "cnn", "bonsai"}, df[["number", "family"]]

@@ -18,7 +18,7 @@ from nas.hardware import load_profile
 from nas.plugin_manager import PluginManager, reset_plugin_manager
 from nas.pruner import ParetoMedianPruner
 from nas.record import VAL_ACC_CURVE
-from nas.search import MAX_SAMPLED_PER_TRIAL, feasibility, run_search
+from nas.search import MAX_SAMPLED_PER_TRIAL, StartDraw, feasibility, run_search, start_cells
 from nas.spaces import BaseSearchSpace
 
 
@@ -325,3 +325,33 @@ def test_trial_line_says_where_the_time_went():
     assert trial_line(rec) == "acc_int8 0.9133 (tflm), 44.46 ms, 24 s training, 561 s compression"
     rec["compress_s"] = 0.4
     assert trial_line(rec) == "acc_int8 0.9133 (tflm), 44.46 ms, 24 s training"
+
+
+def test_the_random_start_takes_every_family_and_resolution_before_a_second_draw_of_one():
+    """Where one family has most of the feasible draws (MobileNet-like here, as on the
+    Fashion-MNIST m4-tight budget), a start of the first draws would hold only it. Families
+    take turns; each takes its least-used resolution first, the first drawn among equals."""
+
+    def draws(*cells: tuple[str, int]) -> list[StartDraw]:
+        return [StartDraw(c, float(i), {"i": i}) for i, c in enumerate(cells)]
+
+    drawn = draws(
+        *[("mobilenet", 20)] * 5,
+        ("mobilenet", 16),
+        ("cnn", 20),
+        ("cnn", 20),
+        ("dscnn", 16),
+        ("cnn", 28),
+    )
+    start = start_cells(drawn, 6)
+    assert [d.cell for d in start] == [
+        ("mobilenet", 20),
+        ("cnn", 20),
+        ("dscnn", 16),
+        ("mobilenet", 16),
+        ("cnn", 28),
+        ("mobilenet", 20),  # dscnn has no second draw
+    ]
+    assert [d.params["i"] for d in start] == [0, 6, 8, 5, 9, 1]
+    assert start_cells(drawn[:2], 6) == drawn[:2]  # fewer draws than wanted: all of them
+    assert start_cells([], 3) == []
