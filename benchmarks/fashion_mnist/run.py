@@ -732,11 +732,22 @@ def targets(df: pd.DataFrame, recipe: Recipe) -> list[str]:
     seeds = {
         b: len(done_rows(df[(df["budget"] == b) & (df["method"] == "search")])) for b in BUDGETS
     }
+    both = {  # seeds that have a model of each supernet method
+        b: set.intersection(
+            *(
+                set(done_rows(df[(df["budget"] == b) & (df["method"] == m)])["seed"])
+                for m in SUPERNET_METHODS
+            )
+        )
+        for b in SUPERNET_BUDGETS
+    }
     lines += [
         "",
         "Means over the seeds measured so far: "
         + ", ".join(f"{b} {n} of {len(recipe.seeds)}" for b, n in seeds.items())
-        + " (search).",
+        + " (search); "
+        + ", ".join(f"{b} {len(n)} of {len(recipe.seeds)}" for b, n in both.items())
+        + " (supernet search and TPE given its CPU time).",
         "",
     ]
     return lines
