@@ -1133,7 +1133,8 @@ def start_cells(drawn: list[StartDraw], n: int) -> list[StartDraw]:
     architectures, the sampler may never see the others. On the Fashion-MNIST
     benchmark's m4-tight budget such a start held a plain CNN at 28 px on one seed of
     three, and TPE's model was one only there (mean 0.9212); spread, every seed's start
-    and model held one (0.9270, `benchmarks/fashion_mnist/results/ANALYSIS.md`)."""
+    held one, and every seed's model was one (0.9270,
+    `benchmarks/fashion_mnist/results/ANALYSIS.md`)."""
     queues: dict[tuple[str, int], list[StartDraw]] = {}
     for d in drawn:
         queues.setdefault(d.cell, []).append(d)
