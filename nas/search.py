@@ -1080,7 +1080,6 @@ def enqueue_cheap_first(study: optuna.Study, objective: Objective) -> None:
     space = objective.comp.space
     draw = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=cfg.search.seed))
     drawn: list[StartDraw] = []
-    seen: list[dict[str, Any]] = []
     draws, since_new, started = 0, 0, time.monotonic()
     while draws < n * START_DRAWS_PER_CANDIDATE and time.monotonic() - started < START_SECONDS:
         if len(drawn) >= n and since_new >= START_FEASIBLE_WITHOUT_NEW_CELL:
@@ -1094,8 +1093,7 @@ def enqueue_cheap_first(study: optuna.Study, objective: Objective) -> None:
             continue
         fits = not feasibility(cost, objective.comp.hw, cfg.search).reason
         chosen = trial.params  # a copy each time it is read: once, not once per draw kept
-        if fits and chosen not in seen:
-            seen.append(chosen)
+        if fits and all(chosen != d.params for d in drawn):
             cell = (space.family(spec), space.resolution(spec))
             since_new = since_new + 1 if any(d.cell == cell for d in drawn) else 0
             drawn.append(StartDraw(cell, float(cost.macs), chosen))
@@ -1140,14 +1138,13 @@ def start_cells(drawn: list[StartDraw], n: int) -> list[StartDraw]:
         queues.setdefault(d.cell, []).append(d)
     families = list(dict.fromkeys(cell[0] for cell in queues))
     used = dict.fromkeys(queues, 0)
-    order = {cell: i for i, cell in enumerate(queues)}
     start: list[StartDraw] = []
     while len(start) < n and any(queues.values()):
         for family in families:
             cells = [c for c in queues if c[0] == family and queues[c]]
             if not cells or len(start) == n:
                 continue
-            cell = min(cells, key=lambda c: (used[c], order[c]))
+            cell = min(cells, key=used.__getitem__)  # the first drawn among equals
             used[cell] += 1
             start.append(queues[cell].pop(0))
     return start
