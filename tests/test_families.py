@@ -25,7 +25,7 @@ REFERENCE_POINTS = [
     ),
     (
         {"family": "cnn", "width": 48, "resolution": 16},
-        {"cnn_width": 48, "cnn_layers": 2, "cnn_kernel": 3, "cnn_hidden": 0},
+        {"cnn_width": 48, "cnn_layers": 2, "cnn_convs": 1, "cnn_kernel": 3, "cnn_hidden": 0},
     ),
     ({"family": "mlp", "width": 128, "resolution": 20}, {"mlp_width": 128, "mlp_layers": 1}),
     ({"family": "mobilenet_v1", "width": 2, "resolution": 28}, {"mobilenet_v1_width": 2}),
@@ -69,6 +69,26 @@ def test_cnn_hidden_layer_sits_between_the_last_pooling_and_the_classifier():
     assert costs[64].macs - costs[0].macs == 300 * 64 + 64 * 10 - 300 * 10
 
 
+def test_cnn_convs_puts_that_many_convolutions_before_each_pooling():
+    """VGG's stage: ``cnn_convs=2`` adds a convolution at the stage's width before each
+    pooling; the arena holds its input and output together; its MACs count."""
+    base = {"family": "cnn", "resolution": 28, "cnn_width": 16, "cnn_layers": 2}
+    base |= {"cnn_kernel": 3, "cnn_hidden": 0}
+    space, hw = FamiliesSearchSpace(), load_profile("cortex_m4")
+    shape = (1, 1, 28, 28)
+    costs = {}
+    for convs in (1, 2):
+        net = space.build(base | {"cnn_convs": convs}, 1, 10)
+        kinds = [type(m).__name__ for m in net if not isinstance(m, torch.nn.BatchNorm2d)]
+        stage = ["Conv2d", "ReLU"] * convs + ["AvgPool2d"]
+        assert kinds == [*stage, *stage, "Flatten", "Linear"]
+        costs[convs] = space.cost(net, space.trace(net, shape, str(convs)), hw)
+    # the second convolution of each stage: 16 -> 16 channels at 28 px, 32 -> 32 at 14 px
+    assert costs[2].macs - costs[1].macs == 28 * 28 * 16 * 16 * 9 + 14 * 14 * 32 * 32 * 9
+    # two 16-channel 28 x 28 maps live at once
+    assert costs[1].arena_bytes < 2 * 28 * 28 * 16 <= costs[2].arena_bytes
+
+
 def test_an_architecture_that_leaves_out_a_choice_is_not_reproduced_when_complete():
     """A run made before the space gained ``cnn_hidden`` names no value for it: finalize
     (``complete=True``) must not let the sampler draw one."""
@@ -77,7 +97,7 @@ def test_an_architecture_that_leaves_out_a_choice_is_not_reproduced_when_complet
     space = FamiliesSearchSpace()
     assert reproduces(space, spec) is None
     why = reproduces(space, spec, complete=True)
-    assert why is not None and "also chooses cnn_hidden" in why
+    assert why is not None and "also chooses cnn_convs, cnn_hidden" in why
 
 
 def test_a_trial_holds_only_its_own_familys_choices():
@@ -120,7 +140,7 @@ def test_each_family_is_scored_by_a_backend_that_runs_it(cli, tmp_path):
         {"family": "dscnn", "resolution": 8, "dscnn_width": 8, "dscnn_blocks": 2}
         | {"dscnn_kernel": 3},
         {"family": "cnn", "resolution": 8, "cnn_width": 8, "cnn_layers": 1, "cnn_kernel": 3}
-        | {"cnn_hidden": 16},
+        | {"cnn_convs": 2, "cnn_hidden": 16},
         {"family": "mlp", "resolution": 8, "mlp_width": 16, "mlp_layers": 2},
         {"family": "mobilenet_v1", "resolution": 8, "mobilenet_v1_width": 2},
         {"family": "bonsai", "resolution": 8, "bonsai_proj_dim": 8, "bonsai_depth": 1}

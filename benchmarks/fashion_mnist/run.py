@@ -378,7 +378,9 @@ def reference_point(budget: str, family: str) -> dict[str, Any] | None:
     spec = found[0]
     point = {"family": family, "resolution": spec["resolution"], f"{family}_width": spec["width"]}
     point |= {"dscnn": {"dscnn_blocks": 4, "dscnn_kernel": 3}}.get(family, {})
-    point |= {"cnn": {"cnn_layers": 2, "cnn_kernel": 3, "cnn_hidden": 0}}.get(family, {})
+    point |= {"cnn": {"cnn_layers": 2, "cnn_convs": 1, "cnn_kernel": 3, "cnn_hidden": 0}}.get(
+        family, {}
+    )
     point |= {"mlp": {"mlp_layers": 1}}.get(family, {})
     return point
 

@@ -9,9 +9,10 @@ Families (``search_space.families`` restricts them):
   (`nas_space_reference`) with the choices a designer would try around each: the width
   of the first layer (``widths``) for all; DS-CNN's number of separable blocks
   (``dscnn_blocks``) and depthwise kernel (``kernels``); the small CNN's number of
-  convolution + pooling stages (``cnn_layers``), kernel (``kernels``) and a hidden fully
-  connected layer before the classifier (``cnn_hidden`` units, 0 for none: LeNet's
-  shape); the MLP's hidden layers (``mlp_layers``). Each reference network is a point of the space:
+  convolution + pooling stages (``cnn_layers``), convolutions per stage (``cnn_convs``, 2
+  for VGG's stage), kernel (``kernels``) and a hidden fully connected layer before the
+  classifier (``cnn_hidden`` units, 0 for none: LeNet's shape); the MLP's hidden layers
+  (``mlp_layers``). Each reference network is a point of the space:
   ``family=dscnn, dscnn_width=48, dscnn_blocks=4, dscnn_kernel=3, resolution=28`` is the
   DS-CNN ``search_space=reference`` builds as ``{family: dscnn, width: 48, resolution:
   28}``;
@@ -56,7 +57,12 @@ FAMILIES = ("mobilenet", "dscnn", "cnn", "mlp", "mobilenet_v1", "bonsai")
 #: `FamiliesConfig` list each takes its options from.
 REFERENCE_CHOICES = {
     "dscnn": {"blocks": "dscnn_blocks", "kernel": "kernels"},
-    "cnn": {"layers": "cnn_layers", "kernel": "kernels", "hidden": "cnn_hidden"},
+    "cnn": {
+        "layers": "cnn_layers",
+        "convs": "cnn_convs",
+        "kernel": "kernels",
+        "hidden": "cnn_hidden",
+    },
     "mlp": {"layers": "mlp_layers"},
     "mobilenet_v1": {},
 }
@@ -76,6 +82,7 @@ class FamiliesConfig:
     )
     dscnn_blocks: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6])
     cnn_layers: list[int] = field(default_factory=lambda: [1, 2, 3])
+    cnn_convs: list[int] = field(default_factory=lambda: [1, 2])
     mlp_layers: list[int] = field(default_factory=lambda: [1, 2])
     cnn_hidden: list[int] = field(default_factory=lambda: [0, 16, 32, 64, 128])
     kernels: list[int] = field(default_factory=lambda: [3, 5])

@@ -22,9 +22,10 @@ A spec may also carry the choices the ``families`` space searches around each de
 (absent, each takes the paper's value): ``blocks`` (DS-CNN's separable blocks, 4),
 ``kernel`` (DS-CNN's depthwise kernel, or the small CNN's kernel, 3), ``layers`` (the
 small CNN's convolution + pooling stages, each twice as wide as the one before, 2; the
-MLP's hidden layers, each half as wide as the one before, 1) and ``hidden`` (the small
-CNN's fully connected layer of that many units with ReLU between its last pooling and the
-classifier, as in LeNet-5; 0, none).
+MLP's hidden layers, each half as wide as the one before, 1), ``convs`` (the small CNN's
+convolutions per stage before its pooling, 1; 2 is VGG's stage, Simonyan and Zisserman,
+2015) and ``hidden`` (the small CNN's fully connected layer of that many units with ReLU
+between its last pooling and the classifier, as in LeNet-5; 0, none).
 
 Every convolution has batch-norm (folded into it for the chip). `ReferenceSearchSpace`
 is an ordinary search space (``search_space=reference`` samples family, width and
@@ -67,6 +68,7 @@ class ReferenceConfig:
 DEFAULT_BLOCKS, DEFAULT_KERNEL = DSCNN_BLOCKS, 3
 DEFAULT_LAYERS = {"cnn": 2, "mlp": 1}
 DEFAULT_HIDDEN = 0
+DEFAULT_CONVS = 1
 
 
 def separable(
@@ -116,10 +118,12 @@ class ReferenceSearchSpace(BaseSearchSpace):
         if family == "cnn":
             cin = in_channels
             for i in range(int(spec.get("layers", DEFAULT_LAYERS["cnn"]))):
-                conv, size = conv_bn(cin, w << i, kernel, 1, size, 1, "relu")
+                for _ in range(int(spec.get("convs", DEFAULT_CONVS))):
+                    conv, size = conv_bn(cin, w << i, kernel, 1, size, 1, "relu")
+                    layers += conv
+                    cin = w << i
                 pool, size = pool2(size)
-                layers += [*conv, pool]
-                cin = w << i
+                layers.append(pool)
             cin = cin * area(size)
             layers.append(nn.Flatten())
             hidden = int(spec.get("hidden", DEFAULT_HIDDEN))
