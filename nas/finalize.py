@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,15 +109,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def top_candidates(
-    run_dir: Path, k: int, accept: Callable[[dict[str, Any]], str | None]
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """The ``k`` best distinct architectures of the run by ``acc_int8`` that ``accept``
-    takes (it returns why not, or None): dicts with the trial ``number``, its
-    ``acc_int8`` and its ``arch`` (the space's choices); and a note per one left out."""
+def top_candidates(run_dir: Path, k: int, space: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """The ``k`` best distinct architectures of the run by ``acc_int8`` that are still
+    points of ``space``, the finalize run's (`recipe_space`), each made whole
+    (`BaseSearchSpace.complete`) and then checked with every choice named
+    (`nas.validate.reproduces`): a choice the space gained since the run that it cannot
+    fill would otherwise be drawn at random. Returns dicts with the trial ``number``, its
+    ``acc_int8`` and its ``arch`` (the space's choices), and a note per one left out."""
     import pandas as pd
 
     from nas.record import ACC_INT8, ARCH_PREFIX, DUPLICATE_OF, FEASIBLE, STATE
+    from nas.validate import reproduces
 
     csv = run_dir / "trials.csv"
     try:
@@ -141,9 +142,10 @@ def top_candidates(
             arch = json.loads(saved.read_text())["arch"]
         else:
             arch = {c[len(ARCH_PREFIX) :]: _plain(row[c]) for c in arch_cols if pd.notna(row[c])}
+        arch = space.complete(arch) if arch else arch
         if not arch or arch in [p["arch"] for p in picked]:
             continue
-        why = accept(arch)
+        why = reproduces(space, arch, complete=True)
         if why:
             family = f" ({arch['family']})" if "family" in arch else ""
             notes.append(f"trial {number}{family} left out: {why}")
@@ -159,20 +161,17 @@ def top_candidates(
     return picked, notes
 
 
-def recipe_check(args: list[str]) -> Callable[[dict[str, Any]], str | None]:
+def recipe_space(args: list[str]) -> Any:
     """Compose the finalize run's config and build its components (the chip, the space
     restricted to what the recipe's compression can handle, the dataset, loaded once for
-    the run too); returns the test a candidate must pass: its architecture is still a
-    point of that space, every choice named (`nas.validate.reproduces`): a choice the
-    space gained since the run would otherwise be drawn at random."""
+    the run too); returns that space, which the candidates must still be points of."""
     from nas.config import register_configs
     from nas.search import build_components
-    from nas.validate import compose_config, parse, reproduces, selected_profiles
+    from nas.validate import compose_config, parse, selected_profiles
 
     register_configs(selected_profiles(parse(args)))
     cfg = compose_config(args, "finalize: ")
-    space = build_components(cfg).space
-    return lambda arch: reproduces(space, arch, complete=True)
+    return build_components(cfg).space
 
 
 def recipe_args(run_dir: Path, opts: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
@@ -225,7 +224,7 @@ def recipe_args(run_dir: Path, opts: argparse.Namespace) -> tuple[list[str], dic
     if "train_subset" in cfg.dataset:
         args.append("dataset.train_subset=0")
     args = last_wins([*args, *opts.overrides])
-    picked, notes = top_candidates(run_dir, opts.top, recipe_check(args))
+    picked, notes = top_candidates(run_dir, opts.top, recipe_space(args))
     args += [
         f"search.n_trials={len(picked)}",
         "search.enqueue=" + hydra_value([p["arch"] for p in picked]),

@@ -190,6 +190,13 @@ class BaseSearchSpace(ABC):
                 m.running_var.uniform_(0.5, 2.0)
         return module
 
+    def complete(self, spec: ArchSpec) -> ArchSpec:
+        """``spec`` with each choice it leaves out that the space builds one known way when
+        absent named with that value: an architecture from a run made before the space
+        gained the choice, made whole so it can be enqueued again (`nas.finalize`). A
+        space whose choices have no such value returns ``spec`` as it is."""
+        return dict(spec)
+
     def family(self, spec: ArchSpec) -> str:
         """The model family of ``spec`` (the ``family`` column): its ``family`` choice
         when it has one, else the space's name."""

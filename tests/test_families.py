@@ -13,6 +13,7 @@ from nas_space_reference import ReferenceSearchSpace
 
 from nas.cost import estimate
 from nas.errors import ConfigError
+from nas.finalize import top_candidates
 from nas.graph import trace
 from nas.hardware import load_profile
 from nas.validate import reproduces
@@ -90,14 +91,52 @@ def test_cnn_convs_puts_that_many_convolutions_before_each_pooling():
 
 
 def test_an_architecture_that_leaves_out_a_choice_is_not_reproduced_when_complete():
-    """A run made before the space gained ``cnn_hidden`` names no value for it: finalize
-    (``complete=True``) must not let the sampler draw one."""
+    """An architecture that names no value for ``cnn_convs`` or ``cnn_hidden``: with
+    ``complete=True`` the sampler must not draw one (finalize fills them first)."""
     spec = {"family": "cnn", "resolution": 16, "cnn_width": 8, "cnn_layers": 2}
     spec |= {"cnn_kernel": 3}
     space = FamiliesSearchSpace()
     assert reproduces(space, spec) is None
     why = reproduces(space, spec, complete=True)
     assert why is not None and "also chooses cnn_convs, cnn_hidden" in why
+
+
+def test_finalize_fills_a_choice_the_space_gained_since_the_run(tmp_path):
+    """A run made before ``cnn_convs`` and ``cnn_hidden`` existed: its small CNN is
+    finalized as what it trained (one convolution per stage, no hidden layer), a
+    MobileNet-like candidate missing a choice is left out with the reason, and a
+    candidate naming the defaults is the same architecture, not a second one."""
+    old_cnn = {"family": "cnn", "resolution": 16, "cnn_width": 8, "cnn_layers": 2}
+    old_cnn |= {"cnn_kernel": 5}
+    mobilenet = {"family": "mobilenet", "resolution": 16, "mobilenet_stem_channels": 8}
+    dscnn = {"family": "dscnn", "resolution": 16, "dscnn_width": 8, "dscnn_blocks": 2}
+    rows = [
+        (0, mobilenet, 0.95),
+        (1, old_cnn, 0.90),
+        (2, old_cnn | {"cnn_convs": 1, "cnn_hidden": 0}, 0.89),
+        (3, dscnn, 0.80),
+    ]
+    pd.DataFrame(
+        {
+            "number": n,
+            "state": "COMPLETE",
+            "feasible": True,
+            "acc_int8": acc,
+            **{f"arch_{k}": v for k, v in arch.items()},
+        }
+        for n, arch, acc in rows
+    ).to_csv(tmp_path / "trials.csv", index=False)
+    picked, notes = top_candidates(tmp_path, 3, FamiliesSearchSpace())
+    assert [p["number"] for p in picked] == [1, 3]
+    assert picked[0]["arch"] == old_cnn | {"cnn_convs": 1, "cnn_hidden": 0}
+    assert picked[1]["arch"] == dscnn | {"dscnn_kernel": 3}
+    assert len(notes) == 1 and notes[0].startswith("trial 0 (mobilenet) left out: ")
+    assert "also chooses mobilenet_s1_width" in notes[0]
+    space = FamiliesSearchSpace()
+    assert space.complete({"family": "bonsai", "resolution": 8}) == {
+        "family": "bonsai",
+        "resolution": 8,
+    }
 
 
 def test_a_trial_holds_only_its_own_familys_choices():

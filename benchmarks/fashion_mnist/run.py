@@ -365,6 +365,7 @@ def reference_point(budget: str, family: str) -> dict[str, Any] | None:
     """The hand design ``family`` scaled to the budget, as its point of the families
     space (static cost only, no training); None when no version fits. (Tracing is not
     thread-safe: `main` computes them all before the jobs start.)"""
+    from nas_space_families import FamiliesSearchSpace
     from nas_space_reference import ReferenceConfig, ReferenceSearchSpace
 
     from nas.hardware import load_profile
@@ -377,12 +378,7 @@ def reference_point(budget: str, family: str) -> dict[str, Any] | None:
         return None
     spec = found[0]
     point = {"family": family, "resolution": spec["resolution"], f"{family}_width": spec["width"]}
-    point |= {"dscnn": {"dscnn_blocks": 4, "dscnn_kernel": 3}}.get(family, {})
-    point |= {"cnn": {"cnn_layers": 2, "cnn_convs": 1, "cnn_kernel": 3, "cnn_hidden": 0}}.get(
-        family, {}
-    )
-    point |= {"mlp": {"mlp_layers": 1}}.get(family, {})
-    return point
+    return FamiliesSearchSpace().complete(point)  # the hand design's other choices
 
 
 def hydra_dict(spec: dict[str, Any]) -> str:

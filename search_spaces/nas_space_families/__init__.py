@@ -40,7 +40,7 @@ import optuna
 from nas_space_bonsai import BonsaiConfig, BonsaiSearchSpace
 from nas_space_bonsai.model import Bonsai
 from nas_space_mobilenet import MobileNetConfig, MobileNetSearchSpace
-from nas_space_reference import ReferenceSearchSpace
+from nas_space_reference import DEFAULTS, ReferenceSearchSpace
 from torch import nn
 
 from nas import hookimpl
@@ -175,6 +175,16 @@ class FamiliesSearchSpace(BaseSearchSpace):
         if family in REFERENCE_CHOICES:
             own["family"] = family
         return self.parts[family], own
+
+    def complete(self, spec: ArchSpec) -> ArchSpec:
+        """A reference family's choices that ``spec`` leaves out take the hand design's
+        value (`nas_space_reference.DEFAULTS`), which is what the family builds without
+        them: a small CNN from before ``cnn_convs`` has one convolution per stage."""
+        family = spec.get("family")
+        if family not in REFERENCE_CHOICES:
+            return dict(spec)
+        own = _prefix(str(family), {c: DEFAULTS[family][c] for c in REFERENCE_CHOICES[family]})
+        return {**spec, **{name: v for name, v in own.items() if name not in spec}}
 
     def family(self, spec: ArchSpec) -> str:
         return str(spec["family"])

@@ -64,11 +64,13 @@ class ReferenceConfig:
     resolutions: list[int] = field(default_factory=lambda: [8, 12, 14, 16, 20, 28])
 
 
-#: What a spec without the ``families`` choices gets: the hand designs.
-DEFAULT_BLOCKS, DEFAULT_KERNEL = DSCNN_BLOCKS, 3
-DEFAULT_LAYERS = {"cnn": 2, "mlp": 1}
-DEFAULT_HIDDEN = 0
-DEFAULT_CONVS = 1
+#: What a spec without the ``families`` choices gets, per family: the hand designs.
+DEFAULTS: dict[str, dict[str, int]] = {
+    "dscnn": {"blocks": DSCNN_BLOCKS, "kernel": 3},
+    "mobilenet_v1": {},
+    "cnn": {"layers": 2, "convs": 1, "kernel": 3, "hidden": 0},
+    "mlp": {"layers": 1},
+}
 
 
 def separable(
@@ -105,20 +107,21 @@ class ReferenceSearchSpace(BaseSearchSpace):
         input_hw: tuple[int, int] | None = None,
     ) -> nn.Module:
         family, w = spec["family"], int(spec["width"])
+        spec = {**DEFAULTS[family], **spec}
         size: Size = input_hw or self.resolution(spec)
-        kernel = int(spec.get("kernel", DEFAULT_KERNEL))
+        kernel = int(spec.get("kernel", 3))  # MobileNetV1's: 3 x 3
         layers: list[nn.Module] = [nn.Flatten()] if family == "mlp" else []
         if family == "mlp":
             cin = in_channels * area(size)
-            for i in range(int(spec.get("layers", DEFAULT_LAYERS["mlp"]))):
+            for i in range(int(spec["layers"])):
                 units = max(2, w >> i)
                 layers += [nn.Linear(cin, units), nn.ReLU()]
                 cin = units
             return nn.Sequential(*layers, nn.Linear(cin, num_classes))
         if family == "cnn":
             cin = in_channels
-            for i in range(int(spec.get("layers", DEFAULT_LAYERS["cnn"]))):
-                for _ in range(int(spec.get("convs", DEFAULT_CONVS))):
+            for i in range(int(spec["layers"])):
+                for _ in range(int(spec["convs"])):
                     conv, size = conv_bn(cin, w << i, kernel, 1, size, 1, "relu")
                     layers += conv
                     cin = w << i
@@ -126,7 +129,7 @@ class ReferenceSearchSpace(BaseSearchSpace):
                 layers.append(pool)
             cin = cin * area(size)
             layers.append(nn.Flatten())
-            hidden = int(spec.get("hidden", DEFAULT_HIDDEN))
+            hidden = int(spec["hidden"])
             if hidden:
                 layers += [nn.Linear(cin, hidden), nn.ReLU()]
                 cin = hidden
@@ -135,11 +138,7 @@ class ReferenceSearchSpace(BaseSearchSpace):
         first = DSCNN_KWS_KERNEL if family == "dscnn" and not isinstance(size, int) else 3
         stem, size = conv_bn(in_channels, w, first, 2, size, 1, act)
         layers, cin = list(stem), w
-        blocks = (
-            MOBILENET_V1
-            if family == "mobilenet_v1"
-            else [(1, 1)] * int(spec.get("blocks", DEFAULT_BLOCKS))
-        )
+        blocks = MOBILENET_V1 if family == "mobilenet_v1" else [(1, 1)] * int(spec["blocks"])
         for mult, stride in blocks:
             block, size = separable(cin, mult * w, stride, size, act, kernel)
             layers += block
