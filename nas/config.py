@@ -102,11 +102,12 @@ class SearchConfig:
     #: a hand-designed model to compare with, or a found one to train again with another
     #: recipe (``search.n_trials=1``). An entry the space cannot take is refused up front.
     enqueue: list[Any] = field(default_factory=list)
-    #: A new study's random start (TPE's ``sampler.n_startup_trials`` candidates) is
-    #: drawn at once among feasible architectures (static cost within the chip's limits,
-    #: ``max_latency_ms`` and ``min_macs``; infeasible draws are passed over), spread over
-    #: the model families and input resolutions the feasible draws hold (families take
-    #: turns), and trained cheapest first (fewest MACs), so that the first results come
+    #: A new study's random start (TPE's ``sampler.n_startup_trials`` candidates, or one
+    #: per family and resolution found when there are more) is drawn at once among
+    #: feasible architectures (static cost within the chip's limits, ``max_latency_ms``
+    #: and ``min_macs``; infeasible draws are passed over), spread over the model
+    #: families and input resolutions the feasible draws hold (families take turns, none
+    #: twice before each is in), and trained cheapest first (fewest MACs), so that the first results come
     #: in seconds rather than after the largest draw. false: the sampler's own random
     #: start, in the order drawn, feasible or not.
     cheap_first: bool = True

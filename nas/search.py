@@ -1063,7 +1063,8 @@ START_FEASIBLE_WITHOUT_NEW_CELL = 25
 
 def enqueue_cheap_first(study: optuna.Study, objective: Objective) -> None:
     """Queue the sampler's random start in a new study (``search.cheap_first``): as many
-    distinct random draws (seeded by ``search.seed``) as the sampler's start, each one
+    distinct random draws (seeded by ``search.seed``) as the sampler's start, or one per
+    (family, resolution) found when there are more (within ``search.n_trials``), each one
     feasible by its static cost (the chip's limits, ``search.max_latency_ms`` and
     ``search.min_macs``), spread over the space's model families and input resolutions
     (`start_cells`), trained fewest MACs first. Infeasible draws are passed over: they
@@ -1097,16 +1098,19 @@ def enqueue_cheap_first(study: optuna.Study, objective: Objective) -> None:
             cell = (space.family(spec), space.resolution(spec))
             since_new = since_new + 1 if any(d.cell == cell for d in drawn) else 0
             drawn.append(StartDraw(cell, float(cost.macs), chosen))
-    start = start_cells(drawn, n)
+    # one place per (family, resolution) found, when there are more than the sampler's start
+    found = len({d.cell for d in drawn})
+    wanted = max(n, min(found, cfg.search.n_trials - len(cfg.search.enqueue)))
+    start = start_cells(drawn, wanted)
     cells = sorted({f"{family}@{size}" for family, size in (d.cell for d in start)})
     log.info(
         "random start: %d of %d wanted, feasible among %d random draws (%.1f s), "
         "cheapest first%s; families@resolutions: %s",
         len(start),
-        n,
+        wanted,
         draws,
         time.monotonic() - started,
-        "" if len(start) == n else "; the sampler draws the rest itself",
+        "" if len(start) == wanted else "; the sampler draws the rest itself",
         ", ".join(cells) or "none",
     )
     for d in sorted(start, key=lambda d: d.macs):  # stable: equal MACs keep their pick order
@@ -1126,7 +1130,9 @@ class StartDraw:
 def start_cells(drawn: list[StartDraw], n: int) -> list[StartDraw]:
     """``n`` of ``drawn`` (in draw order), spread over model families and, within each
     family, over input resolutions: families take turns, and each takes its least used
-    (family, resolution) first, the first drawn among equals. A start of random draws
+    (family, resolution) first, the first drawn among equals; a family whose cells are
+    all in the start already passes its turn while another family has one that is not,
+    so no cell is taken twice before every cell is taken once. A start of random draws
     alone follows the space's proportions: where one family has most of the feasible
     architectures, the sampler may never see the others. On the Fashion-MNIST
     benchmark's m4-tight budget such a start held a plain CNN at 28 px on one seed of
@@ -1145,6 +1151,8 @@ def start_cells(drawn: list[StartDraw], n: int) -> list[StartDraw]:
             if not cells or len(start) == n:
                 continue
             cell = min(cells, key=used.__getitem__)  # the first drawn among equals
+            if used[cell] and any(queues[c] and not used[c] for c in queues):
+                continue
             used[cell] += 1
             start.append(queues[cell].pop(0))
     return start

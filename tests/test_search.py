@@ -355,3 +355,20 @@ def test_the_random_start_takes_every_family_and_resolution_before_a_second_draw
     assert [d.params["i"] for d in start] == [0, 6, 8, 5, 9, 1]
     assert start_cells(drawn[:2], 6) == drawn[:2]  # fewer draws than wanted: all of them
     assert start_cells([], 3) == []
+    # the benchmark's m4-tight seed 2 with cnn_convs (replayed): the MobileNet-like
+    # family, both its cells taken, passes its turn to the CNN's unused resolutions
+    drawn = draws(
+        ("dscnn", 20),
+        ("mobilenet", 20),
+        ("cnn", 16),
+        ("mobilenet", 16),
+        ("cnn", 12),
+        ("dscnn", 28),
+        ("dscnn", 16),
+        ("cnn", 20),
+        ("mobilenet", 20),
+        ("cnn", 28),
+    )
+    start = start_cells(drawn, 9)
+    assert sorted(d.cell for d in start) == sorted(set(d.cell for d in drawn))
+    assert [d.cell for d in start][6:] == [("dscnn", 16), ("cnn", 20), ("cnn", 28)]
