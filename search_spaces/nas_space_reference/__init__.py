@@ -42,6 +42,7 @@ import optuna
 from torch import nn
 
 from nas import hookimpl
+from nas.errors import ConfigError
 from nas.hardware import HardwareProfile
 from nas.spaces import ArchSpec, BaseSearchSpace, Size, area, conv_bn, pool2
 
@@ -107,6 +108,8 @@ class ReferenceSearchSpace(BaseSearchSpace):
         input_hw: tuple[int, int] | None = None,
     ) -> nn.Module:
         family, w = spec["family"], int(spec["width"])
+        if family not in DEFAULTS:
+            raise ConfigError(f"architecture {spec}: 'family' must be one of {FAMILIES}")
         spec = {**DEFAULTS[family], **spec}
         size: Size = input_hw or self.resolution(spec)
         kernel = int(spec.get("kernel", 3))  # MobileNetV1's: 3 x 3
