@@ -103,7 +103,8 @@ class SearchConfig:
     #: recipe (``search.n_trials=1``). An entry the space cannot take is refused up front.
     enqueue: list[Any] = field(default_factory=list)
     #: A new study's random start (TPE's ``sampler.n_startup_trials`` candidates, or one
-    #: per family and resolution found when there are more) is drawn at once among
+    #: per family and resolution found when there are more, up to half the trials) is
+    #: drawn at once among
     #: feasible architectures (static cost within the chip's limits, ``max_latency_ms``
     #: and ``min_macs``; infeasible draws are passed over), spread over the model
     #: families and input resolutions the feasible draws hold (families take turns, none

@@ -1064,7 +1064,7 @@ START_FEASIBLE_WITHOUT_NEW_CELL = 25
 def enqueue_cheap_first(study: optuna.Study, objective: Objective) -> None:
     """Queue the sampler's random start in a new study (``search.cheap_first``): as many
     distinct random draws (seeded by ``search.seed``) as the sampler's start, or one per
-    (family, resolution) found when there are more (within ``search.n_trials``), each one
+    (family, resolution) found when there are more (`start_size`), each one
     feasible by its static cost (the chip's limits, ``search.max_latency_ms`` and
     ``search.min_macs``), spread over the space's model families and input resolutions
     (`start_cells`), trained fewest MACs first. Infeasible draws are passed over: they
@@ -1098,9 +1098,8 @@ def enqueue_cheap_first(study: optuna.Study, objective: Objective) -> None:
             cell = (space.family(spec), space.resolution(spec))
             since_new = since_new + 1 if any(d.cell == cell for d in drawn) else 0
             drawn.append(StartDraw(cell, float(cost.macs), chosen))
-    # one place per (family, resolution) found, when there are more than the sampler's start
-    found = len({d.cell for d in drawn})
-    wanted = max(n, min(found, cfg.search.n_trials - len(cfg.search.enqueue)))
+    room = cfg.search.n_trials - len(cfg.search.enqueue)
+    wanted = start_size(n, len({d.cell for d in drawn}), room)
     start = start_cells(drawn, wanted)
     cells = sorted({f"{family}@{size}" for family, size in (d.cell for d in start)})
     log.info(
@@ -1116,6 +1115,13 @@ def enqueue_cheap_first(study: optuna.Study, objective: Objective) -> None:
     for d in sorted(start, key=lambda d: d.macs):  # stable: equal MACs keep their pick order
         # processes that start together on one new study queue the same draws once
         study.enqueue_trial(d.params, skip_if_exists=True)
+
+
+def start_size(n: int, cells: int, room: int) -> int:
+    """Places in the random start: the sampler's ``n``, or one per (family, resolution)
+    cell the draws found when there are more, up to half of ``room`` (the trials left
+    after ``search.enqueue``), so the sampler keeps at least the other half."""
+    return max(n, min(cells, room // 2))
 
 
 @dataclass(frozen=True)
@@ -1137,8 +1143,10 @@ def start_cells(drawn: list[StartDraw], n: int) -> list[StartDraw]:
     architectures, the sampler may never see the others. On the Fashion-MNIST
     benchmark's m4-tight budget such a start held a plain CNN at 28 px on one seed of
     three, and TPE's model was one only there (mean 0.9212); spread, every seed's start
-    held one, and every seed's model was one (0.9270,
-    `benchmarks/fashion_mnist/results/ANALYSIS.md`)."""
+    held one, and every seed's model was one (0.9270). Families taking turns alone were
+    not enough once the space grew (``cnn_convs``): a family with every cell taken took
+    a second place before the CNN's third turn, and seed 2 lost its 28 px CNN
+    (`benchmarks/fashion_mnist/results/ANALYSIS.md`)."""
     queues: dict[tuple[str, int], list[StartDraw]] = {}
     for d in drawn:
         queues.setdefault(d.cell, []).append(d)

@@ -18,7 +18,14 @@ from nas.hardware import load_profile
 from nas.plugin_manager import PluginManager, reset_plugin_manager
 from nas.pruner import ParetoMedianPruner
 from nas.record import VAL_ACC_CURVE
-from nas.search import MAX_SAMPLED_PER_TRIAL, StartDraw, feasibility, run_search, start_cells
+from nas.search import (
+    MAX_SAMPLED_PER_TRIAL,
+    StartDraw,
+    feasibility,
+    run_search,
+    start_cells,
+    start_size,
+)
 from nas.spaces import BaseSearchSpace
 
 
@@ -369,6 +376,9 @@ def test_the_random_start_takes_every_family_and_resolution_before_a_second_draw
         ("mobilenet", 20),
         ("cnn", 28),
     )
+    assert start_size(8, 9, 20) == 9  # one place per cell found
+    assert start_size(8, 30, 20) == 10  # at most half the trials: the sampler keeps 10
+    assert start_size(8, 3, 20) == 8  # fewer cells: the sampler's own start
     start = start_cells(drawn, 9)
     assert sorted(d.cell for d in start) == sorted(set(d.cell for d in drawn))
     assert [d.cell for d in start][6:] == [("dscnn", 16), ("cnn", 20), ("cnn", 28)]
