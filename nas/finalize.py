@@ -21,6 +21,14 @@ dataset, backend and compression, and this recipe:
   teacher at the full learning rate (``compression.distill.lr_scale=1.0``, cosine), so a
   recipe with and one without a teacher train the same number of epochs.
 
+With ``--screen N`` (more than ``--top``), the top N are screened first: each trains
+``--screen-epochs`` epochs (default the search's) on the same data without a teacher, in
+a run directory of its own (``OUT-screen``), and the ``--top`` best of them by that
+validation accuracy get the full recipe. The search's proxy (a few epochs on a share of
+the data) cannot tell its top candidates apart, and favours networks that learn fast
+over those that end best; a short run on the whole split is a better judge for a
+fraction of the full recipe's cost.
+
 The output is a run directory like a search's (default ``RUN_DIR/final``): ``study.db``,
 ``trials.csv``, ``report.md``, ``best/``, plus ``finalize.json``, which says where each
 trial came from. Its best model is the finalist with the highest validation accuracy.
@@ -62,12 +70,15 @@ TEACHERS = ("auto", "none")
 HELP = """\
 usage: python -m nas finalize RUN_DIR [--top K] [--epochs N] [--distill-epochs D]
                               [--augment auto|none|crop|crop_flip] [--teacher auto|none|DIR]
-                              [--out DIR] [key=value ...]
+                              [--screen N] [--screen-epochs E] [--out DIR] [key=value ...]
 
 Train the best K architectures of a finished search again with a longer recipe (the
 whole training split, augmentation, a teacher) and keep the best by validation accuracy.
-Writes a run directory like a search's (default RUN_DIR/final). Extra key=value
-arguments are Hydra overrides for the new run (e.g. search.lr=0.005)."""
+With --screen N (N > K), the best N are first trained E epochs each (default the
+search's) on the whole split without a teacher (OUT-screen), and the K best of those by
+validation accuracy get the recipe. Writes a run directory like a search's (default
+RUN_DIR/final). Extra key=value arguments are Hydra overrides for the new run (e.g.
+search.lr=0.005)."""
 
 
 def _key(override: str) -> str:
@@ -175,7 +186,9 @@ def recipe_space(args: list[str]) -> Any:
 
 
 def recipe_args(run_dir: Path, opts: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
-    """The ``search`` command line of the finalize run, and the recipe it encodes."""
+    """The ``search`` command line of the finalize run, less its candidates
+    (`enqueue_args`), and the recipe it encodes: the candidates, and with ``--screen``
+    the screen's own command line (``recipe["screen"]``)."""
     hydra_dir = run_dir / ".hydra"
     try:
         overrides = [str(o) for o in OmegaConf.load(hydra_dir / "overrides.yaml")]
@@ -201,11 +214,51 @@ def recipe_args(run_dir: Path, opts: argparse.Namespace) -> tuple[list[str], dic
 
         augment = get_plugin_manager().get("dataset", str(cfg.dataset.name)).augment
     methods = [str(m) for m in cfg.compression]
+    kept = [o for o in overrides if not replaced(o)]
+    args = _command(kept, cfg, opts.out, epochs, augment, methods, teacher, distill_epochs)
+    args = last_wins([*args, *opts.overrides])
+    picked, notes = top_candidates(run_dir, max(opts.top, opts.screen), recipe_space(args))
+    recipe = {
+        "source": str(run_dir),
+        "candidates": picked,
+        "left_out": notes,
+        "epochs": epochs,
+        "distill_epochs": distill_epochs,
+        "teacher": teacher,
+        "augment": augment,
+        "compression": methods,
+        "screen": None,
+    }
+    if len(picked) > opts.top:
+        screen_epochs = opts.screen_epochs or int(cfg.search.epochs)
+        plain = [m for m in methods if m != "distill"]
+        screen = _command(kept, cfg, screen_dir(opts.out), screen_epochs, augment, plain)
+        screen = last_wins([*screen, *opts.overrides])
+        recipe["screen"] = {
+            "dir": str(screen_dir(opts.out)),
+            "epochs": screen_epochs,
+            "command": screen + enqueue_args(picked),
+        }
+    return args, recipe
+
+
+def _command(
+    kept: list[str],
+    cfg: Any,
+    out: Path,
+    epochs: int,
+    augment: str,
+    methods: list[str],
+    teacher: str = "none",
+    distill_epochs: int = 0,
+) -> list[str]:
+    """A finalize-style ``search`` command line: the search's own overrides (``kept``),
+    then the recipe's."""
     if teacher != "none" and "distill" not in methods:
         methods = ["distill", *methods]
-    args = [o for o in overrides if not replaced(o)]
-    args += [
-        f"hydra.run.dir={opts.out}",
+    args = [
+        *kept,
+        f"hydra.run.dir={out}",
         "search.strategy=train",
         f"search.epochs={epochs - distill_epochs}",
         f"search.augment={augment}",
@@ -223,24 +276,42 @@ def recipe_args(run_dir: Path, opts: argparse.Namespace) -> tuple[list[str], dic
             args.append(f"compression.distill.teacher={teacher}")
     if "train_subset" in cfg.dataset:
         args.append("dataset.train_subset=0")
-    args = last_wins([*args, *opts.overrides])
-    picked, notes = top_candidates(run_dir, opts.top, recipe_space(args))
-    args += [
+    return args
+
+
+def enqueue_args(picked: list[dict[str, Any]]) -> list[str]:
+    """The overrides that make a run train exactly these candidates, in this order."""
+    return [
         f"search.n_trials={len(picked)}",
         "search.enqueue=" + hydra_value([p["arch"] for p in picked]),
     ]
-    recipe = {
-        "source": str(run_dir),
-        "candidates": picked,
-        "left_out": notes,
-        "epochs": epochs,
-        "distill_epochs": distill_epochs,
-        "teacher": teacher,
-        "augment": augment,
-        "compression": methods,
-        "command": args,
-    }
-    return args, recipe
+
+
+def screen_dir(out: Path) -> Path:
+    """Where ``--screen`` trains its candidates: beside the finalize run, ``OUT-screen``."""
+    return out.with_name(out.name + "-screen")
+
+
+def screened(recipe: dict[str, Any], top: int) -> list[dict[str, Any]]:
+    """The ``top`` candidates with the best validation accuracy in the screen run, each
+    with that accuracy (``acc_int8_screen``); those the screen could not score are left
+    out with a note in ``recipe["left_out"]``."""
+    import pandas as pd
+
+    from nas.record import ACC_INT8
+
+    out = Path(recipe["screen"]["dir"])
+    df = pd.read_csv(out / "trials.csv").set_index("number")
+    scored = []
+    for i, cand in enumerate(recipe["candidates"]):
+        acc = df[ACC_INT8].get(i) if ACC_INT8 in df else None
+        if acc is None or pd.isna(acc):
+            recipe["left_out"].append(f"trial {cand['number']} left out: no screen result")
+            continue
+        scored.append({**cand, "acc_int8_screen": float(acc)})
+    if not scored:
+        raise ConfigError(f"finalize: {out}: the screen scored no candidate (see report.md)")
+    return sorted(scored, key=lambda c: -c["acc_int8_screen"])[:top]
 
 
 def main(argv: list[str]) -> int:
@@ -254,6 +325,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--distill-epochs", type=int, default=None)
     ap.add_argument("--augment", default="none")
     ap.add_argument("--teacher", default="auto")
+    ap.add_argument("--screen", type=int, default=0)
+    ap.add_argument("--screen-epochs", type=int, default=None)
     ap.add_argument("--out", type=Path, default=None)
     opts, rest = ap.parse_known_args(argv)
     bad = [a for a in rest if "=" not in a or a.startswith("-")]
@@ -266,6 +339,12 @@ def main(argv: list[str]) -> int:
         raise ConfigError(f"finalize: --top {opts.top} must be 1 or more")
     if opts.epochs is not None and opts.epochs < 2:
         raise ConfigError(f"finalize: --epochs {opts.epochs} must be 2 or more")
+    if opts.screen and opts.screen <= opts.top:
+        raise ConfigError(
+            f"finalize: --screen {opts.screen} must be more than --top {opts.top} (or 0: none)"
+        )
+    if opts.screen_epochs is not None and opts.screen_epochs < 1:
+        raise ConfigError(f"finalize: --screen-epochs {opts.screen_epochs} must be 1 or more")
     if opts.augment not in ("auto", *AUGMENTS):
         raise ConfigError(
             f"finalize: --augment {opts.augment} is not valid; use auto, {', '.join(AUGMENTS)}"
@@ -276,21 +355,37 @@ def main(argv: list[str]) -> int:
             "(holding arch.json and model_float.pt)"
         )
     opts.out = opts.out or opts.run_dir / "final"
-    if opts.out.exists():
-        raise ConfigError(
-            f"finalize: '{opts.out}' exists; remove it or choose another with --out DIR"
-        )
+    for out in (opts.out, screen_dir(opts.out)) if opts.screen else (opts.out,):
+        if out.exists():
+            raise ConfigError(
+                f"finalize: '{out}' exists; remove it or choose another with --out DIR"
+            )
     args, recipe = recipe_args(opts.run_dir, opts)
     for note in recipe["left_out"]:
         print(f"finalize: {note}", flush=True)
+    from nas.__main__ import search_command
+
+    picked = recipe["candidates"]
+    if recipe["screen"]:
+        print(
+            f"finalize: screening {len(picked)} candidates of {opts.run_dir}, "
+            f"{recipe['screen']['epochs']} epochs each, no teacher, augment {recipe['augment']}",
+            flush=True,
+        )
+        code = search_command(recipe["screen"]["command"])
+        if code:
+            return code
+        recipe["screened"] = picked
+        picked = screened(recipe, opts.top)
+    recipe["candidates"] = picked
+    args += enqueue_args(picked)
+    recipe["command"] = args
     print(
-        f"finalize: {len(recipe['candidates'])} candidates of {opts.run_dir}, "
+        f"finalize: {len(picked)} candidates of {opts.run_dir}, "
         f"{recipe['epochs']} epochs ({recipe['distill_epochs']} distilled from teacher "
         f"{recipe['teacher']}), augment {recipe['augment']}",
         flush=True,
     )
-    from nas.__main__ import search_command
-
     code = search_command(args)
     if code == 0 and opts.out.is_dir():
         (opts.out / FINALIZE_FILE).write_text(json.dumps(recipe, indent=2, default=str))
@@ -305,7 +400,8 @@ def summary(out: Path, recipe: dict[str, Any]) -> str:
     from nas.record import ACC_INT8, ACC_INT8_TEST
 
     df = pd.read_csv(out / "trials.csv")
-    lines = ["finalized (int8 accuracy: search validation -> final validation, test):"]
+    steps = "search validation" + (" -> screen validation" if recipe.get("screen") else "")
+    lines = [f"finalized (int8 accuracy: {steps} -> final validation, test):"]
     for i, cand in enumerate(recipe["candidates"]):
         row = df[df["number"] == i]
         final = row.iloc[0] if len(row) else None
@@ -314,5 +410,6 @@ def summary(out: Path, recipe: dict[str, Any]) -> str:
             if final is not None and pd.notna(final.get(ACC_INT8))
             else "no result (see report.md)"
         )
-        lines.append(f"  trial {cand['number']}: {cand[ACC_INT8]:.4f} -> {got}")
+        screen = f" -> screen {cand['acc_int8_screen']:.4f}" if "acc_int8_screen" in cand else ""
+        lines.append(f"  trial {cand['number']}: {cand[ACC_INT8]:.4f}{screen} -> {got}")
     return "\n".join(lines)

@@ -210,6 +210,11 @@ class Recipe:
     lr: float = 0.01
     search_test: int = 1000  # the search never looks at test accuracy: keep it cheap
     finalists: int = 2  # per search, finalized; the best by validation is its model
+    #: Candidates of a search screened before the final recipe (``finalize --screen``):
+    #: each trains ``screen_epochs`` on the final recipe's images without the teacher,
+    #: and the best ``finalists`` by validation go on. 0: none, the top ``finalists``.
+    screen: int = 0
+    screen_epochs: int = 4
     budgets: list[str] = field(default_factory=lambda: list(BUDGETS))
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     #: ``python -m nas finalize --augment`` (`nas.train.AUGMENTS`).
@@ -238,6 +243,8 @@ class Recipe:
     def finalize_args(self, teacher: bool) -> list[str]:
         args = ["--top", str(self.finalists), "--epochs", str(self.final_epochs)]
         args += ["--augment", self.augment]
+        if self.screen:  # a reference's one network is not screened: nothing to choose
+            args += ["--screen", str(self.screen), "--screen-epochs", str(self.screen_epochs)]
         # the final recipe's own split, whatever share scored the search's candidates
         # (finalize keeps the search's dataset options otherwise)
         args += ["dataset.test_subset=0", f"dataset.val_fraction={VAL_FRACTION}"]
@@ -473,8 +480,9 @@ def run_job(
             args = recipe.search_command(budget, method, seed, run, timeout_s, supernet)
         else:
             out = job / name
-            if out.exists():
-                shutil.rmtree(out)
+            for old in (out, out.with_name(out.name + "-screen")):
+                if old.exists():
+                    shutil.rmtree(old)
             if "search" not in state or state["search"]["rc"]:
                 break
             args = ["finalize", str(run), "--out", str(out), *recipe.finalize_args(teacher)]
@@ -554,6 +562,7 @@ def collect(runs: Path, out: Path, budgets: dict[str, dict[str, Any]] = BUDGETS)
         t = best_final(final, limit)
         recipe_file = json.loads((job / "final" / "finalize.json").read_text())
         row["finalists"] = len(final)
+        row["screened"] = len(recipe_file.get("screened") or [])
         if t is None:
             row["error"] = "no finalist completed and fits"
             rows.append(row)
@@ -891,7 +900,10 @@ def write_results(df: pd.DataFrame, out: Path, recipe: Recipe) -> None:
         f"validate; the pruner may stop a candidate after epoch {recipe.prune_after}), batch "
         f"{recipe.batch_size}, Adam lr {recipe.lr} one-cycle. Finalize (every model, "
         f"`python -m nas finalize`): the top {recipe.finalists} of a search (a reference: "
-        f"its one network), {recipe.final_epochs} epochs on "
+        "its one network; a run whose `screened` column is N > 0: its search's top N, each "
+        f"first trained {recipe.screen_epochs} epochs on the same images without the teacher "
+        "(`--screen`), of which the best `finalists` by validation go on), "
+        f"{recipe.final_epochs} epochs on "
         f"{recipe.final_train or 'all 54,000'} training images (augmentation: "
         f"{recipe.augment}), the last {recipe.distill_epochs} distilled from the cached teacher "
         f"(trained {recipe.teacher_epochs} epochs); the finalist with the best validation "
@@ -970,6 +982,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--prune-after", type=int, help="epochs before the pruner may stop one (default 1)"
     )
+    p.add_argument("--finalists", type=int, help="a search's models given the final recipe")
+    p.add_argument(
+        "--screen", type=int, help="screen this many of a search's top first (finalize --screen)"
+    )
     args = p.parse_args(argv)
     recipe = dataclasses.replace(QUICK if args.quick else FULL)
     if args.search_train is not None and args.search_train < 100:
@@ -978,11 +994,18 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--val-fraction {args.val_fraction}: use a share between 0 and 1")
     if args.prune_after is not None and args.prune_after < 0:
         p.error(f"--prune-after {args.prune_after}: use 0 or more epochs")
+    if args.finalists is not None and args.finalists < 1:
+        p.error(f"--finalists {args.finalists}: use 1 or more")
+    finalists = args.finalists or recipe.finalists
+    if args.screen is not None and 0 < args.screen <= finalists:
+        p.error(f"--screen {args.screen}: use more than the {finalists} finalists, or 0")
     # a variant of the search recipe, for experiments: use its own --runs and --out
     variant = {
         "search_train": args.search_train,
         "search_val_fraction": args.val_fraction,
         "prune_after": args.prune_after,
+        "finalists": args.finalists,
+        "screen": args.screen,
     }
     recipe = dataclasses.replace(recipe, **{k: v for k, v in variant.items() if v is not None})
     suffix = "_quick" if args.quick else ""
