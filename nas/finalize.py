@@ -232,8 +232,10 @@ def recipe_args(run_dir: Path, opts: argparse.Namespace) -> tuple[list[str], dic
     if len(picked) > opts.top:
         screen_epochs = opts.screen_epochs or int(cfg.search.epochs)
         plain = [m for m in methods if m != "distill"]
-        screen = _command(kept, cfg, screen_dir(opts.out), screen_epochs, augment, plain)
-        screen = last_wins([*screen, *opts.overrides])
+        # no teacher: the distillation's own options would name a method it does not run
+        own, extra = ([o for o in a if "distill" not in _key(o)] for a in (kept, opts.overrides))
+        screen = _command(own, cfg, screen_dir(opts.out), screen_epochs, augment, plain)
+        screen = last_wins([*screen, *extra])
         recipe["screen"] = {
             "dir": str(screen_dir(opts.out)),
             "epochs": screen_epochs,
