@@ -128,6 +128,27 @@ def test_finalize_trains_the_top_candidates_again_and_keeps_the_best(cli, tmp_pa
     plain = pd.read_csv(tmp_path / "plain" / "trials.csv")
     assert "distill_teacher" not in plain and len(plain) == 2
 
+    # screened: the top 3 trained one epoch each without the teacher, the best goes on
+    r = cli(
+        "finalize",
+        str(run),
+        *("--top", "1", "--screen", "3", "--screen-epochs", "1", "--epochs", "3"),
+        *(teachers, "compression.distill.teacher_epochs=3", "--out", str(tmp_path / "sc")),
+    )
+    assert r.returncode == 0, r.stderr
+    recipe = json.loads((tmp_path / "sc" / "finalize.json").read_text())
+    assert [c["number"] for c in recipe["screened"]] == list(top["number"][:3])
+    screen = pd.read_csv(tmp_path / "sc-screen" / "trials.csv")
+    assert len(screen) == 3 and "distill_teacher" not in screen
+    assert "search.epochs=1" in recipe["screen"]["command"]
+    best = screen.sort_values("acc_int8", ascending=False, kind="stable").iloc[0]
+    (finalist,) = recipe["candidates"]
+    assert finalist["number"] == recipe["screened"][int(best["number"])]["number"]
+    assert finalist["acc_int8_screen"] == pytest.approx(best["acc_int8"])
+    final = pd.read_csv(tmp_path / "sc" / "trials.csv")
+    assert len(final) == 1 and final["distill_teacher"].str.startswith("cnn").all()
+    assert "-> screen" in r.stdout
+
 
 def test_augmenting_what_is_not_an_image_is_refused(capsys, tmp_path):
     rng = np.random.default_rng(0)
@@ -170,6 +191,8 @@ def test_the_recipe_replaces_the_search_s_own_settings():
         (["{missing}"], "run directory '{missing}' does not exist"),
         (["{run}", "--top", "0"], "--top 0 must be 1 or more"),
         (["{run}", "--augment", "rotate"], "--augment rotate is not valid"),
+        (["{run}", "--top", "2", "--screen", "2"], "--screen 2 must be more than --top 2"),
+        (["{run}", "--screen", "5", "--screen-epochs", "0"], "--screen-epochs 0 must be 1"),
         (["{run}", "--teacher", "{missing}"], "--teacher {missing}: use auto, none"),
         (["{run}", "--frobnicate"], "unknown argument '--frobnicate'"),
         (["{run}", "--top", "many"], "argument --top: invalid int value: 'many'"),

@@ -108,12 +108,13 @@ def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
         "--budgets",
         "uno",
         "--trials",
-        "2",
+        "3",
         "--methods",
         "search",
         "random",
         "mlp",
         *("--val-fraction", "0.2", "--prune-after", "2"),  # a variant of the search recipe
+        *("--finalists", "1", "--screen", "2"),  # a search's top 2 screened, 1 finalized
         "--out",
         str(out),
         "--runs",
@@ -127,7 +128,9 @@ def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
     assert df["acc_int8_test_noteacher"].between(0.0, 1.0).all()
     searched = df["method"].isin(["search", "random"])
     assert (df["search_cpu_s"] > 0).all() and (df["final_cpu_s"] > 0).all()
-    assert (df["finalists"][~searched] == 1).all()
+    assert (df["finalists"] == 1).all()
+    # random search's other candidates are Bonsai trees, which the recipe cannot distil
+    assert df.set_index("method")["screened"].to_dict() == {"search": 2, "random": 0, "mlp": 0}
     assert list(df.loc[~searched, "family"]) == ["mlp"]  # the reference is its family's point
     for _, row in df.iterrows():
         final = pd.read_csv(runs / "uno" / f"{row['method']}-s0" / "final" / "trials.csv")
@@ -143,6 +146,9 @@ def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
     assert "dataset.val_fraction=0.2" in search_log and "pruner.n_warmup_epochs=2" in search_log
     final_log = (runs / "uno" / "search-s0" / "final.log").read_text()
     assert "dataset.val_fraction=0.1" in final_log.splitlines()[0]  # the final recipe's split
+    screen = json.loads((runs / "uno" / "search-s0" / "final" / "finalize.json").read_text())
+    assert (runs / "uno" / "search-s0" / "final-screen" / "trials.csv").is_file()
+    assert len(screen["screened"]) == 2 and len(screen["candidates"]) == 1
     logs = sorted(runs.glob("uno/*/*.log"))
     stamps = [p.stat().st_mtime for p in logs]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)

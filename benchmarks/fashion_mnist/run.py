@@ -53,7 +53,9 @@ for the M4 budgets as MCUNet narrows its space, by the compute of what fits):
   families space and trained once with the search recipe.
 
 Each run is then finalized with one recipe, ``python -m nas finalize RUN_DIR`` (the
-searches' top ``finalists``, a reference's one network): the whole training split less
+searches' top ``finalists``, or with ``--screen N`` the best ``finalists`` of their top N
+after ``screen_epochs`` each on the same images without the teacher; a reference's one
+network): the whole training split less
 validation (54,000 images), ``augment`` (none: on the Uno-sized models crops and mirrors
 cost points, README "Finalize"), ``final_epochs`` epochs of which the
 last ``distill_epochs`` distil from the cached teacher (a plain CNN, 64 and 128 channels,
@@ -330,6 +332,7 @@ QUICK = Recipe(
     search_test=500,
     supernet_epochs=1,
     supernet_trials=20,
+    screen_epochs=1,
 )
 
 
