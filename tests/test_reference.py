@@ -149,6 +149,11 @@ def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
     screen = json.loads((runs / "uno" / "search-s0" / "final" / "finalize.json").read_text())
     assert (runs / "uno" / "search-s0" / "final-screen" / "trials.csv").is_file()
     assert len(screen["screened"]) == 2 and len(screen["candidates"]) == 1
+    table = [sys.executable, "benchmarks/fashion_mnist/screen_table.py", *runs.glob("uno/*-s0")]
+    r = subprocess.run(table, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stdout.splitlines() if line.startswith("| search-s0 |")]
+    assert len(lines) == 2 and sum(line.endswith("|  |  |") for line in lines) == 1, r.stdout
     logs = sorted(runs.glob("uno/*/*.log"))
     stamps = [p.stat().st_mtime for p in logs]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
