@@ -23,11 +23,13 @@ dataset, backend and compression, and this recipe:
 
 With ``--screen N`` (more than ``--top``), the top N are screened first: each trains
 ``--screen-epochs`` epochs (default the search's) on the same data without a teacher, in
-a run directory of its own (``OUT-screen``), and the ``--top`` best of them by that
-validation accuracy get the full recipe. The search's proxy (a few epochs on a share of
-the data) cannot tell its top candidates apart, and favours networks that learn fast
-over those that end best; a short run on the whole split is a better judge for a
-fraction of the full recipe's cost.
+a run directory of its own (``OUT-screen``, which must not exist yet), and the ``--top``
+best of them by that validation accuracy get the full recipe; ``--screen-from DIR``
+takes them from a screen an earlier finalize of the same run wrote (``screen.json``
+there), for instance to train the same finalists again without the teacher. The
+search's proxy (a few epochs on a share of the data) cannot tell its top candidates
+apart, and favours networks that learn fast over those that end best; a short run on
+the whole split is a better judge for a fraction of the full recipe's cost.
 
 The output is a run directory like a search's (default ``RUN_DIR/final``): ``study.db``,
 ``trials.csv``, ``report.md``, ``best/``, plus ``finalize.json``, which says where each
@@ -65,18 +67,21 @@ REPLACED = (
 )
 REPLACED_GROUPS = ("hydra.sweep", "search.supernet", "storage", "study", "sampler", "pruner")
 FINALIZE_FILE = "finalize.json"
+SCREEN_FILE = "screen.json"
 TEACHERS = ("auto", "none")
 
 HELP = """\
 usage: python -m nas finalize RUN_DIR [--top K] [--epochs N] [--distill-epochs D]
                               [--augment auto|none|crop|crop_flip] [--teacher auto|none|DIR]
-                              [--screen N] [--screen-epochs E] [--out DIR] [key=value ...]
+                              [--screen N [--screen-epochs E] | --screen-from DIR]
+                              [--out DIR] [key=value ...]
 
 Train the best K architectures of a finished search again with a longer recipe (the
 whole training split, augmentation, a teacher) and keep the best by validation accuracy.
 With --screen N (N > K), the best N are first trained E epochs each (default the
 search's) on the whole split without a teacher (OUT-screen), and the K best of those by
-validation accuracy get the recipe. Writes a run directory like a search's (default
+validation accuracy get the recipe; --screen-from DIR reuses the screen an earlier
+finalize of this run wrote. Writes a run directory like a search's (default
 RUN_DIR/final). Extra key=value arguments are Hydra overrides for the new run (e.g.
 search.lr=0.005)."""
 
@@ -217,7 +222,11 @@ def recipe_args(run_dir: Path, opts: argparse.Namespace) -> tuple[list[str], dic
     kept = [o for o in overrides if not replaced(o)]
     args = _command(kept, cfg, opts.out, epochs, augment, methods, teacher, distill_epochs)
     args = last_wins([*args, *opts.overrides])
-    picked, notes = top_candidates(run_dir, max(opts.top, opts.screen), recipe_space(args))
+    if opts.screen_from:
+        earlier = earlier_screen(opts.screen_from, run_dir)
+        picked, notes = earlier["candidates"], []
+    else:
+        picked, notes = top_candidates(run_dir, max(opts.top, opts.screen), recipe_space(args))
     recipe = {
         "source": str(run_dir),
         "candidates": picked,
@@ -229,11 +238,13 @@ def recipe_args(run_dir: Path, opts: argparse.Namespace) -> tuple[list[str], dic
         "compression": methods,
         "screen": None,
     }
-    if len(picked) > opts.top:
+    if opts.screen_from:
+        recipe["screen"] = {"dir": str(opts.screen_from), "epochs": earlier["epochs"]}
+        recipe["screen"]["reused"] = True
+    elif len(picked) > opts.top:
         screen_epochs = opts.screen_epochs or int(cfg.search.epochs)
         plain = [m for m in methods if m != "distill"]
-        # no teacher: the distillation's own options would name a method it does not run
-        own, extra = ([o for o in a if "distill" not in _key(o)] for a in (kept, opts.overrides))
+        own, extra = (without_distill(a) for a in (kept, opts.overrides))
         screen = _command(own, cfg, screen_dir(opts.out), screen_epochs, augment, plain)
         screen = last_wins([*screen, *extra])
         recipe["screen"] = {
@@ -241,7 +252,44 @@ def recipe_args(run_dir: Path, opts: argparse.Namespace) -> tuple[list[str], dic
             "epochs": screen_epochs,
             "command": screen + enqueue_args(picked),
         }
+    elif opts.screen:
+        print(f"finalize: only {len(picked)} candidates, --top {opts.top}: no screen", flush=True)
     return args, recipe
+
+
+def without_distill(overrides: list[str]) -> list[str]:
+    """``overrides`` for a run without a teacher: no option of the ``distill`` method (it
+    would name a method the run does not have), and no ``distill`` in a ``compression``
+    list."""
+    out = []
+    for o in overrides:
+        key = _key(o)
+        if key == "compression" and "=" in o:
+            methods = o.split("=", 1)[1].strip().strip("[]").split(",")
+            kept = [m.strip() for m in methods if m.strip() and m.strip() != "distill"]
+            o = f"{o.split('=', 1)[0]}=[{','.join(kept)}]"
+        elif key.startswith("compression.distill.") or key == "compression.distill":
+            continue
+        out.append(o)
+    return out
+
+
+def earlier_screen(folder: Path, run_dir: Path) -> dict[str, Any]:
+    """What a screen of an earlier finalize of ``run_dir`` wrote (``screen.json`` in its
+    folder): its ``epochs`` and the ``candidates`` it trained, in its trial order."""
+    try:
+        saved = json.loads((folder / SCREEN_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"finalize: --screen-from {folder}: no screen of an earlier finalize "
+            f"({SCREEN_FILE}: {exc})"
+        ) from None
+    if Path(saved["source"]).resolve() != run_dir.resolve():
+        raise ConfigError(
+            f"finalize: --screen-from {folder} screened the candidates of {saved['source']}, "
+            f"not of {run_dir}"
+        )
+    return saved
 
 
 def _command(
@@ -303,12 +351,17 @@ def screened(recipe: dict[str, Any], top: int) -> list[dict[str, Any]]:
     from nas.record import ACC_INT8
 
     out = Path(recipe["screen"]["dir"])
-    df = pd.read_csv(out / "trials.csv").set_index("number")
+    try:
+        df = pd.read_csv(out / "trials.csv").set_index("number")
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"finalize: {out}: cannot read the screen's trials ({exc})") from None
     scored = []
     for i, cand in enumerate(recipe["candidates"]):
         acc = df[ACC_INT8].get(i) if ACC_INT8 in df else None
         if acc is None or pd.isna(acc):
-            recipe["left_out"].append(f"trial {cand['number']} left out: no screen result")
+            note = f"trial {cand['number']} left out: no screen result (see {out}/report.md)"
+            print(f"finalize: {note}", flush=True)
+            recipe["left_out"].append(note)
             continue
         scored.append({**cand, "acc_int8_screen": float(acc)})
     if not scored:
@@ -329,6 +382,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--teacher", default="auto")
     ap.add_argument("--screen", type=int, default=0)
     ap.add_argument("--screen-epochs", type=int, default=None)
+    ap.add_argument("--screen-from", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None)
     opts, rest = ap.parse_known_args(argv)
     bad = [a for a in rest if "=" not in a or a.startswith("-")]
@@ -347,6 +401,10 @@ def main(argv: list[str]) -> int:
         )
     if opts.screen_epochs is not None and opts.screen_epochs < 1:
         raise ConfigError(f"finalize: --screen-epochs {opts.screen_epochs} must be 1 or more")
+    if opts.screen_epochs is not None and not opts.screen:
+        raise ConfigError("finalize: --screen-epochs needs --screen N")
+    if opts.screen_from is not None and opts.screen:
+        raise ConfigError("finalize: --screen-from reuses a screen; it cannot go with --screen")
     if opts.augment not in ("auto", *AUGMENTS):
         raise ConfigError(
             f"finalize: --augment {opts.augment} is not valid; use auto, {', '.join(AUGMENTS)}"
@@ -356,19 +414,23 @@ def main(argv: list[str]) -> int:
             f"finalize: --teacher {opts.teacher}: use auto, none or a trial folder "
             "(holding arch.json and model_float.pt)"
         )
-    opts.out = opts.out or opts.run_dir / "final"
-    for out in (opts.out, screen_dir(opts.out)) if opts.screen else (opts.out,):
-        if out.exists():
-            raise ConfigError(
-                f"finalize: '{out}' exists; remove it or choose another with --out DIR"
-            )
+    opts.out = (opts.out or opts.run_dir / "final").resolve()
+    if opts.out.exists():
+        raise ConfigError(
+            f"finalize: '{opts.out}' exists; remove it or choose another with --out DIR"
+        )
+    if opts.screen and screen_dir(opts.out).exists():
+        raise ConfigError(
+            f"finalize: '{screen_dir(opts.out)}' exists, an earlier screen: reuse it with "
+            "--screen-from, remove it, or choose another --out DIR"
+        )
     args, recipe = recipe_args(opts.run_dir, opts)
     for note in recipe["left_out"]:
         print(f"finalize: {note}", flush=True)
     from nas.__main__ import search_command
 
     picked = recipe["candidates"]
-    if recipe["screen"]:
+    if recipe["screen"] and not recipe["screen"].get("reused"):
         print(
             f"finalize: screening {len(picked)} candidates of {opts.run_dir}, "
             f"{recipe['screen']['epochs']} epochs each, no teacher, augment {recipe['augment']}",
@@ -377,6 +439,9 @@ def main(argv: list[str]) -> int:
         code = search_command(recipe["screen"]["command"])
         if code:
             return code
+        saved = {"source": str(opts.run_dir), **recipe["screen"], "candidates": picked}
+        (screen_dir(opts.out) / SCREEN_FILE).write_text(json.dumps(saved, indent=2))
+    if recipe["screen"]:
         recipe["screened"] = picked
         picked = screened(recipe, opts.top)
     recipe["candidates"] = picked

@@ -148,6 +148,25 @@ def test_finalize_trains_the_top_candidates_again_and_keeps_the_best(cli, tmp_pa
     final = pd.read_csv(tmp_path / "sc" / "trials.csv")
     assert len(final) == 1 and final["distill_teacher"].str.startswith("cnn").all()
     assert "-> screen" in r.stdout
+    assert (
+        json.loads((tmp_path / "sc-screen" / "screen.json").read_text())["candidates"]
+        == (recipe["screened"])
+    )
+    # the same finalist again without the teacher, from that screen: no screen runs
+    again = ["finalize", str(run), "--top", "1", "--epochs", "3", "--teacher", "none"]
+    r = cli(*again, "--screen-from", str(tmp_path / "sc-screen"), "--out", str(tmp_path / "nt"))
+    assert r.returncode == 0, r.stderr
+    assert "screening" not in r.stdout and not (tmp_path / "nt-screen").exists()
+    plain = json.loads((tmp_path / "nt" / "finalize.json").read_text())
+    assert plain["candidates"] == [finalist] and plain["screened"] == recipe["screened"]
+    # a second screen into the same place is refused: it names the earlier one
+    r = cli(*again, "--screen", "3", "--out", str(tmp_path / "sc"))
+    assert r.returncode == 2 and "exists" in r.stderr
+    (tmp_path / "x-screen").mkdir()
+    r = cli(*again, "--screen", "3", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "x-screen' exists, an earlier screen" in r.stderr
+    r = cli(*again, "--screen-from", str(run), "--out", str(tmp_path / "y"))
+    assert r.returncode == 2 and "no screen of an earlier finalize" in r.stderr
 
 
 def test_augmenting_what_is_not_an_image_is_refused(capsys, tmp_path):
@@ -193,6 +212,8 @@ def test_the_recipe_replaces_the_search_s_own_settings():
         (["{run}", "--augment", "rotate"], "--augment rotate is not valid"),
         (["{run}", "--top", "2", "--screen", "2"], "--screen 2 must be more than --top 2"),
         (["{run}", "--screen", "5", "--screen-epochs", "0"], "--screen-epochs 0 must be 1"),
+        (["{run}", "--screen-epochs", "2"], "--screen-epochs needs --screen N"),
+        (["{run}", "--screen", "5", "--screen-from", "{run}"], "cannot go with --screen"),
         (["{run}", "--teacher", "{missing}"], "--teacher {missing}: use auto, none"),
         (["{run}", "--frobnicate"], "unknown argument '--frobnicate'"),
         (["{run}", "--top", "many"], "argument --top: invalid int value: 'many'"),

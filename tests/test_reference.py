@@ -149,6 +149,10 @@ def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
     screen = json.loads((runs / "uno" / "search-s0" / "final" / "finalize.json").read_text())
     assert (runs / "uno" / "search-s0" / "final-screen" / "trials.csv").is_file()
     assert len(screen["screened"]) == 2 and len(screen["candidates"]) == 1
+    # without the teacher, the same finalist from the same screen
+    plain = runs / "uno" / "search-s0" / "final_noteacher"
+    assert json.loads((plain / "finalize.json").read_text())["candidates"] == screen["candidates"]
+    assert not plain.with_name("final_noteacher-screen").exists()
     table = [sys.executable, "benchmarks/fashion_mnist/screen_table.py", *runs.glob("uno/*-s0")]
     r = subprocess.run(table, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr

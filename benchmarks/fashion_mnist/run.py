@@ -242,10 +242,14 @@ class Recipe:
             f"search.lr={self.lr}",
         ]
 
-    def finalize_args(self, teacher: bool) -> list[str]:
+    def finalize_args(self, teacher: bool, screened: Path | None = None) -> list[str]:
+        """``finalize``'s options; ``screened``: the screen of the run's finalize with the
+        teacher, whose finalists a run without it trains again."""
         args = ["--top", str(self.finalists), "--epochs", str(self.final_epochs)]
         args += ["--augment", self.augment]
-        if self.screen:  # a reference's one network is not screened: nothing to choose
+        if screened is not None:
+            args += ["--screen-from", str(screened)]
+        elif self.screen:  # a reference's one network is not screened: nothing to choose
             args += ["--screen", str(self.screen), "--screen-epochs", str(self.screen_epochs)]
         # the final recipe's own split, whatever share scored the search's candidates
         # (finalize keeps the search's dataset options otherwise)
@@ -488,7 +492,10 @@ def run_job(
                     shutil.rmtree(old)
             if "search" not in state or state["search"]["rc"]:
                 break
-            args = ["finalize", str(run), "--out", str(out), *recipe.finalize_args(teacher)]
+            screen = job / "final-screen"
+            earlier = screen if not teacher and (screen / "screen.json").is_file() else None
+            args = ["finalize", str(run), "--out", str(out)]
+            args += recipe.finalize_args(teacher, earlier)
         before = 0.0
         if supernet is not None and teacher is None:
             supernet.parent.mkdir(parents=True, exist_ok=True)

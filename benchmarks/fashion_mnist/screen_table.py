@@ -1,7 +1,7 @@
 """What the screen of ``python -m nas finalize --screen`` chose, per benchmark run: each
-screened candidate's search score (the 3-epoch proxy on the search's validation images),
-its screen score (a few epochs on all training images, 6,000 validation images), and
-for the finalist its final validation and test accuracy. No training; it reads the runs'
+screened candidate's search score (the search's epochs on its own share of the images),
+its screen score (the recipe's ``screen_epochs`` on the final recipe's images, scored
+on its validation images), and for the finalist its final validation and test accuracy. No training; it reads the runs'
 ``final/finalize.json``, ``final-screen/trials.csv`` and ``final/trials.csv``.
 
     python benchmarks/fashion_mnist/screen_table.py outputs/fm_screen/m4-tight/*-s*
