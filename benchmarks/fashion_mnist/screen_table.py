@@ -1,8 +1,9 @@
 """What the screen of ``python -m nas finalize --screen`` chose, per benchmark run: each
 screened candidate's search score (the search's epochs on its own share of the images),
 its screen score (the recipe's ``screen_epochs`` on the final recipe's images, scored
-on its validation images), and for the finalist its final validation and test accuracy. No training; it reads the runs'
-``final/finalize.json``, ``final-screen/trials.csv`` and ``final/trials.csv``.
+on its validation images), and for the finalist its final validation and test accuracy.
+No training; it reads the runs' ``final/finalize.json``, ``final-screen/trials.csv`` and
+``final/trials.csv``.
 
     python benchmarks/fashion_mnist/screen_table.py outputs/fm_screen/m4-tight/*-s*
 """
