@@ -222,9 +222,10 @@ def recipe_args(run_dir: Path, opts: argparse.Namespace) -> tuple[list[str], dic
     kept = [o for o in overrides if not replaced(o)]
     args = _command(kept, cfg, opts.out, epochs, augment, methods, teacher, distill_epochs)
     args = last_wins([*args, *opts.overrides])
+    notes: list[str] = []
     if opts.screen_from:
         earlier = earlier_screen(opts.screen_from, run_dir)
-        picked, notes = earlier["candidates"], []
+        picked = earlier["candidates"]
     else:
         picked, notes = top_candidates(run_dir, max(opts.top, opts.screen), recipe_space(args))
     recipe = {
