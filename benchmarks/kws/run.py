@@ -151,10 +151,11 @@ class KwsRecipe(fm.Recipe):
             f"search.lr={self.lr}",
         ]
 
-    def finalize_args(self, teacher: bool) -> list[str]:
+    def finalize_args(self, teacher: bool, screened: Path | None = None) -> list[str]:
         """The Fashion-MNIST finalize recipe without a teacher (this benchmark trains its
         final models without one) and without its subsets (the speech folder has none)."""
-        return [a for a in super().finalize_args(False) if not a.startswith("dataset.")]
+        args = super().finalize_args(False, screened)
+        return [a for a in args if not a.startswith("dataset.")]
 
     def reference(self, budget: str, method: str) -> dict[str, Any] | None:
         return dscnn() if method == "dscnn" else None
