@@ -1007,7 +1007,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.finalists is not None and args.finalists < 1:
         p.error(f"--finalists {args.finalists}: use 1 or more")
     finalists = args.finalists or recipe.finalists
-    if args.screen is not None and 0 < args.screen <= finalists:
+    if args.screen is not None and (args.screen < 0 or 0 < args.screen <= finalists):
         p.error(f"--screen {args.screen}: use more than the {finalists} finalists, or 0")
     # a variant of the search recipe, for experiments: use its own --runs and --out
     variant = {
