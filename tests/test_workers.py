@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import time
 import uuid
 import weakref
@@ -230,6 +231,26 @@ def _running_trial(db) -> optuna.trial.FrozenTrial | None:
 
 
 @pytest.mark.slow
+def _pause_outside_a_write(proc, db) -> None:
+    """SIGSTOP ``proc`` at a moment it holds no write lock on ``db``. Its heartbeat writes
+    every second; stopped inside that write, it would keep SQLite locked for everyone
+    until resumed (SQLite's locks belong to the process), and the peer would fail with
+    ``database is locked``: a property of SQLite, not of the code under test."""
+    for _ in range(50):
+        proc.send_signal(signal.SIGSTOP)
+        probe = sqlite3.connect(db, timeout=0.5)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.rollback()
+            return
+        except sqlite3.OperationalError:
+            proc.send_signal(signal.SIGCONT)
+            time.sleep(0.1)
+        finally:
+            probe.close()
+    raise AssertionError(f"{db} stayed locked by the worker")
+
+
 def test_a_paused_worker_survives_its_trial_taken_by_a_peer(tmp_path):
     """SIGSTOP a worker in a trial past ``study.grace_s``: a peer marks the trial abandoned.
     Resumed (SIGCONT), the worker records its finished result as a new trial, runs the rest
@@ -248,7 +269,7 @@ def test_a_paused_worker_survives_its_trial_taken_by_a_peer(tmp_path):
     paused = spawn_cli(*common, "search.n_trials=2", f"hydra.run.dir={tmp_path / 'a'}")
     # paused in training, after the check for an earlier twin
     _wait_for(lambda: "val_acc_curve" in getattr(_running_trial(db), "user_attrs", {}), paused)
-    paused.send_signal(signal.SIGSTOP)
+    _pause_outside_a_write(paused, db)
     try:
         taken = _running_trial(db)
         assert taken is not None
