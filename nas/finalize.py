@@ -30,6 +30,9 @@ there), for instance to train the same finalists again without the teacher. The
 search's proxy (a few epochs on a share of the data) cannot tell its top candidates
 apart, and favours networks that learn fast over those that end best; a short run on
 the whole split is a better judge for a fraction of the full recipe's cost.
+``--screen-pick front`` chooses what to screen with less trust in that proxy: of the
+best 2N by search accuracy, the N on the first fronts of (search accuracy, MACs), so a
+larger network a little behind the proxy's favourites is screened too.
 
 The output is a run directory like a search's (default ``RUN_DIR/final``): ``study.db``,
 ``trials.csv``, ``report.md``, ``best/``, plus ``finalize.json``, which says where each
@@ -69,21 +72,25 @@ REPLACED_GROUPS = ("hydra.sweep", "search.supernet", "storage", "study", "sample
 FINALIZE_FILE = "finalize.json"
 SCREEN_FILE = "screen.json"
 TEACHERS = ("auto", "none")
+#: ``--screen-pick``: what the screen trains (`screen_pool`).
+SCREEN_PICKS = ("top", "front")
 
 HELP = """\
 usage: python -m nas finalize RUN_DIR [--top K] [--epochs N] [--distill-epochs D]
                               [--augment auto|none|crop|crop_flip] [--teacher auto|none|DIR]
-                              [--screen N [--screen-epochs E] | --screen-from DIR]
+                              [--screen N [--screen-epochs E] [--screen-pick top|front]
+                               | --screen-from DIR]
                               [--out DIR] [key=value ...]
 
 Train the best K architectures of a finished search again with a longer recipe (the
 whole training split, augmentation, a teacher) and keep the best by validation accuracy.
 With --screen N (N > K), the best N are first trained E epochs each (default the
 search's) on the whole split without a teacher (OUT-screen), and the K best of those by
-validation accuracy get the recipe; --screen-from DIR reuses the screen an earlier
-finalize of this run wrote. Writes a run directory like a search's (default
-RUN_DIR/final). Extra key=value arguments are Hydra overrides for the new run (e.g.
-search.lr=0.005)."""
+validation accuracy get the recipe (--screen-pick front: the N of the best 2N on the
+first fronts of search accuracy and MACs, larger networks included); --screen-from DIR
+reuses the screen an earlier finalize of this run wrote. Writes a run directory like a
+search's (default RUN_DIR/final). Extra key=value arguments are Hydra overrides for the
+new run (e.g. search.lr=0.005)."""
 
 
 def _key(override: str) -> str:
@@ -166,7 +173,10 @@ def top_candidates(run_dir: Path, k: int, space: Any) -> tuple[list[dict[str, An
             family = f" ({arch['family']})" if "family" in arch else ""
             notes.append(f"trial {number}{family} left out: {why}")
             continue
-        picked.append({"number": number, ACC_INT8: float(row[ACC_INT8]), "arch": arch})
+        macs = float(row["macs"]) if pd.notna(row.get("macs")) else 0.0
+        picked.append(
+            {"number": number, ACC_INT8: float(row[ACC_INT8]), "macs": macs, "arch": arch}
+        )
         if len(picked) == k:
             break
     if not picked:
@@ -227,7 +237,11 @@ def recipe_args(run_dir: Path, opts: argparse.Namespace) -> tuple[list[str], dic
         earlier = earlier_screen(opts.screen_from, run_dir)
         picked = earlier["candidates"]
     else:
-        picked, notes = top_candidates(run_dir, max(opts.top, opts.screen), recipe_space(args))
+        space = recipe_space(args)
+        wide = 2 if opts.screen_pick == "front" else 1
+        picked, notes = top_candidates(run_dir, max(opts.top, wide * opts.screen), space)
+        if opts.screen_pick == "front":
+            picked = screen_pool(picked, opts.screen)
     recipe = {
         "source": str(run_dir),
         "candidates": picked,
@@ -241,7 +255,7 @@ def recipe_args(run_dir: Path, opts: argparse.Namespace) -> tuple[list[str], dic
     }
     if opts.screen_from:
         recipe["screen"] = {"dir": str(opts.screen_from), "epochs": earlier["epochs"]}
-        recipe["screen"]["reused"] = True
+        recipe["screen"].update(pick=earlier.get("pick", SCREEN_PICKS[0]), reused=True)
     elif len(picked) > opts.top:
         screen_epochs = opts.screen_epochs or int(cfg.search.epochs)
         plain = [m for m in methods if m != "distill"]
@@ -251,11 +265,32 @@ def recipe_args(run_dir: Path, opts: argparse.Namespace) -> tuple[list[str], dic
         recipe["screen"] = {
             "dir": str(screen_dir(opts.out)),
             "epochs": screen_epochs,
+            "pick": opts.screen_pick,
             "command": screen + enqueue_args(picked),
         }
     elif opts.screen:
         print(f"finalize: only {len(picked)} candidates, --top {opts.top}: no screen", flush=True)
     return args, recipe
+
+
+def screen_pool(pool: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """``n`` of ``pool`` front after front of (search ``acc_int8``, ``macs``), both
+    higher better, best accuracy first within a front: the proxy's favourite and the
+    largest network of the pool are always in, and a network only leaves room for one that
+    both scored better and computes more. A short proxy ranks networks that learn fast
+    above larger ones that end better (the m4-tight benchmark's screens, ANALYSIS.md)."""
+    from nas.record import ACC_INT8
+
+    def beaten(c: dict[str, Any], by: dict[str, Any]) -> bool:
+        at_least = by[ACC_INT8] >= c[ACC_INT8] and by["macs"] >= c["macs"]
+        return at_least and (by[ACC_INT8] > c[ACC_INT8] or by["macs"] > c["macs"])
+
+    left, out = list(pool), []
+    while left and len(out) < n:
+        front = [c for c in left if not any(beaten(c, o) for o in left)]
+        out += sorted(front, key=lambda c: -c[ACC_INT8])[: n - len(out)]
+        left = [c for c in left if c not in front]
+    return out
 
 
 def without_distill(overrides: list[str]) -> list[str]:
@@ -345,8 +380,9 @@ def screen_dir(out: Path) -> Path:
 
 def screened(recipe: dict[str, Any], top: int) -> list[dict[str, Any]]:
     """The ``top`` candidates with the best validation accuracy in the screen run, each
-    with that accuracy (``acc_int8_screen``); those the screen could not score are left
-    out with a note in ``recipe["left_out"]``."""
+    with that accuracy (``acc_int8_screen``); ``recipe["screened"]`` lists every screened
+    one with it, None where the screen could not score it (left out, with a note in
+    ``recipe["left_out"]``)."""
     import pandas as pd
 
     from nas.record import ACC_INT8
@@ -356,15 +392,16 @@ def screened(recipe: dict[str, Any], top: int) -> list[dict[str, Any]]:
         df = pd.read_csv(out / "trials.csv").set_index("number")
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"finalize: {out}: cannot read the screen's trials ({exc})") from None
-    scored = []
+    recipe["screened"] = []
     for i, cand in enumerate(recipe["candidates"]):
         acc = df[ACC_INT8].get(i) if ACC_INT8 in df else None
-        if acc is None or pd.isna(acc):
+        acc = None if acc is None or pd.isna(acc) else float(acc)
+        recipe["screened"].append({**cand, "acc_int8_screen": acc})
+        if acc is None:
             note = f"trial {cand['number']} left out: no screen result (see {out}/report.md)"
             print(f"finalize: {note}", flush=True)
             recipe["left_out"].append(note)
-            continue
-        scored.append({**cand, "acc_int8_screen": float(acc)})
+    scored = [c for c in recipe["screened"] if c["acc_int8_screen"] is not None]
     if not scored:
         raise ConfigError(f"finalize: {out}: the screen scored no candidate (see report.md)")
     return sorted(scored, key=lambda c: -c["acc_int8_screen"])[:top]
@@ -384,6 +421,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--screen", type=int, default=0)
     ap.add_argument("--screen-epochs", type=int, default=None)
     ap.add_argument("--screen-from", type=Path, default=None)
+    ap.add_argument("--screen-pick", default=None)
     ap.add_argument("--out", type=Path, default=None)
     opts, rest = ap.parse_known_args(argv)
     bad = [a for a in rest if "=" not in a or a.startswith("-")]
@@ -406,6 +444,14 @@ def main(argv: list[str]) -> int:
         raise ConfigError("finalize: --screen-epochs needs --screen N")
     if opts.screen_from is not None and opts.screen:
         raise ConfigError("finalize: --screen-from reuses a screen; it cannot go with --screen")
+    if opts.screen_pick is not None and not opts.screen:
+        raise ConfigError("finalize: --screen-pick needs --screen N")
+    opts.screen_pick = opts.screen_pick or SCREEN_PICKS[0]
+    if opts.screen_pick not in SCREEN_PICKS:
+        raise ConfigError(
+            f"finalize: --screen-pick {opts.screen_pick} is not valid; "
+            f"use {' or '.join(SCREEN_PICKS)}"
+        )
     if opts.augment not in ("auto", *AUGMENTS):
         raise ConfigError(
             f"finalize: --augment {opts.augment} is not valid; use auto, {', '.join(AUGMENTS)}"
@@ -443,7 +489,6 @@ def main(argv: list[str]) -> int:
         saved = {"source": str(opts.run_dir), **recipe["screen"], "candidates": picked}
         (screen_dir(opts.out) / SCREEN_FILE).write_text(json.dumps(saved, indent=2))
     if recipe["screen"]:
-        recipe["screened"] = picked
         picked = screened(recipe, opts.top)
     recipe["candidates"] = picked
     args += enqueue_args(picked)

@@ -145,12 +145,15 @@ def test_finalize_trains_the_top_candidates_again_and_keeps_the_best(cli, tmp_pa
     (finalist,) = recipe["candidates"]
     assert finalist["number"] == recipe["screened"][int(best["number"])]["number"]
     assert finalist["acc_int8_screen"] == pytest.approx(best["acc_int8"])
+    got = [c["acc_int8_screen"] for c in recipe["screened"]]  # every screened one's score
+    assert got == pytest.approx(list(screen.sort_values("number")["acc_int8"]))
+    assert recipe["screen"]["pick"] == "top"
     final = pd.read_csv(tmp_path / "sc" / "trials.csv")
     assert len(final) == 1 and final["distill_teacher"].str.startswith("cnn").all()
     assert "-> screen" in r.stdout
     assert (
         json.loads((tmp_path / "sc-screen" / "screen.json").read_text())["candidates"]
-        == (recipe["screened"])
+        == [{k: v for k, v in c.items() if k != "acc_int8_screen"} for c in recipe["screened"]]
     )
     # the same finalist again without the teacher, from that screen: no screen runs
     again = ["finalize", str(run), "--top", "1", "--epochs", "3", "--teacher", "none"]
@@ -159,6 +162,7 @@ def test_finalize_trains_the_top_candidates_again_and_keeps_the_best(cli, tmp_pa
     assert "screening" not in r.stdout and not (tmp_path / "nt-screen").exists()
     plain = json.loads((tmp_path / "nt" / "finalize.json").read_text())
     assert plain["candidates"] == [finalist] and plain["screened"] == recipe["screened"]
+    assert plain["screen"]["pick"] == "top" and plain["screen"]["reused"]
     # a second screen into the same place is refused: it names the earlier one
     r = cli(*again, "--screen", "3", "--out", str(tmp_path / "sc"))
     assert r.returncode == 2 and "exists" in r.stderr
@@ -182,6 +186,29 @@ def test_augmenting_what_is_not_an_image_is_refused(capsys, tmp_path):
         "windows: use search.augment=none"
     ]
     assert not run.exists()
+
+
+def test_the_front_pick_screens_larger_networks_the_proxy_ranked_a_little_lower():
+    """``--screen-pick front``: front after front of (search accuracy, MACs). The proxy's
+    favourite and the largest network are in; a network that both scored lower and
+    computes less than another waits for the next front."""
+    from nas.finalize import screen_pool
+
+    def cand(number, acc, macs):
+        return {"number": number, "acc_int8": acc, "macs": macs}
+
+    pool = [
+        cand(0, 0.90, 1e6),  # the proxy's favourite, small: first front
+        cand(1, 0.89, 0.9e6),  # beaten by 0 on both: second front
+        cand(2, 0.88, 4e6),  # the largest: first front
+        cand(3, 0.885, 2e6),  # between them: first front
+        cand(4, 0.87, 3e6),  # beaten by 2 on both: second front
+        cand(5, 0.86, 0.5e6),  # beaten by 0, 1 and 3: third front
+    ]
+    assert [c["number"] for c in screen_pool(pool, 3)] == [0, 3, 2]
+    assert [c["number"] for c in screen_pool(pool, 4)] == [0, 3, 2, 1]  # best of front 2
+    assert [c["number"] for c in screen_pool(pool, 6)] == [0, 3, 2, 1, 4, 5]
+    assert [c["number"] for c in screen_pool(pool[:2], 6)] == [0, 1]
 
 
 def test_the_recipe_replaces_the_search_s_own_settings():
@@ -213,6 +240,8 @@ def test_the_recipe_replaces_the_search_s_own_settings():
         (["{run}", "--top", "2", "--screen", "2"], "--screen 2 must be more than --top 2"),
         (["{run}", "--screen", "5", "--screen-epochs", "0"], "--screen-epochs 0 must be 1"),
         (["{run}", "--screen-epochs", "2"], "--screen-epochs needs --screen N"),
+        (["{run}", "--screen-pick", "front"], "--screen-pick needs --screen N"),
+        (["{run}", "--screen", "5", "--screen-pick", "big"], "--screen-pick big is not valid"),
         (["{run}", "--screen", "5", "--screen-from", "{run}"], "cannot go with --screen"),
         (["{run}", "--teacher", "{missing}"], "--teacher {missing}: use auto, none"),
         (["{run}", "--frobnicate"], "unknown argument '--frobnicate'"),

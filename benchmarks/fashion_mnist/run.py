@@ -217,6 +217,9 @@ class Recipe:
     #: and the best ``finalists`` by validation go on. 0: none, the top ``finalists``.
     screen: int = 0
     screen_epochs: int = 4
+    #: What the screen trains (``finalize --screen-pick``): ``top``, the search's best N;
+    #: ``front``, N of its best 2N front after front of (search accuracy, MACs).
+    screen_pick: str = "top"
     budgets: list[str] = field(default_factory=lambda: list(BUDGETS))
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     #: ``python -m nas finalize --augment`` (`nas.train.AUGMENTS`).
@@ -251,6 +254,7 @@ class Recipe:
             args += ["--screen-from", str(screened)]
         elif self.screen:  # a reference's one network is not screened: nothing to choose
             args += ["--screen", str(self.screen), "--screen-epochs", str(self.screen_epochs)]
+            args += ["--screen-pick", self.screen_pick]
         # the final recipe's own split, whatever share scored the search's candidates
         # (finalize keeps the search's dataset options otherwise)
         args += ["dataset.test_subset=0", f"dataset.val_fraction={VAL_FRACTION}"]
@@ -573,6 +577,8 @@ def collect(runs: Path, out: Path, budgets: dict[str, dict[str, Any]] = BUDGETS)
         recipe_file = json.loads((job / "final" / "finalize.json").read_text())
         row["finalists"] = len(final)
         row["screened"] = len(recipe_file.get("screened") or [])
+        row["screen_pick"] = (recipe_file.get("screen") or {}).get("pick", "top")
+        row["screen_pick"] = row["screen_pick"] if row["screened"] else ""
         if t is None:
             row["error"] = "no finalist completed and fits"
             rows.append(row)
@@ -996,6 +1002,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--screen", type=int, help="screen this many of a search's top first (finalize --screen)"
     )
+    p.add_argument(
+        "--screen-pick",
+        choices=["top", "front"],
+        help="what the screen trains (finalize --screen-pick; default top)",
+    )
     args = p.parse_args(argv)
     recipe = dataclasses.replace(QUICK if args.quick else FULL)
     if args.search_train is not None and args.search_train < 100:
@@ -1016,6 +1027,7 @@ def main(argv: list[str] | None = None) -> int:
         "prune_after": args.prune_after,
         "finalists": args.finalists,
         "screen": args.screen,
+        "screen_pick": args.screen_pick,
     }
     recipe = dataclasses.replace(recipe, **{k: v for k, v in variant.items() if v is not None})
     suffix = "_quick" if args.quick else ""

@@ -2,8 +2,7 @@
 screened candidate's search score (the search's epochs on its own share of the images),
 its screen score (the recipe's ``screen_epochs`` on the final recipe's images, scored
 on its validation images), and for the finalist its final validation and test accuracy.
-No training; it reads the runs' ``final/finalize.json``, ``final-screen/trials.csv`` and
-``final/trials.csv``.
+No training; it reads the runs' ``final/finalize.json`` and ``final/trials.csv``.
 
     python benchmarks/fashion_mnist/screen_table.py outputs/fm_screen/m4-tight/*-s*
 """
@@ -31,17 +30,17 @@ def rows(job: Path) -> list[dict]:
     recipe = json.loads((job / "final" / "finalize.json").read_text())
     if not recipe.get("screened"):
         return []
-    screen = pd.read_csv(job / "final-screen" / "trials.csv").set_index("number")
     final = pd.read_csv(job / "final" / "trials.csv").set_index("number")
     chosen = {c["number"]: i for i, c in enumerate(recipe["candidates"])}
     out = []
-    for i, cand in enumerate(recipe.get("screened") or []):
+    for cand in recipe["screened"]:
         row = {
             "run": job.name,
             "trial": cand["number"],
             "candidate": describe(cand["arch"]),
+            "MMACs": round(cand.get("macs", float("nan")) / 1e6, 2),
             "search": round(cand["acc_int8"], 4),
-            "screen": round(float(screen["acc_int8"].get(i, float("nan"))), 4),
+            "screen": round(cand.get("acc_int8_screen") or float("nan"), 4),
         }
         if cand["number"] in chosen:
             got = final.loc[chosen[cand["number"]]]
