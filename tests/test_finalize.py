@@ -151,10 +151,9 @@ def test_finalize_trains_the_top_candidates_again_and_keeps_the_best(cli, tmp_pa
     final = pd.read_csv(tmp_path / "sc" / "trials.csv")
     assert len(final) == 1 and final["distill_teacher"].str.startswith("cnn").all()
     assert "-> screen" in r.stdout
-    assert (
-        json.loads((tmp_path / "sc-screen" / "screen.json").read_text())["candidates"]
-        == [{k: v for k, v in c.items() if k != "acc_int8_screen"} for c in recipe["screened"]]
-    )
+    assert json.loads((tmp_path / "sc-screen" / "screen.json").read_text())["candidates"] == [
+        {k: v for k, v in c.items() if k != "acc_int8_screen"} for c in recipe["screened"]
+    ]
     # the same finalist again without the teacher, from that screen: no screen runs
     again = ["finalize", str(run), "--top", "1", "--epochs", "3", "--teacher", "none"]
     r = cli(*again, "--screen-from", str(tmp_path / "sc-screen"), "--out", str(tmp_path / "nt"))
