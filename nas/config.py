@@ -104,13 +104,12 @@ class SearchConfig:
     enqueue: list[Any] = field(default_factory=list)
     #: A new study's random start (TPE's ``sampler.n_startup_trials`` candidates, or one
     #: per family and resolution found when there are more, up to half the trials) is
-    #: drawn at once among
-    #: feasible architectures (static cost within the chip's limits, ``max_latency_ms``
-    #: and ``min_macs``; infeasible draws are passed over), spread over the model
-    #: families and input resolutions the feasible draws hold (families take turns, none
-    #: twice before each is in), and trained cheapest first (fewest MACs), so that the
-    #: first results come in seconds rather than after the largest draw. false: the
-    #: sampler's own random start, in the order drawn, feasible or not.
+    #: drawn at once among feasible architectures (static cost within the chip's limits,
+    #: ``max_latency_ms`` and ``min_macs``; infeasible draws are passed over), spread
+    #: over the model families and input resolutions the feasible draws hold (families
+    #: take turns, none twice before each is in), and trained cheapest first (fewest
+    #: MACs), so that the first results come in seconds rather than after the largest
+    #: draw. false: the sampler's own random start, in the order drawn, feasible or not.
     cheap_first: bool = True
     #: What the sampler optimizes: ``[acc_int8, latency_ms]`` (the default: the Pareto
     #: front of accuracy against latency) or ``[acc_int8]`` (accuracy first: the most
