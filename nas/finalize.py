@@ -285,7 +285,7 @@ def screen_pool(pool: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
         at_least = by[ACC_INT8] >= c[ACC_INT8] and by["macs"] >= c["macs"]
         return at_least and (by[ACC_INT8] > c[ACC_INT8] or by["macs"] > c["macs"])
 
-    left, out = list(pool), []
+    left, out = list(pool), list[dict[str, Any]]()
     while left and len(out) < n:
         front = [c for c in left if not any(beaten(c, o) for o in left)]
         out += sorted(front, key=lambda c: -c[ACC_INT8])[: n - len(out)]
