@@ -173,7 +173,7 @@ def top_candidates(run_dir: Path, k: int, space: Any) -> tuple[list[dict[str, An
             family = f" ({arch['family']})" if "family" in arch else ""
             notes.append(f"trial {number}{family} left out: {why}")
             continue
-        macs = float(row["macs"]) if pd.notna(row.get("macs")) else 0.0
+        macs = float(row["macs"]) if pd.notna(row.get("macs")) else None
         picked.append(
             {"number": number, ACC_INT8: float(row[ACC_INT8]), "macs": macs, "arch": arch}
         )
@@ -274,23 +274,32 @@ def recipe_args(run_dir: Path, opts: argparse.Namespace) -> tuple[list[str], dic
 
 
 def screen_pool(pool: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
-    """``n`` of ``pool`` front after front of (search ``acc_int8``, ``macs``), both
-    higher better, best accuracy first within a front: the proxy's favourite and the
-    largest network of the pool are always in, and a network only leaves room for one that
-    both scored better and computes more. A short proxy ranks networks that learn fast
-    above larger ones that end better (the m4-tight benchmark's screens, ANALYSIS.md)."""
+    """``n`` of ``pool`` front after front of (search ``acc_int8``, ``macs``), both higher
+    better: a network only leaves room for one that both scored better and computes more.
+    A front with more room than left is taken at evenly spaced places along it, both ends
+    included, so the proxy's favourite and the largest network of the pool are always in.
+    A short proxy ranks networks that learn fast above larger ones that end better (the
+    m4-tight benchmark's screens, ANALYSIS.md). A candidate without ``macs`` counts as the
+    smallest."""
     from nas.record import ACC_INT8
 
-    def beaten(c: dict[str, Any], by: dict[str, Any]) -> bool:
-        at_least = by[ACC_INT8] >= c[ACC_INT8] and by["macs"] >= c["macs"]
-        return at_least and (by[ACC_INT8] > c[ACC_INT8] or by["macs"] > c["macs"])
+    def key(c: dict[str, Any]) -> tuple[float, float]:
+        macs = c.get("macs")
+        return c[ACC_INT8], -1.0 if macs is None or macs != macs else float(macs)
 
-    left, out = list(pool), list[dict[str, Any]]()
+    def beaten(c: tuple[float, float], by: tuple[float, float]) -> bool:
+        return by[0] >= c[0] and by[1] >= c[1] and by != c
+
+    left, out = list(range(len(pool))), list[int]()
     while left and len(out) < n:
-        front = [c for c in left if not any(beaten(c, o) for o in left)]
-        out += sorted(front, key=lambda c: -c[ACC_INT8])[: n - len(out)]
-        left = [c for c in left if c not in front]
-    return out
+        front = [i for i in left if not any(beaten(key(pool[i]), key(pool[o])) for o in left)]
+        front.sort(key=lambda i: (-pool[i][ACC_INT8], i))  # best first: fewest MACs first
+        room = n - len(out)
+        if len(front) > room:  # spread over the front, both ends in
+            front = [front[round(j * (len(front) - 1) / max(room - 1, 1))] for j in range(room)]
+        out += front
+        left = [i for i in left if i not in front]
+    return [pool[i] for i in out]
 
 
 def without_distill(overrides: list[str]) -> list[str]:
@@ -444,6 +453,8 @@ def main(argv: list[str]) -> int:
         raise ConfigError("finalize: --screen-epochs needs --screen N")
     if opts.screen_from is not None and opts.screen:
         raise ConfigError("finalize: --screen-from reuses a screen; it cannot go with --screen")
+    if opts.screen_pick is not None and opts.screen_from is not None:
+        raise ConfigError("finalize: --screen-from keeps the earlier screen's --screen-pick")
     if opts.screen_pick is not None and not opts.screen:
         raise ConfigError("finalize: --screen-pick needs --screen N")
     opts.screen_pick = opts.screen_pick or SCREEN_PICKS[0]

@@ -61,6 +61,8 @@ def _shift(img: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
 
 @pytest.mark.slow
 def test_finalize_trains_the_top_candidates_again_and_keeps_the_best(cli, tmp_path):
+    from nas.finalize import screen_pool
+
     run = tmp_path / "run"
     r = cli(
         "search",
@@ -128,16 +130,19 @@ def test_finalize_trains_the_top_candidates_again_and_keeps_the_best(cli, tmp_pa
     plain = pd.read_csv(tmp_path / "plain" / "trials.csv")
     assert "distill_teacher" not in plain and len(plain) == 2
 
-    # screened: the top 3 trained one epoch each without the teacher, the best goes on
+    # screened: 3 of the top 6 (fronts of accuracy and MACs) trained one epoch each
+    # without the teacher, the best goes on
     r = cli(
         "finalize",
         str(run),
         *("--top", "1", "--screen", "3", "--screen-epochs", "1", "--epochs", "3"),
+        *("--screen-pick", "front"),
         *(teachers, "compression.distill.teacher_epochs=3", "--out", str(tmp_path / "sc")),
     )
     assert r.returncode == 0, r.stderr
     recipe = json.loads((tmp_path / "sc" / "finalize.json").read_text())
-    assert [c["number"] for c in recipe["screened"]] == list(top["number"][:3])
+    pool = top[["number", "acc_int8", "macs"]].head(6).to_dict("records")
+    assert [c["number"] for c in recipe["screened"]] == [c["number"] for c in screen_pool(pool, 3)]
     screen = pd.read_csv(tmp_path / "sc-screen" / "trials.csv")
     assert len(screen) == 3 and "distill_teacher" not in screen
     assert "search.epochs=1" in recipe["screen"]["command"]
@@ -147,7 +152,7 @@ def test_finalize_trains_the_top_candidates_again_and_keeps_the_best(cli, tmp_pa
     assert finalist["acc_int8_screen"] == pytest.approx(best["acc_int8"])
     got = [c["acc_int8_screen"] for c in recipe["screened"]]  # every screened one's score
     assert got == pytest.approx(list(screen.sort_values("number")["acc_int8"]))
-    assert recipe["screen"]["pick"] == "top"
+    assert recipe["screen"]["pick"] == "front"
     final = pd.read_csv(tmp_path / "sc" / "trials.csv")
     assert len(final) == 1 and final["distill_teacher"].str.startswith("cnn").all()
     assert "-> screen" in r.stdout
@@ -161,7 +166,7 @@ def test_finalize_trains_the_top_candidates_again_and_keeps_the_best(cli, tmp_pa
     assert "screening" not in r.stdout and not (tmp_path / "nt-screen").exists()
     plain = json.loads((tmp_path / "nt" / "finalize.json").read_text())
     assert plain["candidates"] == [finalist] and plain["screened"] == recipe["screened"]
-    assert plain["screen"]["pick"] == "top" and plain["screen"]["reused"]
+    assert plain["screen"]["pick"] == "front" and plain["screen"]["reused"]  # the screen's
     # a second screen into the same place is refused: it names the earlier one
     r = cli(*again, "--screen", "3", "--out", str(tmp_path / "sc"))
     assert r.returncode == 2 and "exists" in r.stderr
@@ -190,7 +195,8 @@ def test_augmenting_what_is_not_an_image_is_refused(capsys, tmp_path):
 def test_the_front_pick_screens_larger_networks_the_proxy_ranked_a_little_lower():
     """``--screen-pick front``: front after front of (search accuracy, MACs). The proxy's
     favourite and the largest network are in; a network that both scored lower and
-    computes less than another waits for the next front."""
+    computes less than another waits for the next front; a front larger than the room
+    left is taken at evenly spaced places, both ends in."""
     from nas.finalize import screen_pool
 
     def cand(number, acc, macs):
@@ -208,6 +214,14 @@ def test_the_front_pick_screens_larger_networks_the_proxy_ranked_a_little_lower(
     assert [c["number"] for c in screen_pool(pool, 4)] == [0, 3, 2, 1]  # best of front 2
     assert [c["number"] for c in screen_pool(pool, 6)] == [0, 3, 2, 1, 4, 5]
     assert [c["number"] for c in screen_pool(pool[:2], 6)] == [0, 1]
+    # a front with more candidates than room: spread along it, both ends in
+    line = [cand(n, 0.90 - n / 100, (n + 1) * 1e6) for n in range(5)]  # one front
+    assert [c["number"] for c in screen_pool(line, 2)] == [0, 4]
+    assert [c["number"] for c in screen_pool(line, 3)] == [0, 2, 4]
+    assert [c["number"] for c in screen_pool(line, 1)] == [0]
+    # no MACs recorded: the smallest
+    assert [c["number"] for c in screen_pool([cand(0, 0.9, None), cand(1, 0.8, 1)], 1)] == [0]
+    assert [c["number"] for c in screen_pool([cand(0, 0.8, None), cand(1, 0.8, 1)], 1)] == [1]
 
 
 def test_the_recipe_replaces_the_search_s_own_settings():
@@ -240,6 +254,7 @@ def test_the_recipe_replaces_the_search_s_own_settings():
         (["{run}", "--screen", "5", "--screen-epochs", "0"], "--screen-epochs 0 must be 1"),
         (["{run}", "--screen-epochs", "2"], "--screen-epochs needs --screen N"),
         (["{run}", "--screen-pick", "front"], "--screen-pick needs --screen N"),
+        (["{run}", "--screen-from", "{run}", "--screen-pick", "top"], "keeps the earlier"),
         (["{run}", "--screen", "5", "--screen-pick", "big"], "--screen-pick big is not valid"),
         (["{run}", "--screen", "5", "--screen-from", "{run}"], "cannot go with --screen"),
         (["{run}", "--teacher", "{missing}"], "--teacher {missing}: use auto, none"),

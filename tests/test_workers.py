@@ -230,17 +230,24 @@ def _running_trial(db) -> optuna.trial.FrozenTrial | None:
     return running[0] if running else None
 
 
-@pytest.mark.slow
+def _state(pid: int) -> str:
+    """The process state letter of ``/proc/PID/stat`` (``T``: stopped)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
 def _pause_outside_a_write(proc, db) -> None:
-    """SIGSTOP ``proc`` at a moment it holds no write lock on ``db``. Its heartbeat writes
-    every second; stopped inside that write, it would keep SQLite locked for everyone
-    until resumed (SQLite's locks belong to the process), and the peer would fail with
-    ``database is locked``: a property of SQLite, not of the code under test."""
+    """SIGSTOP ``proc`` at a moment it holds no lock on ``db``. Its heartbeat writes
+    every second; stopped inside that write (or a read), it would keep SQLite locked for
+    everyone until resumed (SQLite's locks belong to the process), and the peer would
+    fail with ``database is locked``: a property of SQLite, not of the code under test."""
     for _ in range(50):
         proc.send_signal(signal.SIGSTOP)
+        while _state(proc.pid) not in ("T", "t"):  # the signal arrives asynchronously
+            time.sleep(0.01)
         probe = sqlite3.connect(db, timeout=0.5)
         try:
-            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("BEGIN EXCLUSIVE")  # fails while any lock, shared or not, is held
             probe.rollback()
             return
         except sqlite3.OperationalError:
@@ -251,6 +258,7 @@ def _pause_outside_a_write(proc, db) -> None:
     raise AssertionError(f"{db} stayed locked by the worker")
 
 
+@pytest.mark.slow
 def test_a_paused_worker_survives_its_trial_taken_by_a_peer(tmp_path):
     """SIGSTOP a worker in a trial past ``study.grace_s``: a peer marks the trial abandoned.
     Resumed (SIGCONT), the worker records its finished result as a new trial, runs the rest

@@ -53,9 +53,10 @@ for the M4 budgets as MCUNet narrows its space, by the compute of what fits):
   families space and trained once with the search recipe.
 
 Each run is then finalized with one recipe, ``python -m nas finalize RUN_DIR`` (the
-searches' top ``finalists``, or with ``--screen N`` the best ``finalists`` of their top N
-after ``screen_epochs`` each on the same images without the teacher; a reference's one
-network): the whole training split less
+searches' top ``finalists``, or with ``--screen N`` the best ``finalists`` of N
+candidates after ``screen_epochs`` each on the same images without the teacher: their top
+N, or with ``--screen-pick front`` N of their top 2N front after front of search accuracy
+and MACs; a reference's one network): the whole training split less
 validation (54,000 images), ``augment`` (none: on the Uno-sized models crops and mirrors
 cost points, README "Finalize"), ``final_epochs`` epochs of which the
 last ``distill_epochs`` distil from the cached teacher (a plain CNN, 64 and 128 channels,
@@ -94,6 +95,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 from plots import scatter_svg  # noqa: E402
 
+from nas.finalize import SCREEN_PICKS  # noqa: E402
 from nas.report import trained_mask  # noqa: E402
 
 KIB = 1024
@@ -577,8 +579,8 @@ def collect(runs: Path, out: Path, budgets: dict[str, dict[str, Any]] = BUDGETS)
         recipe_file = json.loads((job / "final" / "finalize.json").read_text())
         row["finalists"] = len(final)
         row["screened"] = len(recipe_file.get("screened") or [])
-        row["screen_pick"] = (recipe_file.get("screen") or {}).get("pick", "top")
-        row["screen_pick"] = row["screen_pick"] if row["screened"] else ""
+        pick = (recipe_file.get("screen") or {}).get("pick", SCREEN_PICKS[0])
+        row["screen_pick"] = pick if row["screened"] else ""
         if t is None:
             row["error"] = "no finalist completed and fits"
             rows.append(row)
@@ -916,9 +918,11 @@ def write_results(df: pd.DataFrame, out: Path, recipe: Recipe) -> None:
         f"validate; the pruner may stop a candidate after epoch {recipe.prune_after}), batch "
         f"{recipe.batch_size}, Adam lr {recipe.lr} one-cycle. Finalize (every model, "
         f"`python -m nas finalize`): the top {recipe.finalists} of a search (a reference: "
-        "its one network; a run whose `screened` column is N > 0: its search's top N, each "
-        f"first trained {recipe.screen_epochs} epochs on the same images without the teacher "
-        "(`--screen`), of which the best `finalists` by validation go on), "
+        "its one network; a run whose `screened` column is N > 0: N of its search's "
+        "candidates, the top N (`screen_pick` top) or N of the top 2N front after front of "
+        "search accuracy and MACs (`screen_pick` front), each first trained "
+        f"{recipe.screen_epochs} epochs on the same images without the teacher (`--screen`), "
+        "of which the best `finalists` by validation go on), "
         f"{recipe.final_epochs} epochs on "
         f"{recipe.final_train or 'all 54,000'} training images (augmentation: "
         f"{recipe.augment}), the last {recipe.distill_epochs} distilled from the cached teacher "
@@ -1004,7 +1008,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--screen-pick",
-        choices=["top", "front"],
+        choices=SCREEN_PICKS,
         help="what the screen trains (finalize --screen-pick; default top)",
     )
     args = p.parse_args(argv)
@@ -1020,6 +1024,8 @@ def main(argv: list[str] | None = None) -> int:
     finalists = args.finalists or recipe.finalists
     if args.screen is not None and (args.screen < 0 or 0 < args.screen <= finalists):
         p.error(f"--screen {args.screen}: use more than the {finalists} finalists, or 0")
+    if args.screen_pick is not None and not args.screen:
+        p.error("--screen-pick needs --screen N")
     # a variant of the search recipe, for experiments: use its own --runs and --out
     variant = {
         "search_train": args.search_train,

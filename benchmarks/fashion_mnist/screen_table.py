@@ -26,6 +26,10 @@ def describe(arch: dict) -> str:
     return f"{family} {arch.get('resolution', '?')} px" + (f" ({', '.join(own)})" if own else "")
 
 
+def nan_if_none(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
 def rows(job: Path) -> list[dict]:
     recipe = json.loads((job / "final" / "finalize.json").read_text())
     if not recipe.get("screened"):
@@ -38,9 +42,9 @@ def rows(job: Path) -> list[dict]:
             "run": job.name,
             "trial": cand["number"],
             "candidate": describe(cand["arch"]),
-            "MMACs": round(cand.get("macs", float("nan")) / 1e6, 2),
+            "MMACs": round(nan_if_none(cand.get("macs")) / 1e6, 2),
             "search": round(cand["acc_int8"], 4),
-            "screen": round(cand.get("acc_int8_screen") or float("nan"), 4),
+            "screen": round(nan_if_none(cand.get("acc_int8_screen")), 4),
         }
         if cand["number"] in chosen:
             got = final.loc[chosen[cand["number"]]]
