@@ -114,7 +114,8 @@ def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
         "random",
         "mlp",
         *("--val-fraction", "0.2", "--prune-after", "2"),  # a variant of the search recipe
-        *("--finalists", "1", "--screen", "2"),  # a search's top 2 screened, 1 finalized
+        *("--finalists", "1", "--screen", "2"),  # 2 of a search's top screened, 1 finalized
+        *("--screen-pick", "front"),  # of its top 4, front after front of accuracy and MACs
         "--out",
         str(out),
         "--runs",
@@ -131,6 +132,11 @@ def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
     assert (df["finalists"] == 1).all()
     # random search's other candidates are Bonsai trees, which the recipe cannot distil
     assert df.set_index("method")["screened"].to_dict() == {"search": 2, "random": 0, "mlp": 0}
+    assert df.set_index("method")["screen_pick"].fillna("").to_dict() == {
+        "search": "front",
+        "random": "",
+        "mlp": "",
+    }
     assert list(df.loc[~searched, "family"]) == ["mlp"]  # the reference is its family's point
     for _, row in df.iterrows():
         final = pd.read_csv(runs / "uno" / f"{row['method']}-s0" / "final" / "trials.csv")
@@ -149,6 +155,8 @@ def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
     screen = json.loads((runs / "uno" / "search-s0" / "final" / "finalize.json").read_text())
     assert (runs / "uno" / "search-s0" / "final-screen" / "trials.csv").is_file()
     assert len(screen["screened"]) == 2 and len(screen["candidates"]) == 1
+    assert screen["screen"]["pick"] == "front"
+    assert all(c["acc_int8_screen"] is not None for c in screen["screened"])
     # without the teacher, the same finalist from the same screen
     plain = runs / "uno" / "search-s0" / "final_noteacher"
     assert json.loads((plain / "finalize.json").read_text())["candidates"] == screen["candidates"]
