@@ -648,11 +648,13 @@ def merge(earlier: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
 
 def read_results(path: Path) -> pd.DataFrame:
     """A results file written by an earlier report; empty when there is none (or it holds
-    no runs)."""
+    no runs). Rows screened before ``screen_pick`` existed screened the top N."""
     try:
         df = pd.read_csv(path)
     except (FileNotFoundError, pd.errors.EmptyDataError):
         return pd.DataFrame()
+    if "screened" in df and "screen_pick" not in df:
+        df["screen_pick"] = np.where(df["screened"] > 0, SCREEN_PICKS[0], "")
     return df if set(KEY) <= set(df.columns) else pd.DataFrame()
 
 
