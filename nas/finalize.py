@@ -290,9 +290,10 @@ def screen_pool(pool: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     def beaten(c: tuple[float, float], by: tuple[float, float]) -> bool:
         return by[0] >= c[0] and by[1] >= c[1] and by != c
 
+    keys = [key(c) for c in pool]
     left, out = list(range(len(pool))), list[int]()
     while left and len(out) < n:
-        front = [i for i in left if not any(beaten(key(pool[i]), key(pool[o])) for o in left)]
+        front = [i for i in left if not any(beaten(keys[i], keys[o]) for o in left)]
         front.sort(key=lambda i: (-pool[i][ACC_INT8], i))  # best first: fewest MACs first
         room = n - len(out)
         if len(front) > room:  # spread over the front, both ends in
