@@ -30,9 +30,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from optuna.study import StudyDirection
 from torch import nn
-from tqdm import tqdm
 
-from nas import codegen, console, firmware, report, workers
+from nas import codegen, firmware, report, workers
 from nas.backends import REQUIRED_METRICS, BaseBackend
 from nas.compression import (
     BaseCompressionMethod,
@@ -52,6 +51,7 @@ from nas.graph import Graph
 from nas.hardware import HardwareProfile, profile_from_mapping
 from nas.interrupt import CTRL_C
 from nas.plugin_manager import PluginManager, get_plugin_manager
+from nas.progress import Progress
 from nas.pruner import ParetoMedianPruner
 from nas.record import (
     ACC_FLOAT,
@@ -77,11 +77,9 @@ from nas.record import (
     PREDICTED,
     PREDICTED_SUFFIX,
     PRUNE_REASON,
-    REASON,
     RETRY_OF,
     SCORE_S,
     SCORED_BY,
-    STATE,
     SUPERNET,
     TRAIN_S,
     UNCOMPRESSED_SUFFIX,
@@ -96,6 +94,7 @@ from nas.spaces import (
     check_supported,
     pin_resolution,
 )
+from nas.start import enqueue_cheap_first
 from nas.storage import Heartbeat, fail_stale_trials, mask_url, open_storage, storage_url
 from nas.supernet import (
     bn_images,
@@ -554,7 +553,11 @@ class Objective:
 
     def fits(self, spec: dict[str, Any]) -> bool:
         """Whether the architecture ``spec`` is feasible, from its static cost alone."""
-        return not feasibility(self.spec_cost(spec), self.comp.hw, self.cfg.search).reason
+        return self.cost_fits(self.spec_cost(spec))
+
+    def cost_fits(self, cost: Cost) -> bool:
+        """Whether a candidate of static ``cost`` is feasible (`feasibility`)."""
+        return not feasibility(cost, self.comp.hw, self.cfg.search).reason
 
     def check_feasible(self, trial: optuna.Trial, cost: Cost) -> bool:
         """Set the Optuna constraints and record whether the candidate fits (and why
@@ -784,141 +787,6 @@ def trained_twin(trial: optuna.Trial, inherited: bool = False) -> optuna.trial.F
     return None
 
 
-#: `Progress.watch_repeats`: over this many trials, more than this share of repeats warns.
-REPEAT_WINDOW = 100
-REPEAT_WARN_SHARE = 0.5
-#: With ``search.count_infeasible=false``, a process samples at most this many candidates
-#: per trial it is to count, so a budget that nothing fits still ends.
-MAX_SAMPLED_PER_TRIAL = 50
-
-
-class Progress:
-    """After each trial: the tqdm bar (trial n/N, best feasible int8 accuracy so far), the
-    observer hook, and the check for trials abandoned by dead workers.
-
-    With ``count_infeasible=False`` it counts only candidates that were not rejected
-    before training, and stops the study when ``total`` of them are done (or after
-    ``MAX_SAMPLED_PER_TRIAL * total`` candidates in all)."""
-
-    def __init__(
-        self,
-        total: int,
-        pm: PluginManager,
-        grace_s: float,
-        retry: bool,
-        count_infeasible: bool,
-        desc: str = "trials",
-    ) -> None:
-        #: No terminal to draw a bar on (output to a file or a pipe, or 0 columns): one
-        #: line per trial instead.
-        self.plain = not console.interactive()
-        self.bar = tqdm(
-            total=total, desc=desc, unit="trial", dynamic_ncols=True, disable=self.plain
-        )
-        self.desc = desc
-        self.pm = pm
-        self.grace_s, self.retry = grace_s, retry
-        self.total, self.count_infeasible = total, count_infeasible
-        self.counted = self.sampled = 0
-        self.best: tuple[float, float] | None = None
-        self.recent: list[bool] = []  # whether each of the last trials was a repeat
-        self.warned = False
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        CTRL_C.check()
-        fail_stale_trials(study, self.grace_s, self.retry)
-        rec = report.record(trial)
-        acc = rec.get(ACC_INT8)
-        if rec[FEASIBLE] and acc == acc and acc is not None:
-            key = (acc, -rec[LATENCY_MS])
-            if self.best is None or key > (self.best[0], -self.best[1]):
-                self.best = (acc, rec[LATENCY_MS])
-        line = trial_line(rec)
-        log.info("trial %d: %s", trial.number, line)
-        if rec[STATE] == "FAIL" and not self.plain:
-            self.bar.write(f"trial {trial.number} failed: {rec[REASON]}")
-        best = f"{self.best[0]:.3f} @ {self.best[1]:.2f} ms" if self.best else "none yet"
-        self.bar.set_postfix_str(f"best feasible acc_int8 {best}")
-        self.sampled += 1
-        rejected = rec[STATE] == "COMPLETE" and not rec[FEASIBLE]
-        rejected |= DUPLICATE_OF in rec  # a repeat: no training either
-        if self.count_infeasible or not rejected:
-            self.counted += 1
-            self.bar.update(1)
-        self.watch_repeats(DUPLICATE_OF in rec, study)
-        if self.plain:
-            console.line(
-                f"{self.desc} {self.counted}/{self.total}: trial {trial.number} {line}; "
-                f"best feasible acc_int8 {best}"
-            )
-        self.pm.observe_trial(trial.number, rec)
-        if self.count_infeasible:
-            return
-        if self.counted >= self.total:
-            _stop(study)
-        elif self.sampled >= MAX_SAMPLED_PER_TRIAL * self.total:
-            self.bar.write(
-                f"stopping: {self.sampled} candidates sampled, only {self.counted} of "
-                f"{self.total} were new architectures that fit the budget "
-                "(search.count_infeasible=false)"
-            )
-            _stop(study)
-
-    def watch_repeats(self, repeat: bool, study: optuna.Study) -> None:
-        """Warn once when most of the last `REPEAT_WINDOW` trials proposed an architecture
-        the study already has: the sampler has settled, and further trials add little."""
-        self.recent = [*self.recent[1 - REPEAT_WINDOW :], repeat]
-        if self.warned or len(self.recent) < REPEAT_WINDOW:
-            return
-        share = sum(self.recent) / REPEAT_WINDOW
-        if share > REPEAT_WARN_SHARE:
-            self.warned = True
-            sampler = type(study.sampler).__name__
-            message = (
-                f"{share:.0%} of the last {REPEAT_WINDOW} trials repeated an architecture "
-                f"the study already had: {sampler} has settled on a region. For more "
-                "distinct candidates try sampler=nsga2 (e.g. sampler.population_size=50) "
-                "or sampler=random"
-            )
-            log.warning(message)  # search.log and the terminal
-
-    def done(self) -> bool:
-        """Whether this process has run its share (see the class docstring)."""
-        cap = self.sampled >= MAX_SAMPLED_PER_TRIAL * self.total and not self.count_infeasible
-        return self.counted >= self.total or cap
-
-
-def trial_line(rec: dict[str, Any]) -> str:
-    """One trial's outcome in words, for ``search.log`` and non-terminal output."""
-    if DUPLICATE_OF in rec:
-        return f"repeat of trial {rec[DUPLICATE_OF]}, not trained again"
-    state = rec[STATE]
-    if state == "FAIL":
-        return f"failed: {rec.get(REASON)}"
-    if state == "PRUNED":
-        return f"stopped early by the pruner: {rec.get(REASON)}"
-    if state != "COMPLETE":
-        return state.lower()
-    if not rec[FEASIBLE]:
-        return f"rejected before training: {rec.get(REASON)}"
-    how = "inherited weights" if rec.get(SCORED_BY) == SUPERNET else rec.get(SCORED_BY)
-    compress_s = rec.get(COMPRESS_S) or 0
-    return (
-        f"acc_int8 {rec.get(ACC_INT8, float('nan')):.4f} ({how}), "
-        f"{rec[LATENCY_MS]:.2f} ms, {rec.get(TRAIN_S) or 0:.0f} s training"
-        + (f", {compress_s:.0f} s compression" if compress_s >= 1 else "")
-    )
-
-
-def _stop(study: optuna.Study) -> None:
-    """`optuna.Study.stop`, which refuses outside `optuna.Study.optimize` (a recovered
-    trial is counted between two calls of it: `optimize`)."""
-    try:
-        study.stop()
-    except RuntimeError:
-        pass
-
-
 def open_study(cfg: DictConfig, url: str) -> optuna.Study:
     """Create or join the study; refuse one that exists with other objectives."""
     names = objectives(cfg)
@@ -1048,122 +916,6 @@ def run_search(
             log.info(steps)
             pm.observe_study(str(run_dir), frame)
     return frame
-
-
-#: Random draws `enqueue_cheap_first` may make per random-start candidate it looks for,
-#: a static cost each (a model built untrained: about 13 ms on the Fashion-MNIST
-#: benchmark's m4-tight budget, where one draw in fifty is feasible), and the seconds it
-#: may spend on them; past either it queues the feasible draws it has.
-START_DRAWS_PER_CANDIDATE = 100
-START_SECONDS = 30.0
-#: It stops earlier once it has enough feasible draws and this many feasible draws in a
-#: row brought no family and resolution it had not seen.
-START_FEASIBLE_WITHOUT_NEW_CELL = 25
-
-
-def enqueue_cheap_first(study: optuna.Study, objective: Objective) -> None:
-    """Queue the sampler's random start in a new study (``search.cheap_first``): as many
-    distinct random draws (seeded by ``search.seed``) as the sampler's start, or one per
-    (family, resolution) found when there are more (`start_size`), each one
-    feasible by its static cost (the chip's limits, ``search.max_latency_ms`` and
-    ``search.min_macs``), spread over the space's model families and input resolutions
-    (`start_cells`), trained fewest MACs first. Infeasible draws are passed over: they
-    would not be trained, and a start of them teaches the sampler nothing about accuracy
-    (on the Fashion-MNIST benchmark's m4-tight budget, TPE's own 8 random draws held no
-    feasible architecture on two seeds of three). Fewer, or none, are queued when
-    `START_DRAWS_PER_CANDIDATE` or `START_SECONDS` run out first; the search log says
-    how many, and which families and resolutions they cover."""
-    cfg = objective.cfg
-    startup = int(getattr(cfg.sampler, "n_startup_trials", 0))
-    n = min(startup, cfg.search.n_trials - len(cfg.search.enqueue))
-    if cfg.search.strategy != "train" or n < 2:
-        return
-    space = objective.comp.space
-    draw = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=cfg.search.seed))
-    drawn: list[StartDraw] = []
-    draws, since_new, started = 0, 0, time.monotonic()
-    while draws < n * START_DRAWS_PER_CANDIDATE and time.monotonic() - started < START_SECONDS:
-        if len(drawn) >= n and since_new >= START_FEASIBLE_WITHOUT_NEW_CELL:
-            break
-        draws += 1
-        trial = draw.ask()
-        try:
-            spec = space.sample(trial)
-            cost = objective.spec_cost(spec)
-        except Exception:  # noqa: BLE001 - not a start candidate; the sampler may retry it
-            continue
-        fits = not feasibility(cost, objective.comp.hw, cfg.search).reason
-        chosen = trial.params  # a copy each time it is read: once, not once per draw kept
-        if fits and all(chosen != d.params for d in drawn):
-            cell = (space.family(spec), space.resolution(spec))
-            since_new = since_new + 1 if any(d.cell == cell for d in drawn) else 0
-            drawn.append(StartDraw(cell, float(cost.macs), chosen))
-    room = cfg.search.n_trials - len(cfg.search.enqueue)
-    wanted = start_size(n, len({d.cell for d in drawn}), room)
-    start = start_cells(drawn, wanted)
-    cells = sorted({f"{family}@{size}" for family, size in (d.cell for d in start)})
-    log.info(
-        "random start: %d of %d wanted, feasible among %d random draws (%.1f s), "
-        "cheapest first%s; families@resolutions: %s",
-        len(start),
-        wanted,
-        draws,
-        time.monotonic() - started,
-        "" if len(start) == wanted else "; the sampler draws the rest itself",
-        ", ".join(cells) or "none",
-    )
-    for d in sorted(start, key=lambda d: d.macs):  # stable: equal MACs keep their pick order
-        # processes that start together on one new study queue the same draws once
-        study.enqueue_trial(d.params, skip_if_exists=True)
-
-
-def start_size(n: int, cells: int, room: int) -> int:
-    """Places in the random start: the sampler's ``n``, or one per (family, resolution)
-    cell the draws found when there are more, up to half of ``room`` (the trials left
-    after ``search.enqueue``), so the sampler keeps at least the other half."""
-    return max(n, min(cells, room // 2))
-
-
-@dataclass(frozen=True)
-class StartDraw:
-    """A feasible random draw for the start: its (family, resolution), MACs and params."""
-
-    cell: tuple[str, int]
-    macs: float
-    params: dict[str, Any]
-
-
-def start_cells(drawn: list[StartDraw], n: int) -> list[StartDraw]:
-    """``n`` of ``drawn`` (in draw order), spread over model families and, within each
-    family, over input resolutions: families take turns, and each takes its least used
-    (family, resolution) first, the first drawn among equals; a family whose cells are
-    all in the start already passes its turn while another family has one that is not,
-    so no cell is taken twice before every cell is taken once. A start of random draws
-    alone follows the space's proportions: where one family has most of the feasible
-    architectures, the sampler may never see the others. On the Fashion-MNIST
-    benchmark's m4-tight budget such a start held a plain CNN at 28 px on one seed of
-    three, and TPE's model was one only there (mean 0.9212); spread, every seed's start
-    held one, and every seed's model was one (0.9270). Families taking turns alone were
-    not enough once the space grew (``cnn_convs``): a family with every cell taken took
-    a second place before the CNN's third turn, and seed 2 lost its 28 px CNN
-    (`benchmarks/fashion_mnist/results/ANALYSIS.md`)."""
-    queues: dict[tuple[str, int], list[StartDraw]] = {}
-    for d in drawn:
-        queues.setdefault(d.cell, []).append(d)
-    families = list(dict.fromkeys(cell[0] for cell in queues))
-    used = dict.fromkeys(queues, 0)
-    start: list[StartDraw] = []
-    while len(start) < n and any(queues.values()):
-        for family in families:
-            cells = [c for c in queues if c[0] == family and queues[c]]
-            if not cells or len(start) == n:
-                continue
-            cell = min(cells, key=used.__getitem__)  # the first drawn among equals
-            if used[cell] and any(queues[c] and not used[c] for c in queues):
-                continue
-            used[cell] += 1
-            start.append(queues[cell].pop(0))
-    return start
 
 
 def log_settings(cfg: DictConfig, comp: Components, overrides: list[str], url: str) -> None:

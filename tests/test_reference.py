@@ -114,6 +114,7 @@ def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
         "random",
         "mlp",
         *("--val-fraction", "0.2", "--prune-after", "2"),  # a variant of the search recipe
+        *("--search-epochs", "2"),
         *("--finalists", "1", "--screen", "2"),  # 2 of a search's top screened, 1 finalized
         *("--screen-pick", "front"),  # of its top 4, front after front of accuracy and MACs
         "--out",
@@ -150,6 +151,7 @@ def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
     assert "20% of them validate; the pruner may stop a candidate after epoch 2" in text
     search_log = (runs / "uno" / "search-s0" / "search.log").read_text()
     assert "dataset.val_fraction=0.2" in search_log and "pruner.n_warmup_epochs=2" in search_log
+    assert "search.epochs=2" in search_log
     final_log = (runs / "uno" / "search-s0" / "final.log").read_text()
     assert "dataset.val_fraction=0.1" in final_log.splitlines()[0]  # the final recipe's split
     screen = json.loads((runs / "uno" / "search-s0" / "final" / "finalize.json").read_text())

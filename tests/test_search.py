@@ -16,17 +16,12 @@ from nas.config import SearchConfig, register_configs
 from nas.cost import Cost
 from nas.hardware import load_profile
 from nas.plugin_manager import PluginManager, reset_plugin_manager
+from nas.progress import MAX_SAMPLED_PER_TRIAL
 from nas.pruner import ParetoMedianPruner
 from nas.record import VAL_ACC_CURVE
-from nas.search import (
-    MAX_SAMPLED_PER_TRIAL,
-    StartDraw,
-    feasibility,
-    run_search,
-    start_cells,
-    start_size,
-)
+from nas.search import feasibility, run_search
 from nas.spaces import BaseSearchSpace
+from nas.start import StartDraw, start_cells, start_size
 
 
 class SigmoidSpace(BaseSearchSpace):
@@ -305,7 +300,7 @@ def test_a_plugin_may_not_overwrite_a_core_column(tmp_path, overrides, plugin, k
 
 
 def test_a_sampler_that_keeps_repeating_itself_is_named_once(caplog):
-    from nas.search import REPEAT_WINDOW, Progress
+    from nas.progress import REPEAT_WINDOW, Progress
 
     study = optuna.create_study()
     quiet = Progress(10, nas.plugin_manager.get_plugin_manager(), 60, True, True)
@@ -325,7 +320,7 @@ def test_a_sampler_that_keeps_repeating_itself_is_named_once(caplog):
 def test_trial_line_says_where_the_time_went():
     """A finalize's distillation runs in the compression pipeline: its trial line names
     that time too, where a plain search's quantization (under a second) adds nothing."""
-    from nas.search import trial_line
+    from nas.progress import trial_line
 
     rec = {"state": "COMPLETE", "feasible": True, "acc_int8": 0.9133, "scored_by": "tflm"}
     rec |= {"latency_ms": 44.46, "train_s": 24.2, "compress_s": 561.4}

@@ -1,6 +1,6 @@
 """The random start a search run would queue today, without training: for each run
 directory given, compose its configuration again (``.hydra/overrides.yaml``), draw the
-start as ``nas.search.enqueue_cheap_first`` does and print its log line (how many
+start as ``nas.start.enqueue_cheap_first`` does and print its log line (how many
 draws, which families and resolutions). The draws depend on the seed and the space
 only, but the start stops drawing after ``START_SECONDS`` of wall time: run it on an
 idle machine, or a busy one cuts the draws short.
@@ -20,7 +20,8 @@ import optuna
 import yaml
 
 from nas.config import register_configs
-from nas.search import Objective, build_components, enqueue_cheap_first
+from nas.search import Objective, build_components
+from nas.start import enqueue_cheap_first
 from nas.validate import compose_config, parse, selected_profiles
 
 

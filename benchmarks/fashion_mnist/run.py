@@ -998,6 +998,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, help="runs folder (default: outputs/fashion_mnist_*)")
     p.add_argument("--report-only", action="store_true", help="merge the runs into RESULTS.md")
     p.add_argument("--search-train", type=int, help="images a search draws (default 10000)")
+    p.add_argument("--search-epochs", type=int, help="epochs a candidate trains (default 3)")
     p.add_argument(
         "--val-fraction", type=float, help="of those, the share that validates (default 0.1)"
     )
@@ -1017,6 +1018,8 @@ def main(argv: list[str] | None = None) -> int:
     recipe = dataclasses.replace(QUICK if args.quick else FULL)
     if args.search_train is not None and args.search_train < 100:
         p.error(f"--search-train {args.search_train}: use at least 100 images")
+    if args.search_epochs is not None and args.search_epochs < 1:
+        p.error(f"--search-epochs {args.search_epochs}: use 1 or more epochs")
     if args.val_fraction is not None and not 0 < args.val_fraction < 1:
         p.error(f"--val-fraction {args.val_fraction}: use a share between 0 and 1")
     if args.prune_after is not None and args.prune_after < 0:
@@ -1031,6 +1034,7 @@ def main(argv: list[str] | None = None) -> int:
     # a variant of the search recipe, for experiments: use its own --runs and --out
     variant = {
         "search_train": args.search_train,
+        "search_epochs": args.search_epochs,
         "search_val_fraction": args.val_fraction,
         "prune_after": args.prune_after,
         "finalists": args.finalists,
