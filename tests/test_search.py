@@ -308,7 +308,7 @@ def test_a_sampler_that_keeps_repeating_itself_is_named_once(caplog):
         quiet.watch_repeats(i % 2 == 0, study)
     assert not quiet.warned
     settled = Progress(10, nas.plugin_manager.get_plugin_manager(), 60, True, True)
-    with caplog.at_level("WARNING", logger="nas.search"):
+    with caplog.at_level("WARNING", logger="nas.progress"):
         for i in range(3 * REPEAT_WINDOW):
             settled.watch_repeats(i % 3 != 0, study)
     warnings = [

@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
     runs = p.parse_args(argv).runs
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("nas.search").setLevel(logging.INFO)
+    logging.getLogger("nas.start").setLevel(logging.INFO)
     for run in runs:
         saved = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
         args = [str(o) for o in saved if not str(o).startswith("hydra.")]
