@@ -85,8 +85,8 @@ class SearchConfig:
     n_trials: int = 20
     #: False: candidates rejected before training (over SRAM, flash or
     #: ``max_latency_ms``, under ``min_macs``) do not count toward ``n_trials``, which
-    #: then counts the ones trained; sampling stops after ``nas.progress.MAX_SAMPLED_PER_TRIAL`` x
-    #: ``n_trials`` in any case.
+    #: then counts the ones trained; sampling stops after
+    #: ``nas.progress.MAX_SAMPLED_PER_TRIAL`` x ``n_trials`` in any case.
     count_infeasible: bool = True
     timeout_s: float | None = None
     seed: int = 0
