@@ -238,3 +238,12 @@ def test_fashion_mnist_report_merges_parts_from_other_machines(monkeypatch, tmp_
     assert runner.main(["--report-only", "--out", str(out), "--runs", str(empty)]) == 0
     assert not out.exists()
     assert runner.read_results(out / "results.csv").empty
+    # search and random search compared only over the same seeds
+    rows = [("m4-tight", m, k, a) for m, k, a in [("search", 0, 0.93), ("search", 1, 0.92)]]
+    rows.append(("m4-tight", "random", 0, 0.91))
+    table = pd.DataFrame(rows, columns=["budget", "method", "seed", "acc_int8_test"])
+    line = "- m4-tight: search above random search in the same space (mean): "
+    verdicts = runner.targets(table, runner.FULL)
+    assert line + "not decided yet, models for seeds [0, 1] (search) and [0] (random)" in verdicts
+    table.loc[len(table)] = ["m4-tight", "random", 1, 0.93]
+    assert line + "0.9250 vs 0.9200, **met** (+0.0050)" in runner.targets(table, runner.FULL)
