@@ -703,15 +703,19 @@ def table(df: pd.DataFrame, budget: str, labels: dict[str, str] = LABELS) -> lis
     return lines
 
 
+def runs_done(df: pd.DataFrame, budget: str, method: str) -> pd.DataFrame:
+    """The rows of ``method`` on ``budget`` that have a model."""
+    return done_rows(df[(df["budget"] == budget) & (df["method"] == method)])
+
+
 def mean_of(df: pd.DataFrame, budget: str, method: str) -> float:
-    ok = done_rows(df[(df["budget"] == budget) & (df["method"] == method)])
+    ok = runs_done(df, budget, method)
     return float(ok["acc_int8_test"].mean()) if len(ok) else float("nan")
 
 
 def seeds_done(df: pd.DataFrame, budget: str, method: str) -> set[int]:
     """The seeds of ``method`` on ``budget`` that have a model."""
-    rows = done_rows(df[(df["budget"] == budget) & (df["method"] == method)])
-    return {int(s) for s in rows["seed"]}
+    return {int(s) for s in runs_done(df, budget, method)["seed"]}
 
 
 def pending_references(df: pd.DataFrame, budget: str, means: list[float]) -> list[str]:
@@ -747,12 +751,12 @@ def targets(df: pd.DataFrame, recipe: Recipe) -> list[str]:
     lines.append(verdict(search["uno"], mean_of(df, "uno", "mlp"), "uno: search above the MLP"))
     for budget in BUDGETS:
         what = f"{budget}: search above random search in the same space (mean)"
-        seeds = {m: seeds_done(df, budget, m) for m in ("search", "random")}
-        if seeds["search"] and seeds["random"] and seeds["search"] != seeds["random"]:
+        searched, drawn = seeds_done(df, budget, "search"), seeds_done(df, budget, "random")
+        if searched and drawn and searched != drawn:
             # means over different seeds compare the seeds as much as the methods
             lines.append(
                 f"- {what}: not decided yet, models for seeds "
-                f"{sorted(seeds['search'])} (search) and {sorted(seeds['random'])} (random)"
+                f"{sorted(searched)} (search) and {sorted(drawn)} (random)"
             )
         else:
             lines.append(verdict(search[budget], mean_of(df, budget, "random"), what))
@@ -765,16 +769,9 @@ def targets(df: pd.DataFrame, recipe: Recipe) -> list[str]:
                 "(issue 19)",
             )
         )
-    seeds = {
-        b: len(done_rows(df[(df["budget"] == b) & (df["method"] == "search")])) for b in BUDGETS
-    }
+    seeds = {b: len(runs_done(df, b, "search")) for b in BUDGETS}
     both = {  # seeds that have a model of each supernet method
-        b: set.intersection(
-            *(
-                set(done_rows(df[(df["budget"] == b) & (df["method"] == m)])["seed"])
-                for m in SUPERNET_METHODS
-            )
-        )
+        b: set.intersection(*(seeds_done(df, b, m) for m in SUPERNET_METHODS))
         for b in SUPERNET_BUDGETS
     }
     lines += [
