@@ -152,6 +152,9 @@ def test_fashion_mnist_benchmark_quick_on_the_uno(real_root, tmp_path):
     search_log = (runs / "uno" / "search-s0" / "search.log").read_text()
     assert "dataset.val_fraction=0.2" in search_log and "pruner.n_warmup_epochs=2" in search_log
     assert "search.epochs=2" in search_log
+    # each row says which search recipe chose its model; here all ran the one reported
+    assert (df["search_epochs"] == 2).all() and (df["search_train"] == 2000).all()
+    assert "Searches with another recipe" not in text
     final_log = (runs / "uno" / "search-s0" / "final.log").read_text()
     assert "dataset.val_fraction=0.1" in final_log.splitlines()[0]  # the final recipe's split
     screen = json.loads((runs / "uno" / "search-s0" / "final" / "finalize.json").read_text())
@@ -247,3 +250,12 @@ def test_fashion_mnist_report_merges_parts_from_other_machines(monkeypatch, tmp_
     assert line + "not decided yet, models for seeds [0, 1] (search) and [0] (random)" in verdicts
     table.loc[len(table)] = ["m4-tight", "random", 1, 0.93]
     assert line + "0.9250 vs 0.9200, **met** (+0.0050)" in runner.targets(table, runner.FULL)
+    # the runs whose search trained otherwise than the report's recipe are named
+    args = ["search", "dataset.train_subset=20000", "search.epochs=3", "search.seed=1"]
+    assert runner.search_options(args) == {"search_train": 20000, "search_epochs": 3}
+    assert runner.other_search_recipes(table, runner.FULL) == []  # rows from before the columns
+    table["search_train"], table["search_epochs"] = [20000, 20000, 10000, 10000], 3
+    assert runner.other_search_recipes(table, runner.FULL) == [
+        "- Searches with another recipe (columns `search_train`, `search_epochs`): "
+        "m4-tight search (seeds 0, 1): 20,000 images."
+    ]

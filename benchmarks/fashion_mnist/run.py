@@ -547,6 +547,17 @@ def best_final(final: pd.DataFrame, limit: int | None) -> pd.Series | None:
     return ok.sort_values(["acc_int8", "latency_ms"], ascending=[False, True]).iloc[0]
 
 
+#: The search recipe's options a row records (`search_options`): column, ``nas`` option.
+SEARCH_OPTIONS = {"search_train": "dataset.train_subset", "search_epochs": "search.epochs"}
+
+
+def search_options(args: list[str]) -> dict[str, int]:
+    """The images and epochs a run's search trained its candidates with, read from its
+    ``nas search`` options (``job.json``), so a row says which recipe chose its model."""
+    given = dict(a.split("=", 1) for a in args if "=" in a)
+    return {col: int(given[opt]) for col, opt in SEARCH_OPTIONS.items() if opt in given}
+
+
 def collect(runs: Path, out: Path, budgets: dict[str, dict[str, Any]] = BUDGETS) -> pd.DataFrame:
     """One row per job of ``budgets`` in the runs folder, its final model's files copied
     to ``out`` (replacing what an earlier report put there for the same run)."""
@@ -570,6 +581,7 @@ def collect(runs: Path, out: Path, budgets: dict[str, dict[str, Any]] = BUDGETS)
         errors = [v["error"] for v in state.values() if isinstance(v, dict) and v["rc"]]
         row["error"] = state.get("error") or "; ".join(errors)
         row["commit"] = state.get("final", state.get("search", {})).get("commit", "")
+        row.update(search_options(state.get("search", {}).get("args", [])))
         if "final" not in state or state["final"]["rc"]:
             row["error"] = row["error"] or "not run yet"
             rows.append(row)
@@ -878,6 +890,25 @@ def plots(
     return lines
 
 
+def other_search_recipes(df: pd.DataFrame, recipe: Recipe) -> list[str]:
+    """A line naming the runs whose search trained on other images or for other epochs
+    than ``recipe`` says (the `search_options` columns; none when every run agrees)."""
+    wanted = {
+        "search_train": (recipe.search_train, "images"),
+        "search_epochs": (recipe.search_epochs, "epochs"),
+    }
+    found = []
+    for col, (want, unit) in wanted.items():
+        if col not in df:
+            continue
+        other = df[df[col].notna() & (df[col] != want)]
+        for (budget, method, value), runs in other.groupby(["budget", "method", col]):
+            seeds = ", ".join(str(k) for k in sorted(runs["seed"]))
+            found.append(f"{budget} {method} (seeds {seeds}): {value:,.0f} {unit}")
+    head = "- Searches with another recipe (columns `search_train`, `search_epochs`): "
+    return [head + "; ".join(found) + "."] if found else []
+
+
 def read_parts(out: Path) -> list[dict[str, Any]]:
     """The parts recorded in ``out/parts.jsonl``, one line each."""
     done = out / "parts.jsonl"
@@ -936,6 +967,7 @@ def write_results(df: pd.DataFrame, out: Path, recipe: Recipe) -> None:
         f"{recipe.augment}), the last {recipe.distill_epochs} distilled from the cached teacher "
         f"(trained {recipe.teacher_epochs} epochs); the finalist with the best validation "
         "accuracy is the run's model. Test accuracy on all 10,000 test images, int8.",
+        *other_search_recipes(df, recipe),
         f"- Supernet search ({', '.join(SUPERNET_BUDGETS)}): the MobileNet-like space, one "
         f"supernet per seed trained {recipe.supernet_epochs} epochs on the search's images, "
         f"{recipe.supernet_trials} feasible candidates scored with inherited weights "
