@@ -95,7 +95,14 @@ from nas.spaces import (
     pin_resolution,
 )
 from nas.start import enqueue_cheap_first
-from nas.storage import Heartbeat, fail_stale_trials, mask_url, open_storage, storage_url
+from nas.storage import (
+    Heartbeat,
+    fail_stale_trials,
+    mask_url,
+    open_storage,
+    set_user_attrs,
+    storage_url,
+)
 from nas.supernet import (
     bn_images,
     int8_val_accuracy,
@@ -298,9 +305,12 @@ class Sampled:
 
 
 def set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
-    """Record every item of ``attrs`` as a user attribute of ``trial``."""
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
+    """Record every item of ``attrs`` as a user attribute of ``trial``, in one write where
+    the storage allows it (`nas.storage.set_user_attrs`)."""
+    if isinstance(trial, ShadowTrial):
+        trial.set_user_attrs(attrs)
+    else:
+        set_user_attrs(trial, attrs)
 
 
 def trial_seed(search_seed: int, trial_number: int) -> int:
@@ -321,22 +331,27 @@ class ShadowTrial:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.trial, name)
 
-    def _write(self, write: Callable[[str, Any], None], key: str, value: Any) -> None:
+    def _write(self, write: Callable[[], None]) -> None:
         if self.taken:
             return
         try:
-            write(key, value)
+            write()
         except optuna.exceptions.UpdateFinishedTrialError:
             self.taken = True
 
     def set_user_attr(self, key: str, value: Any) -> None:
         """Record ``key`` on the trial (and here)."""
-        self.attrs[key] = value
-        self._write(self.trial.set_user_attr, key, value)
+        self.set_user_attrs({key: value})
+
+    def set_user_attrs(self, attrs: dict[str, Any]) -> None:
+        """Record every item of ``attrs`` on the trial (and here), in one write where the
+        storage allows it."""
+        self.attrs.update(attrs)
+        self._write(lambda: set_user_attrs(self.trial, attrs))
 
     def set_constraint(self, key: str, value: float) -> None:
         """Set an Optuna constraint (lost when the trial was taken: rare, set early)."""
-        self._write(self.trial.set_constraint, key, value)
+        self._write(lambda: self.trial.set_constraint(key, value))
 
 
 class Objective:
@@ -492,11 +507,11 @@ class Objective:
         space = self.comp.space
         spec = space.sample(trial)
         spec.update({n: trial.suggest_categorical(n, opts) for n, opts in self.data_choices})
-        trial.set_user_attr(ARCH, spec)
-        trial.set_user_attr(FAMILY, space.family(spec))
         data = self.data_for(spec)
+        attrs: dict[str, Any] = {ARCH: spec, FAMILY: space.family(spec)}
         if self.data_choices and data.fixed_hw is not None:
-            trial.set_user_attr(INPUT_HW, list(data.fixed_hw))
+            attrs[INPUT_HW] = list(data.fixed_hw)
+        set_attrs(trial, attrs)
         torch.manual_seed(trial_seed(self.cfg.search.seed, trial.number))  # initial weights
         module, shape = build_model(
             space, spec, data.in_channels, data.num_classes, data.kind, data.fixed_hw
@@ -511,12 +526,12 @@ class Objective:
         """Trace the candidate, cost its graph on the chip and predict what the selected
         compression makes of it; records both. Returns (uncompressed, predicted)."""
         plain, cost = self.cost_of(cand.module, cand.shape, cand.name, cand.data)
-        set_attrs(trial, cost.as_dict())
-        set_attrs(trial, {k + PREDICTED_SUFFIX: getattr(cost, k) for k in PREDICTED})
+        attrs = cost.as_dict()
+        attrs.update({k + PREDICTED_SUFFIX: getattr(cost, k) for k in PREDICTED})
         if cost != plain:
-            set_attrs(trial, {k + UNCOMPRESSED_SUFFIX: v for k, v in plain.as_dict().items()})
-            fits = not feasibility(plain, self.comp.hw, self.cfg.search).reason
-            trial.set_user_attr(FITS_UNCOMPRESSED, fits)
+            attrs.update({k + UNCOMPRESSED_SUFFIX: v for k, v in plain.as_dict().items()})
+            attrs[FITS_UNCOMPRESSED] = not feasibility(plain, self.comp.hw, self.cfg.search).reason
+        set_attrs(trial, attrs)
         return plain, cost
 
     def cost_of(
@@ -565,10 +580,10 @@ class Objective:
         verdict = feasibility(cost, self.comp.hw, self.cfg.search)
         for key, value in verdict.constraints.items():
             trial.set_constraint(key, value)
-        trial.set_user_attr(FEASIBLE, not verdict.reason)
-        trial.set_user_attr(TRAIN_S, 0.0)
+        attrs: dict[str, Any] = {FEASIBLE: not verdict.reason, TRAIN_S: 0.0}
         if verdict.reason:
-            trial.set_user_attr(INFEASIBLE_REASON, verdict.reason)
+            attrs[INFEASIBLE_REASON] = verdict.reason
+        set_attrs(trial, attrs)
         return not verdict.reason
 
     def inherit(self, trial: optuna.Trial, cand: Sampled) -> float:
@@ -616,8 +631,7 @@ class Objective:
             trial.set_user_attr(VAL_ACC_CURVE, curve)
             if pruner and pruner.should_prune(trial.study, epoch, acc, latency_ms):
                 why = pruner.reason(epoch, acc)
-                trial.set_user_attr(TRAIN_S, time.perf_counter() - started)
-                trial.set_user_attr(PRUNE_REASON, why)
+                set_attrs(trial, {TRAIN_S: time.perf_counter() - started, PRUNE_REASON: why})
                 raise optuna.TrialPruned(why)
 
         return on_epoch
@@ -633,8 +647,9 @@ class Objective:
         )
 
         def float_accuracy(c: Candidate) -> None:
-            trial.set_user_attr(ACC_FLOAT, accuracy(c.module, c.data.x_val, c.data.y_val))
-            trial.set_user_attr(ACC_FLOAT_TEST, accuracy(c.module, c.data.x_test, c.data.y_test))
+            val = accuracy(c.module, c.data.x_val, c.data.y_val)
+            test = accuracy(c.module, c.data.x_test, c.data.y_test)
+            set_attrs(trial, {ACC_FLOAT: val, ACC_FLOAT_TEST: test})
 
         started = time.perf_counter()
         try:
@@ -655,19 +670,19 @@ class Objective:
         traced = self.chip_cost(cand.module, cand.graph, cand.data)
         measured = measure(self.comp.methods, cand, traced)
         after = measured.cost
-        set_attrs(trial, after.as_dict())
+        attrs = after.as_dict()
         if after != plain:
-            set_attrs(trial, {k + UNCOMPRESSED_SUFFIX: v for k, v in plain.as_dict().items()})
+            attrs.update({k + UNCOMPRESSED_SUFFIX: v for k, v in plain.as_dict().items()})
         verdict = feasibility(after, self.comp.hw, self.cfg.search)
         if verdict.reason:
             for key, value in verdict.constraints.items():
                 trial.set_constraint(key, value)
-            trial.set_user_attr(FEASIBLE, False)
-            trial.set_user_attr(
-                INFEASIBLE_REASON,
+            attrs[FEASIBLE] = False
+            attrs[INFEASIBLE_REASON] = (
                 f"{AFTER_COMPRESSION}: {verdict.reason} (predicted flash "
-                f"{predicted.flash_bytes} B, sram {predicted.sram_bytes} B)",
+                f"{predicted.flash_bytes} B, sram {predicted.sram_bytes} B)"
             )
+        set_attrs(trial, attrs)
         return measured, not verdict.reason
 
     def score(self, cand: Candidate, cost: Cost, decoded: bool = False) -> dict[str, Any]:
@@ -717,13 +732,13 @@ class Objective:
     def repeat(self, trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> list[float]:
         """A candidate the study already trained: the earlier result again, no training.
         The sampler sees the repeat as an observation; reports and the trial count skip it."""
-        trial.set_user_attr(DUPLICATE_OF, twin.number)
         if twin.state == optuna.trial.TrialState.PRUNED:
             why = f"same architecture as trial {twin.number}, which was pruned"
-            trial.set_user_attr(PRUNE_REASON, why)
+            set_attrs(trial, {DUPLICATE_OF: twin.number, PRUNE_REASON: why})
             raise optuna.TrialPruned(why)
         kept = NOT_REPEATED | {RETRY_OF}  # the twin's own history, not this trial's
-        set_attrs(trial, {k: v for k, v in twin.user_attrs.items() if k not in kept})
+        copied = {k: v for k, v in twin.user_attrs.items() if k not in kept}
+        set_attrs(trial, {DUPLICATE_OF: twin.number, **copied})
         return list(twin.values)
 
     def save(self, number: int, cand: Candidate, cost: Cost, metrics: dict[str, Any]) -> None:
