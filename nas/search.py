@@ -95,14 +95,7 @@ from nas.spaces import (
     pin_resolution,
 )
 from nas.start import enqueue_cheap_first
-from nas.storage import (
-    Heartbeat,
-    fail_stale_trials,
-    mask_url,
-    open_storage,
-    set_user_attrs,
-    storage_url,
-)
+from nas.storage import Heartbeat, fail_stale_trials, mask_url, open_storage, storage_url
 from nas.supernet import (
     bn_images,
     int8_val_accuracy,
@@ -305,12 +298,9 @@ class Sampled:
 
 
 def set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
-    """Record every item of ``attrs`` as a user attribute of ``trial``, in one write where
-    the storage allows it (`nas.storage.set_user_attrs`)."""
-    if isinstance(trial, ShadowTrial):
-        trial.set_user_attrs(attrs)
-    else:
-        set_user_attrs(trial, attrs)
+    """Record every item of ``attrs`` as a user attribute of ``trial``."""
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
 
 
 def trial_seed(search_seed: int, trial_number: int) -> int:
@@ -331,27 +321,22 @@ class ShadowTrial:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.trial, name)
 
-    def _write(self, write: Callable[[], None]) -> None:
+    def _write(self, write: Callable[[str, Any], None], key: str, value: Any) -> None:
         if self.taken:
             return
         try:
-            write()
+            write(key, value)
         except optuna.exceptions.UpdateFinishedTrialError:
             self.taken = True
 
     def set_user_attr(self, key: str, value: Any) -> None:
         """Record ``key`` on the trial (and here)."""
-        self.set_user_attrs({key: value})
-
-    def set_user_attrs(self, attrs: dict[str, Any]) -> None:
-        """Record every item of ``attrs`` on the trial (and here), in one write where the
-        storage allows it."""
-        self.attrs.update(attrs)
-        self._write(lambda: set_user_attrs(self.trial, attrs))
+        self.attrs[key] = value
+        self._write(self.trial.set_user_attr, key, value)
 
     def set_constraint(self, key: str, value: float) -> None:
         """Set an Optuna constraint (lost when the trial was taken: rare, set early)."""
-        self._write(lambda: self.trial.set_constraint(key, value))
+        self._write(self.trial.set_constraint, key, value)
 
 
 class Objective:
@@ -507,11 +492,11 @@ class Objective:
         space = self.comp.space
         spec = space.sample(trial)
         spec.update({n: trial.suggest_categorical(n, opts) for n, opts in self.data_choices})
+        trial.set_user_attr(ARCH, spec)
+        trial.set_user_attr(FAMILY, space.family(spec))
         data = self.data_for(spec)
-        attrs: dict[str, Any] = {ARCH: spec, FAMILY: space.family(spec)}
         if self.data_choices and data.fixed_hw is not None:
-            attrs[INPUT_HW] = list(data.fixed_hw)
-        set_attrs(trial, attrs)
+            trial.set_user_attr(INPUT_HW, list(data.fixed_hw))
         torch.manual_seed(trial_seed(self.cfg.search.seed, trial.number))  # initial weights
         module, shape = build_model(
             space, spec, data.in_channels, data.num_classes, data.kind, data.fixed_hw
@@ -526,12 +511,12 @@ class Objective:
         """Trace the candidate, cost its graph on the chip and predict what the selected
         compression makes of it; records both. Returns (uncompressed, predicted)."""
         plain, cost = self.cost_of(cand.module, cand.shape, cand.name, cand.data)
-        attrs = cost.as_dict()
-        attrs.update({k + PREDICTED_SUFFIX: getattr(cost, k) for k in PREDICTED})
+        set_attrs(trial, cost.as_dict())
+        set_attrs(trial, {k + PREDICTED_SUFFIX: getattr(cost, k) for k in PREDICTED})
         if cost != plain:
-            attrs.update({k + UNCOMPRESSED_SUFFIX: v for k, v in plain.as_dict().items()})
-            attrs[FITS_UNCOMPRESSED] = not feasibility(plain, self.comp.hw, self.cfg.search).reason
-        set_attrs(trial, attrs)
+            set_attrs(trial, {k + UNCOMPRESSED_SUFFIX: v for k, v in plain.as_dict().items()})
+            fits = not feasibility(plain, self.comp.hw, self.cfg.search).reason
+            trial.set_user_attr(FITS_UNCOMPRESSED, fits)
         return plain, cost
 
     def cost_of(
@@ -580,10 +565,10 @@ class Objective:
         verdict = feasibility(cost, self.comp.hw, self.cfg.search)
         for key, value in verdict.constraints.items():
             trial.set_constraint(key, value)
-        attrs: dict[str, Any] = {FEASIBLE: not verdict.reason, TRAIN_S: 0.0}
+        trial.set_user_attr(FEASIBLE, not verdict.reason)
+        trial.set_user_attr(TRAIN_S, 0.0)
         if verdict.reason:
-            attrs[INFEASIBLE_REASON] = verdict.reason
-        set_attrs(trial, attrs)
+            trial.set_user_attr(INFEASIBLE_REASON, verdict.reason)
         return not verdict.reason
 
     def inherit(self, trial: optuna.Trial, cand: Sampled) -> float:
@@ -631,7 +616,8 @@ class Objective:
             trial.set_user_attr(VAL_ACC_CURVE, curve)
             if pruner and pruner.should_prune(trial.study, epoch, acc, latency_ms):
                 why = pruner.reason(epoch, acc)
-                set_attrs(trial, {TRAIN_S: time.perf_counter() - started, PRUNE_REASON: why})
+                trial.set_user_attr(TRAIN_S, time.perf_counter() - started)
+                trial.set_user_attr(PRUNE_REASON, why)
                 raise optuna.TrialPruned(why)
 
         return on_epoch
@@ -647,9 +633,8 @@ class Objective:
         )
 
         def float_accuracy(c: Candidate) -> None:
-            val = accuracy(c.module, c.data.x_val, c.data.y_val)
-            test = accuracy(c.module, c.data.x_test, c.data.y_test)
-            set_attrs(trial, {ACC_FLOAT: val, ACC_FLOAT_TEST: test})
+            trial.set_user_attr(ACC_FLOAT, accuracy(c.module, c.data.x_val, c.data.y_val))
+            trial.set_user_attr(ACC_FLOAT_TEST, accuracy(c.module, c.data.x_test, c.data.y_test))
 
         started = time.perf_counter()
         try:
@@ -670,19 +655,19 @@ class Objective:
         traced = self.chip_cost(cand.module, cand.graph, cand.data)
         measured = measure(self.comp.methods, cand, traced)
         after = measured.cost
-        attrs = after.as_dict()
+        set_attrs(trial, after.as_dict())
         if after != plain:
-            attrs.update({k + UNCOMPRESSED_SUFFIX: v for k, v in plain.as_dict().items()})
+            set_attrs(trial, {k + UNCOMPRESSED_SUFFIX: v for k, v in plain.as_dict().items()})
         verdict = feasibility(after, self.comp.hw, self.cfg.search)
         if verdict.reason:
             for key, value in verdict.constraints.items():
                 trial.set_constraint(key, value)
-            attrs[FEASIBLE] = False
-            attrs[INFEASIBLE_REASON] = (
+            trial.set_user_attr(FEASIBLE, False)
+            trial.set_user_attr(
+                INFEASIBLE_REASON,
                 f"{AFTER_COMPRESSION}: {verdict.reason} (predicted flash "
-                f"{predicted.flash_bytes} B, sram {predicted.sram_bytes} B)"
+                f"{predicted.flash_bytes} B, sram {predicted.sram_bytes} B)",
             )
-        set_attrs(trial, attrs)
         return measured, not verdict.reason
 
     def score(self, cand: Candidate, cost: Cost, decoded: bool = False) -> dict[str, Any]:
@@ -732,13 +717,13 @@ class Objective:
     def repeat(self, trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> list[float]:
         """A candidate the study already trained: the earlier result again, no training.
         The sampler sees the repeat as an observation; reports and the trial count skip it."""
+        trial.set_user_attr(DUPLICATE_OF, twin.number)
         if twin.state == optuna.trial.TrialState.PRUNED:
             why = f"same architecture as trial {twin.number}, which was pruned"
-            set_attrs(trial, {DUPLICATE_OF: twin.number, PRUNE_REASON: why})
+            trial.set_user_attr(PRUNE_REASON, why)
             raise optuna.TrialPruned(why)
         kept = NOT_REPEATED | {RETRY_OF}  # the twin's own history, not this trial's
-        copied = {k: v for k, v in twin.user_attrs.items() if k not in kept}
-        set_attrs(trial, {DUPLICATE_OF: twin.number, **copied})
+        set_attrs(trial, {k: v for k, v in twin.user_attrs.items() if k not in kept})
         return list(twin.values)
 
     def save(self, number: int, cand: Candidate, cost: Cost, metrics: dict[str, Any]) -> None:

@@ -184,34 +184,6 @@ def _rdb_storage(url: str, scheme: str, attempts: int = 6) -> RDBStorage:
     raise AssertionError("unreachable")
 
 
-def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
-    """Record every item of ``attrs`` on the running ``trial``: in a database (SQLite,
-    PostgreSQL, MySQL) in one transaction, elsewhere one by one (`optuna.Trial.set_user_attr`).
-    A candidate records 20 to 40 attributes, and a transaction each was most of what a
-    candidate rejected before training cost on SQLite (``benchmarks/results/
-    trial_overhead.md``). A journal file cannot take them together: its readers expect one
-    attribute per record. Raises `optuna.exceptions.UpdateFinishedTrialError` when the
-    trial has finished (another worker took it); a database then keeps none of them."""
-    rdb = getattr(trial.storage, "_backend", trial.storage)  # Optuna's cache around it
-    if not attrs or not isinstance(rdb, RDBStorage):
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
-        return
-    from optuna.storages._rdb.models import TrialUserAttributeModel
-    from optuna.storages._rdb.storage import _create_scoped_session
-
-    with _create_scoped_session(rdb.scoped_session, True) as session:
-        for key, value in attrs.items():
-            rdb._set_trial_attr_without_commit(  # noqa: SLF001 - set_trial_user_attr's body
-                session,
-                TrialUserAttributeModel,
-                trial._trial_id,
-                key,
-                value,  # noqa: SLF001
-            )
-    trial._cached_frozen_trial.user_attrs.update(attrs)  # noqa: SLF001 - as set_user_attr does
-
-
 class Heartbeat:
     """Writes the time into a running trial every ``interval_s`` seconds."""
 

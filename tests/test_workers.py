@@ -329,34 +329,3 @@ def test_a_result_for_a_trial_taken_meanwhile_is_recorded_as_a_new_trial():
     assert objective.recovered is not None and objective.recovered.number == new.number == 1
     assert new.state.name == "COMPLETE" and new.values == [0.75]
     assert new.params == trial.params and new.user_attrs == {"before": 1, "after": 2}
-
-
-@pytest.mark.parametrize("kind", ["sqlite", "journal", "postgresql", "memory"])
-def test_a_trials_attributes_written_together_read_back_in_every_storage(
-    kind, tmp_path, request
-):
-    """`nas.storage.set_user_attrs` writes a candidate's attributes in one transaction
-    where the storage is a database: another process reading the study sees them all,
-    a value written again is replaced, and a finished trial takes none of them."""
-    from nas.storage import open_storage, set_user_attrs
-
-    url = {
-        "sqlite": f"sqlite:///{tmp_path / 'study.db'}",
-        "journal": f"journal://{tmp_path / 'study.log'}",
-        "postgresql": request.getfixturevalue("postgres_url") if kind == "postgresql" else "",
-    }.get(kind)
-    storage = open_storage(url) if url else optuna.storages.InMemoryStorage()
-    name = f"attrs-{uuid.uuid4().hex[:8]}"  # a PostgreSQL server outlives the test
-    study = optuna.create_study(study_name=name, storage=storage)
-    trial = study.ask()
-    set_user_attrs(trial, {"sram_bytes": 1, "arch": {"width": 8}, "family": "cnn"})
-    set_user_attrs(trial, {"sram_bytes": 2, "feasible": True})
-    set_user_attrs(trial, {})
-    expected = {"sram_bytes": 2, "arch": {"width": 8}, "family": "cnn", "feasible": True}
-    assert trial.user_attrs == expected
-    study.tell(trial, 0.5)
-    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
-        set_user_attrs(trial, {"late": 1, "sram_bytes": 3})
-    again = storage if url is None else open_storage(url)  # as another process reads it
-    (stored,) = optuna.load_study(study_name=name, storage=again).get_trials()
-    assert stored.user_attrs == expected
