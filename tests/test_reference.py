@@ -250,6 +250,20 @@ def test_fashion_mnist_report_merges_parts_from_other_machines(monkeypatch, tmp_
     assert line + "not decided yet, models for seeds [0, 1] (search) and [0] (random)" in verdicts
     table.loc[len(table)] = ["m4-tight", "random", 1, 0.93]
     assert line + "0.9250 vs 0.9200, **met** (+0.0050)" in runner.targets(table, runner.FULL)
+    # so is the supernet with TPE given its CPU time
+    table.loc[len(table)] = ["m4-tight", "supernet", 0, 0.91]
+    table.loc[len(table)] = ["m4-tight", "supernet", 1, 0.92]
+    table.loc[len(table)] = ["m4-tight", "search_long", 0, 0.93]
+    line = (
+        "- m4-tight: supernet search at least as accurate as TPE given its CPU time (issue 19): "
+    )
+    verdicts = runner.targets(table, runner.FULL)
+    assert line + "not decided yet, models for seeds [0, 1] (supernet) and [0] (search_long)" in (
+        verdicts
+    )
+    table.loc[len(table)] = ["m4-tight", "search_long", 1, 0.93]
+    assert line + "0.9150 vs 0.9300, **MISSED** (-0.0150)" in runner.targets(table, runner.FULL)
+    table = table[table["method"].isin(["search", "random"])].copy()
     # the runs whose search trained otherwise than the report's recipe are named
     args = ["search", "dataset.train_subset=20000", "search.epochs=3", "search.seed=1"]
     assert runner.search_options(args) == {"search_train": 20000, "search_epochs": 3}

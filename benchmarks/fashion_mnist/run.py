@@ -748,6 +748,17 @@ def targets(df: pd.DataFrame, recipe: Recipe) -> list[str]:
         word = "met" if gap >= 0 else "MISSED"
         return f"- {what}: {value:.4f} vs {bar:.4f}, **{word}** ({gap:+.4f})"
 
+    def versus(budget: str, method: str, other: str, what: str) -> str:
+        """``method``'s mean against ``other``'s, over the same seeds only: means over
+        different seeds compare the seeds as much as the methods."""
+        mine, theirs = seeds_done(df, budget, method), seeds_done(df, budget, other)
+        if mine and theirs and mine != theirs:
+            return (
+                f"- {what}: not decided yet, models for seeds {sorted(mine)} ({method}) "
+                f"and {sorted(theirs)} ({other})"
+            )
+        return verdict(mean_of(df, budget, method), mean_of(df, budget, other), what)
+
     lines = ["## Targets", ""]
     refs = {b: [mean_of(df, b, m) for m in REFERENCES] for b in BUDGETS}
     best_ref = {b: max((v for v in r if v == v), default=float("nan")) for b, r in refs.items()}
@@ -763,24 +774,10 @@ def targets(df: pd.DataFrame, recipe: Recipe) -> list[str]:
     lines.append(verdict(search["uno"], mean_of(df, "uno", "mlp"), "uno: search above the MLP"))
     for budget in BUDGETS:
         what = f"{budget}: search above random search in the same space (mean)"
-        searched, drawn = seeds_done(df, budget, "search"), seeds_done(df, budget, "random")
-        if searched and drawn and searched != drawn:
-            # means over different seeds compare the seeds as much as the methods
-            lines.append(
-                f"- {what}: not decided yet, models for seeds "
-                f"{sorted(searched)} (search) and {sorted(drawn)} (random)"
-            )
-        else:
-            lines.append(verdict(search[budget], mean_of(df, budget, "random"), what))
+        lines.append(versus(budget, "search", "random", what))
     for budget in SUPERNET_BUDGETS:
-        lines.append(
-            verdict(
-                mean_of(df, budget, "supernet"),
-                mean_of(df, budget, "search_long"),
-                f"{budget}: supernet search at least as accurate as TPE given its CPU time "
-                "(issue 19)",
-            )
-        )
+        what = f"{budget}: supernet search at least as accurate as TPE given its CPU time"
+        lines.append(versus(budget, "supernet", "search_long", what + " (issue 19)"))
     seeds = {b: len(runs_done(df, b, "search")) for b in BUDGETS}
     both = {  # seeds that have a model of each supernet method
         b: set.intersection(*(seeds_done(df, b, m) for m in SUPERNET_METHODS))
@@ -1123,7 +1120,7 @@ def main(argv: list[str] | None = None) -> int:
                 record_part(out, {**entry, "wall_s": wall, "stopped": stopped})
 
         def job(j: tuple[str, str, int], ablation: bool) -> dict:
-            state = run_job(part, runs, *j, threads, ablation, entry["commit"])
+            state = run_job(part, runs, *j, threads, ablation, str(entry["commit"]))
             note_part(stopped=True)
             return state
 
