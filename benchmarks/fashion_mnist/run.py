@@ -198,6 +198,15 @@ def space_args(budget: str) -> list[str]:
 VAL_FRACTION = 0.1
 
 
+#: The search recipe's settings a results row records: column (the `Recipe` field of the
+#: same name), the ``nas search`` option that sets it, its unit. `Recipe.search_args`
+#: writes them, `search_options` reads them back, `other_search_recipes` reports them.
+SEARCH_OPTIONS = {
+    "search_train": ("dataset.train_subset", "images"),
+    "search_epochs": ("search.epochs", "epochs"),
+}
+
+
 @dataclass
 class Recipe:
     """How the runs train: the search's short recipe and the final one shared by all."""
@@ -237,12 +246,13 @@ class Recipe:
     prune_after: int = 1
 
     def search_args(self) -> list[str]:
+        given = {col: f"{opt}={getattr(self, col)}" for col, (opt, _) in SEARCH_OPTIONS.items()}
         return [
             "dataset=fashion_mnist",
-            f"dataset.train_subset={self.search_train}",
+            given["search_train"],
             f"dataset.val_fraction={self.search_val_fraction}",
             f"dataset.test_subset={self.search_test}",
-            f"search.epochs={self.search_epochs}",
+            given["search_epochs"],
             f"search.batch_size={self.batch_size}",
             f"search.lr={self.lr}",
         ]
@@ -547,15 +557,11 @@ def best_final(final: pd.DataFrame, limit: int | None) -> pd.Series | None:
     return ok.sort_values(["acc_int8", "latency_ms"], ascending=[False, True]).iloc[0]
 
 
-#: The search recipe's options a row records (`search_options`): column, ``nas`` option.
-SEARCH_OPTIONS = {"search_train": "dataset.train_subset", "search_epochs": "search.epochs"}
-
-
 def search_options(args: list[str]) -> dict[str, int]:
     """The images and epochs a run's search trained its candidates with, read from its
     ``nas search`` options (``job.json``), so a row says which recipe chose its model."""
     given = dict(a.split("=", 1) for a in args if "=" in a)
-    return {col: int(given[opt]) for col, opt in SEARCH_OPTIONS.items() if opt in given}
+    return {col: int(given[opt]) for col, (opt, _) in SEARCH_OPTIONS.items() if opt in given}
 
 
 def collect(runs: Path, out: Path, budgets: dict[str, dict[str, Any]] = BUDGETS) -> pd.DataFrame:
@@ -890,19 +896,16 @@ def plots(
 def other_search_recipes(df: pd.DataFrame, recipe: Recipe) -> list[str]:
     """A line naming the runs whose search trained on other images or for other epochs
     than ``recipe`` says (the `search_options` columns; none when every run agrees)."""
-    wanted = {
-        "search_train": (recipe.search_train, "images"),
-        "search_epochs": (recipe.search_epochs, "epochs"),
-    }
     found = []
-    for col, (want, unit) in wanted.items():
+    for col, (_, unit) in SEARCH_OPTIONS.items():
         if col not in df:
             continue
-        other = df[df[col].notna() & (df[col] != want)]
+        other = df[df[col].notna() & (df[col] != getattr(recipe, col))]
         for (budget, method, value), runs in other.groupby(["budget", "method", col]):
             seeds = ", ".join(str(k) for k in sorted(runs["seed"]))
             found.append(f"{budget} {method} (seeds {seeds}): {value:,.0f} {unit}")
-    head = "- Searches with another recipe (columns `search_train`, `search_epochs`): "
+    columns = ", ".join(f"`{col}`" for col in SEARCH_OPTIONS)
+    head = f"- Searches with another recipe (columns {columns}): "
     return [head + "; ".join(found) + "."] if found else []
 
 
